@@ -1,0 +1,2 @@
+/* agentctl.c: the operator's command line. */
+int main(void) { return 0; }

@@ -1,0 +1,332 @@
+/* util.c: string, file and number helpers shared by the modules: strings
+ * that cannot truncate, files written atomically, durations and sizes. */
+#include <ctype.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "util.h"
+
+int set_error_msg(char **ret_msg, const char *fmt, ...) {
+        va_list ap;
+        char *s;
+
+        if (!ret_msg)
+                return 0;
+        va_start(ap, fmt);
+        if (vasprintf(&s, fmt, ap) < 0)
+                s = NULL;
+        va_end(ap);
+        if (!s)
+                return -ENOMEM;
+        free(*ret_msg);
+        *ret_msg = s;
+        return 0;
+}
+
+char *strdup_printf(const char *fmt, ...) {
+        va_list ap;
+        char *s;
+        int r;
+
+        va_start(ap, fmt);
+        r = vasprintf(&s, fmt, ap);
+        va_end(ap);
+        return r < 0 ? NULL : s;
+}
+
+char *strstrip(char *s) {
+        char *e;
+
+        while (isspace((unsigned char) *s))
+                s++;
+        e = s + strlen(s);
+        while (e > s && isspace((unsigned char) e[-1]))
+                *--e = '\0';
+        return s;
+}
+
+bool path_is_absolute(const char *p) {
+        return p && p[0] == '/';
+}
+
+static const struct {
+        const char *suffix;
+        usec_t usec;
+} duration_units[] = {
+        { "us", 1 },
+        { "usec", 1 },
+        { "ms", USEC_PER_MSEC },
+        { "msec", USEC_PER_MSEC },
+        { "s", USEC_PER_SEC },
+        { "sec", USEC_PER_SEC },
+        { "min", USEC_PER_MINUTE },
+        { "m", USEC_PER_MINUTE },
+        { "h", USEC_PER_HOUR },
+        { "d", USEC_PER_DAY },
+};
+
+int parse_duration(const char *s, usec_t *ret) {
+        unsigned long long n;
+        char *end;
+
+        if (isempty(s) || !isdigit((unsigned char) s[0]))
+                return -EINVAL;
+        errno = 0;
+        n = strtoull(s, &end, 10);
+        if (errno == ERANGE)
+                return -ERANGE;
+        while (*end == ' ')
+                end++;
+        if (*end == '\0') {
+                if (n > USEC_INFINITY / USEC_PER_SEC)
+                        return -ERANGE;
+                *ret = (usec_t) n * USEC_PER_SEC;
+                return 0;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(duration_units); i++)
+                if (streq(end, duration_units[i].suffix)) {
+                        if (n > USEC_INFINITY / duration_units[i].usec)
+                                return -ERANGE;
+                        *ret = (usec_t) n * duration_units[i].usec;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+char *format_duration(usec_t u) {
+        if (u == 0)
+                return strdup("0s");
+        if (u % USEC_PER_DAY == 0)
+                return strdup_printf("%" PRIu64 "d", u / USEC_PER_DAY);
+        if (u % USEC_PER_HOUR == 0)
+                return strdup_printf("%" PRIu64 "h", u / USEC_PER_HOUR);
+        if (u % USEC_PER_MINUTE == 0)
+                return strdup_printf("%" PRIu64 "min", u / USEC_PER_MINUTE);
+        if (u % USEC_PER_SEC == 0)
+                return strdup_printf("%" PRIu64 "s", u / USEC_PER_SEC);
+        if (u % USEC_PER_MSEC == 0)
+                return strdup_printf("%" PRIu64 "ms", u / USEC_PER_MSEC);
+        return strdup_printf("%" PRIu64 "us", u);
+}
+
+static const struct {
+        const char *suffix;
+        uint64_t factor;
+} size_units[] = {
+        { "B", 1 },
+        { "kB", 1024ULL },
+        { "MB", 1024ULL * 1024 },
+        { "GB", 1024ULL * 1024 * 1024 },
+        { "TB", 1024ULL * 1024 * 1024 * 1024 },
+};
+
+int parse_size(const char *s, uint64_t *ret) {
+        unsigned long long n;
+        char *end;
+
+        if (isempty(s) || !isdigit((unsigned char) s[0]))
+                return -EINVAL;
+        errno = 0;
+        n = strtoull(s, &end, 10);
+        if (errno == ERANGE)
+                return -ERANGE;
+        while (*end == ' ')
+                end++;
+        if (*end == '\0') {
+                *ret = n;
+                return 0;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(size_units); i++)
+                if (streq(end, size_units[i].suffix)) {
+                        if (n > UINT64_MAX / size_units[i].factor)
+                                return -ERANGE;
+                        *ret = n * size_units[i].factor;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+char *format_size(uint64_t b) {
+        for (size_t i = ELEMENTSOF(size_units); i-- > 1;)
+                if (b != 0 && b % size_units[i].factor == 0)
+                        return strdup_printf("%" PRIu64 "%s", b / size_units[i].factor, size_units[i].suffix);
+        return strdup_printf("%" PRIu64 "B", b);
+}
+
+int parse_bool(const char *s, bool *ret) {
+        static const char *const yes[] = { "1", "yes", "true", "on" };
+        static const char *const no[] = { "0", "no", "false", "off" };
+
+        if (!s)
+                return -EINVAL;
+        for (size_t i = 0; i < ELEMENTSOF(yes); i++)
+                if (strcasecmp(s, yes[i]) == 0) {
+                        *ret = true;
+                        return 0;
+                }
+        for (size_t i = 0; i < ELEMENTSOF(no); i++)
+                if (strcasecmp(s, no[i]) == 0) {
+                        *ret = false;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+int parse_int64(const char *s, int64_t *ret) {
+        long long n;
+        char *end;
+
+        if (isempty(s))
+                return -EINVAL;
+        errno = 0;
+        n = strtoll(s, &end, 10);
+        if (errno == ERANGE)
+                return -ERANGE;
+        if (*end != '\0' || end == s)
+                return -EINVAL;
+        *ret = n;
+        return 0;
+}
+
+int read_full_file(const char *path, char **ret, size_t *ret_size) {
+        _cleanup_free_ char *buf = NULL;
+        size_t size = 0, alloc = 0;
+        FILE *f;
+
+        f = fopen(path, "re");
+        if (!f)
+                return -errno;
+        for (;;) {
+                size_t n;
+
+                if (alloc - size < 4096) {
+                        char *nbuf;
+
+                        alloc = alloc ? alloc * 2 : 8192;
+                        if (alloc > 64 * 1024 * 1024) {
+                                fclose(f);
+                                return -EFBIG;
+                        }
+                        nbuf = realloc(buf, alloc);
+                        if (!nbuf) {
+                                fclose(f);
+                                return -ENOMEM;
+                        }
+                        buf = nbuf;
+                }
+                n = fread(buf + size, 1, alloc - size - 1, f);
+                size += n;
+                if (n == 0) {
+                        if (ferror(f)) {
+                                fclose(f);
+                                return -EIO;
+                        }
+                        break;
+                }
+        }
+        fclose(f);
+        buf[size] = '\0';
+        if (ret_size)
+                *ret_size = size;
+        *ret = TAKE_PTR(buf);
+        return 0;
+}
+
+int read_one_line_file(const char *path, char **ret) {
+        char *s;
+        size_t n;
+        int r;
+
+        r = read_full_file(path, &s, &n);
+        if (r < 0)
+                return r;
+        if (n > 0 && s[n - 1] == '\n')
+                s[--n] = '\0';
+        if (n > 0 && s[n - 1] == '\r')
+                s[--n] = '\0';
+        *ret = s;
+        return 0;
+}
+
+int write_file_atomic(const char *path, const char *content, mode_t mode) {
+        _cleanup_free_ char *tmp = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        size_t len = strlen(content), done = 0;
+
+        tmp = strdup_printf("%s.tmp.%d", path, (int) getpid());
+        if (!tmp)
+                return -ENOMEM;
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+        if (fd < 0)
+                return -errno;
+        while (done < len) {
+                ssize_t n = write(fd, content + done, len - done);
+                if (n < 0) {
+                        int r = -errno;
+                        if (r == -EINTR)
+                                continue;
+                        (void) unlink(tmp);
+                        return r;
+                }
+                done += (size_t) n;
+        }
+        if (fsync(fd) < 0 || fchmod(fd, mode) < 0) {
+                int r = -errno;
+                (void) unlink(tmp);
+                return r;
+        }
+        if (rename(tmp, path) < 0) {
+                int r = -errno;
+                (void) unlink(tmp);
+                return r;
+        }
+        return 0;
+}
+
+size_t strv_length(char * const *l) {
+        size_t n = 0;
+
+        if (l)
+                while (l[n])
+                        n++;
+        return n;
+}
+
+int strv_split_comma(const char *s, char ***ret) {
+        _cleanup_strv_free_ char **l = NULL;
+        _cleanup_free_ char *copy = NULL;
+        size_t n = 0;
+        char *save = NULL;
+
+        l = calloc(1, sizeof(char *));
+        if (!l)
+                return -ENOMEM;
+        if (isempty(s)) {
+                *ret = TAKE_PTR(l);
+                return 0;
+        }
+        copy = strdup(s);
+        if (!copy)
+                return -ENOMEM;
+        for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+                char **nl;
+
+                tok = strstrip(tok);
+                if (*tok == '\0')
+                        continue;
+                nl = realloc(l, (n + 2) * sizeof(char *));
+                if (!nl)
+                        return -ENOMEM;
+                l = nl;
+                l[n] = strdup(tok);
+                if (!l[n])
+                        return -ENOMEM;
+                l[++n] = NULL;
+        }
+        *ret = TAKE_PTR(l);
+        return 0;
+}

@@ -1,0 +1,47 @@
+/* util.h: string, file and number helpers shared by the modules: strings
+ * that cannot truncate, files written atomically, durations and sizes. */
+#ifndef PGLEASE_UTIL_H
+#define PGLEASE_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "macro.h"
+
+/* asprintf() returning a string or NULL, never truncating. */
+char *strdup_printf(const char *fmt, ...) _printf_(1, 2);
+
+/* Parses "10s", "500ms", "2min", "1h", "3d", "250us"; a bare number is
+ * seconds. Returns -EINVAL on anything else, -ERANGE on overflow. */
+int parse_duration(const char *s, usec_t *ret);
+
+/* Formats a duration the way parse_duration() reads it ("10s", "500ms"). */
+char *format_duration(usec_t u);
+
+/* Parses "1024", "64kB", "16MB", "1GB" (powers of 1024, PostgreSQL's units)
+ * into bytes. */
+int parse_size(const char *s, uint64_t *ret);
+char *format_size(uint64_t bytes);
+
+int parse_bool(const char *s, bool *ret);
+int parse_int64(const char *s, int64_t *ret);
+
+/* Reads a whole small file (a password, a token) into a heap string,
+ * stripping one trailing newline. */
+int read_one_line_file(const char *path, char **ret);
+int read_full_file(const char *path, char **ret, size_t *ret_size);
+
+/* Writes a file through a temporary file + fsync + rename, so that a reader
+ * sees either the old or the new content, never half of it. */
+int write_file_atomic(const char *path, const char *content, mode_t mode);
+
+/* Splits "a,b ,c" into a NULL-terminated vector of trimmed, non-empty items. */
+int strv_split_comma(const char *s, char ***ret);
+size_t strv_length(char * const *l);
+
+/* Removes trailing and leading whitespace in place, returns s. */
+char *strstrip(char *s);
+
+bool path_is_absolute(const char *p);
+
+#endif
