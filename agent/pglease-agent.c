@@ -1,3 +1,173 @@
-/* pglease-agent.c: the daemon and its init / run-postgres modes. */
+/* pglease-agent.c: the daemon's entry point: command line, configuration,
+ * and the modes (daemon, init, run-postgres). */
+#include <getopt.h>
 #include <stdio.h>
-int main(void) { return 0; }
+#include <string.h>
+
+#include "agent.h"
+#include "exit-codes.h"
+#include "pglease-build.h"
+#include "util.h"
+
+extern char **environ;
+
+static void help(void) {
+        printf("Usage: pglease-agent [OPTIONS]                 run the agent (daemon)\n"
+               "       pglease-agent [OPTIONS] --check-config  print the effective configuration\n"
+               "       pglease-agent [OPTIONS] init [--dry-run] prepare the data directory\n"
+               "       pglease-agent run-postgres [--run-dir DIR] -- postgres -D DATADIR ...\n"
+               "\n"
+               "Replication and failover manager for PostgreSQL on Kubernetes.\n"
+               "\n"
+               "Options:\n"
+               "  -c, --config FILE     configuration file (default: $PGLEASE_CONFIG, else\n"
+               "                        %s/pglease/pglease.conf if it exists)\n"
+               "      --set KEY=VALUE   override one configuration key (repeatable)\n"
+               "      --check-config    validate and print the effective configuration, then exit\n"
+               "  -h, --help            show this help\n"
+               "      --version         show the version\n"
+               "\n"
+               "Configuration is read from the file, then PGLEASE_<KEY> environment variables,\n"
+               "then --set flags. See pglease-agent(8) and pglease.conf(5).\n",
+               PGLEASE_SYSCONFDIR);
+}
+
+static int default_config_path(char **ret) {
+        const char *env = getenv("PGLEASE_CONFIG");
+        char *p;
+
+        if (env)
+                p = strdup(env);
+        else {
+                p = strdup_printf("%s/pglease/pglease.conf", PGLEASE_SYSCONFDIR);
+                if (p && access(p, F_OK) < 0) {
+                        free(p);
+                        *ret = NULL;
+                        return 0;
+                }
+        }
+        if (!p)
+                return -ENOMEM;
+        *ret = p;
+        return 0;
+}
+
+enum mode { MODE_DAEMON, MODE_CHECK_CONFIG, MODE_INIT };
+
+static int parse_argv(int argc, char **argv, struct agent *a, enum mode *ret_mode, bool *ret_dry_run) {
+        enum { ARG_SET = 0x100, ARG_CHECK, ARG_VERSION, ARG_DRY_RUN };
+        static const struct option options[] = {
+                { "config", required_argument, NULL, 'c' },
+                { "set", required_argument, NULL, ARG_SET },
+                { "check-config", no_argument, NULL, ARG_CHECK },
+                { "dry-run", no_argument, NULL, ARG_DRY_RUN },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, ARG_VERSION },
+                {}
+        };
+        enum mode mode = MODE_DAEMON;
+        int c;
+
+        while ((c = getopt_long(argc, argv, "c:h", options, NULL)) >= 0) {
+                switch (c) {
+                case 'c':
+                        free(a->config_path);
+                        a->config_path = strdup(optarg);
+                        if (!a->config_path)
+                                return -ENOMEM;
+                        break;
+                case ARG_SET:
+                        if (!strchr(optarg, '=')) {
+                                fprintf(stderr, "pglease-agent: --set %s: expected KEY=VALUE\n", optarg);
+                                return -EINVAL;
+                        }
+                        if (strv_extend(&a->settings, optarg) < 0)
+                                return -ENOMEM;
+                        break;
+                case ARG_CHECK:
+                        mode = MODE_CHECK_CONFIG;
+                        break;
+                case ARG_DRY_RUN:
+                        *ret_dry_run = true;
+                        break;
+                case 'h':
+                        help();
+                        return 0;
+                case ARG_VERSION:
+                        printf("pglease-agent %s\n", PGLEASE_VERSION);
+                        return 0;
+                default:
+                        fprintf(stderr, "Try 'pglease-agent --help'.\n");
+                        return -EINVAL;
+                }
+        }
+        if (optind < argc) {
+                if (streq(argv[optind], "init") && mode == MODE_DAEMON)
+                        mode = MODE_INIT;
+                else {
+                        fprintf(stderr, "pglease-agent: unexpected argument '%s'. Try 'pglease-agent --help'.\n", argv[optind]);
+                        return -EINVAL;
+                }
+                if (optind + 1 < argc) {
+                        fprintf(stderr, "pglease-agent: unexpected argument '%s'\n", argv[optind + 1]);
+                        return -EINVAL;
+                }
+        }
+        *ret_mode = mode;
+        return 1;
+}
+
+int main(int argc, char **argv) {
+        _cleanup_free_ char *err = NULL;
+        struct agent a = { .clock = &clock_system, .envp = environ };
+        enum mode mode = MODE_DAEMON;
+        bool dry_run = false;
+        int r, status;
+
+        logger_init(&a.log, "pglease-agent", STDERR_FILENO);
+        if (log_journal_wanted())
+                a.log.target = LOG_TARGET_JOURNAL;
+
+        r = parse_argv(argc, argv, &a, &mode, &dry_run);
+        if (r <= 0) {
+                status = r < 0 ? EXIT_USAGE : EXIT_OK;
+                goto finish;
+        }
+        if (!a.config_path && default_config_path(&a.config_path) < 0) {
+                status = EXIT_FAIL;
+                goto finish;
+        }
+        r = agent_load_config(&a, &a.config, &err);
+        if (r < 0) {
+                fprintf(stderr, "pglease-agent: invalid configuration: %s\n", err ? err : strerror(-r));
+                status = EXIT_CONFIG;
+                goto finish;
+        }
+        switch (mode) {
+        case MODE_CHECK_CONFIG: {
+                _cleanup_free_ char *dump = NULL;
+
+                if (config_dump(&a.config, &dump) < 0) {
+                        status = EXIT_FAIL;
+                        break;
+                }
+                printf("# pglease-agent %s: effective configuration (%s)\n%s",
+                       PGLEASE_VERSION, a.config_path ? a.config_path : "no configuration file", dump);
+                status = EXIT_OK;
+                break;
+        }
+        case MODE_INIT:
+                fprintf(stderr, "pglease-agent: init is not available in this build yet\n");
+                status = EXIT_FAIL;
+                (void) dry_run;
+                break;
+        default:
+                status = agent_run(&a);
+        }
+        config_done(&a.config);
+finish:
+        logger_done(&a.log);
+        free(a.config_path);
+        strv_free(a.settings);
+        return status;
+}

@@ -330,3 +330,21 @@ int strv_split_comma(const char *s, char ***ret) {
         *ret = TAKE_PTR(l);
         return 0;
 }
+
+int strv_extend(char ***l, const char *s) {
+        size_t n = strv_length(*l);
+        char **nl, *copy;
+
+        copy = strdup(s);
+        if (!copy)
+                return -ENOMEM;
+        nl = realloc(*l, (n + 2) * sizeof(char *));
+        if (!nl) {
+                free(copy);
+                return -ENOMEM;
+        }
+        nl[n] = copy;
+        nl[n + 1] = NULL;
+        *l = nl;
+        return 0;
+}

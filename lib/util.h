@@ -38,6 +38,8 @@ int write_file_atomic(const char *path, const char *content, mode_t mode);
 /* Splits "a,b ,c" into a NULL-terminated vector of trimmed, non-empty items. */
 int strv_split_comma(const char *s, char ***ret);
 size_t strv_length(char * const *l);
+/* Appends a copy of s to the NULL-terminated vector *l (which may be NULL). */
+int strv_extend(char ***l, const char *s);
 
 /* Removes trailing and leading whitespace in place, returns s. */
 char *strstrip(char *s);

@@ -1,0 +1,42 @@
+/* agent.h: the daemon's state: configuration, logger, event loop, the
+ * injected clock, and the hooks the control loop fills in. */
+#ifndef PGLEASE_AGENT_H
+#define PGLEASE_AGENT_H
+
+#include <systemd/sd-event.h>
+
+#include "clock.h"
+#include "config.h"
+#include "log.h"
+
+struct agent {
+        struct config config;
+        struct logger log;
+        const struct clock_ops *clock;
+
+        char *config_path;          /* NULL: no file */
+        char **settings;            /* --set KEY=VALUE, re-applied on reload */
+        char **envp;
+
+        sd_event *event;
+        sd_event_source *tick_source;
+        unsigned random_state;
+
+        usec_t last_tick;           /* monotonic; 0 before the first tick */
+        uint64_t ticks;
+        bool stopping;
+        int exit_status;
+};
+
+/* Loads the configuration from the agent's sources (file, env, flags). */
+int agent_load_config(struct agent *a, struct config *ret, char **reterr_msg);
+
+/* Runs the daemon until SIGTERM/SIGINT; returns the exit status. */
+int agent_run(struct agent *a);
+
+/* One tick of the control loop: observe, decide, act. */
+void agent_tick(struct agent *a, usec_t now);
+
+void agent_log(const struct agent *a, enum log_level level, const char *event, const char *fmt, ...) _printf_(4, 5);
+
+#endif

@@ -1,0 +1,182 @@
+/* daemon.c: the agent's event loop: signals, the jittered tick timer on
+ * retry_period, configuration reload, and sd_notify / watchdog. */
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+
+#include "agent.h"
+#include "exit-codes.h"
+#include "pglease-build.h"
+#include "util.h"
+
+void agent_log(const struct agent *a, enum log_level level, const char *event, const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        log_writev(&a->log, clock_realtime(a->clock), level, event, fmt, ap);
+        va_end(ap);
+}
+
+int agent_load_config(struct agent *a, struct config *ret, char **reterr_msg) {
+        _cleanup_strv_free_ char **unknown = NULL;
+        int r;
+
+        r = config_load(a->config_path, a->envp, a->settings, ret, &unknown, reterr_msg);
+        if (r < 0)
+                return r;
+        if (isempty(ret->node_name)) {
+                char host[256] = "";
+
+                r = gethostname(host, sizeof host - 1) < 0 ? -errno : 0;
+                if (r >= 0)
+                        r = config_set(ret, "node_name", host, "host name", reterr_msg);
+                if (r < 0) {
+                        config_done(ret);
+                        return set_error_msg(reterr_msg, "node_name is not set and the host name is unusable"), r;
+                }
+        }
+        for (char **u = unknown; u && *u; u++)
+                agent_log(a, LOG_LEVEL_WARNING, "config", "ignoring environment variable %s: no such key", *u);
+        return 0;
+}
+
+static void apply_logging(struct agent *a) {
+        a->log.format = (enum log_format) a->config.log_format;
+        a->log.min_level = (enum log_level) a->config.log_level;
+        (void) logger_set_node(&a->log, a->config.node_name);
+}
+
+/* retry_period +/- 10%, so that the agents of a cluster do not tick in
+ * lockstep against the API server; 10% keeps within the 1.2 x margin that
+ * config_validate() demands of renew_deadline. */
+static usec_t next_tick_delay(struct agent *a) {
+        usec_t period = a->config.retry_period, spread = period / 5;
+
+        if (spread == 0)
+                return period;
+        return period - period / 10 + (usec_t) rand_r(&a->random_state) % spread;
+}
+
+static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
+        struct agent *a = userdata;
+        usec_t now = clock_now(a->clock);
+        int r;
+
+        agent_tick(a, now);
+        if (a->stopping)
+                return 0;
+        /* Re-armed from now, not from the scheduled time: after a stall the
+         * loop takes one tick, not a burst of catch-up ticks. */
+        r = sd_event_source_set_time(s, now + next_tick_delay(a));
+        if (r >= 0)
+                r = sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+        if (r < 0)
+                agent_log(a, LOG_LEVEL_ERROR, "loop", "cannot re-arm the tick timer: %s", strerror(-r));
+        return 0;
+}
+
+static void reload(struct agent *a) {
+        _cleanup_strv_free_ char **changed = NULL, **refused = NULL;
+        _cleanup_free_ char *err = NULL;
+        struct config next;
+        int r;
+
+        (void) sd_notify(false, "RELOADING=1\nSTATUS=Reloading configuration");
+        r = agent_load_config(a, &next, &err);
+        if (r < 0) {
+                agent_log(a, LOG_LEVEL_ERROR, "reload", "configuration not reloaded, keeping the running one: %s", strempty(err));
+                goto done;
+        }
+        r = config_reload_merge(&a->config, &next, &changed, &refused);
+        if (r < 0) {
+                config_done(&next);
+                agent_log(a, LOG_LEVEL_ERROR, "reload", "configuration not reloaded: %s", strerror(-r));
+                goto done;
+        }
+        for (char **k = refused; k && *k; k++)
+                agent_log(a, LOG_LEVEL_WARNING, "reload", "%s cannot change at run time: keeping the running value; restart to apply", *k);
+        for (char **k = changed; k && *k; k++)
+                agent_log(a, LOG_LEVEL_INFO, "reload", "%s changed", *k);
+        config_done(&a->config);
+        a->config = next;
+        apply_logging(a);
+        agent_log(a, LOG_LEVEL_INFO, "reload", "configuration reloaded (%zu changed, %zu refused)",
+                  strv_length(changed), strv_length(refused));
+done:
+        (void) sd_notify(false, "READY=1\nSTATUS=Running");
+}
+
+static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        struct agent *a = userdata;
+
+        switch (si->ssi_signo) {
+        case SIGHUP:
+                reload(a);
+                return 0;
+        case SIGTERM:
+        case SIGINT:
+                agent_log(a, LOG_LEVEL_INFO, "stop", "received %s, stopping", strsignal((int) si->ssi_signo));
+                a->stopping = true;
+                (void) sd_notify(false, "STOPPING=1\nSTATUS=Stopping");
+                return sd_event_exit(sd_event_source_get_event(s), EXIT_OK);
+        default:
+                return 0;
+        }
+}
+
+int agent_run(struct agent *a) {
+        static const int signals[] = { SIGTERM, SIGINT, SIGHUP };
+        sigset_t mask;
+        int r, status;
+
+        apply_logging(a);
+        a->random_state = (unsigned) (clock_realtime(a->clock) ^ (usec_t) getpid());
+
+        r = sd_event_new(&a->event);
+        if (r < 0) {
+                agent_log(a, LOG_LEVEL_ERROR, "start", "cannot create the event loop: %s", strerror(-r));
+                return EXIT_FAIL;
+        }
+        sigemptyset(&mask);
+        for (size_t i = 0; i < ELEMENTSOF(signals); i++)
+                sigaddset(&mask, signals[i]);
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0) {
+                agent_log(a, LOG_LEVEL_ERROR, "start", "cannot block signals: %m");
+                return EXIT_FAIL;
+        }
+        (void) signal(SIGPIPE, SIG_IGN);
+        for (size_t i = 0; i < ELEMENTSOF(signals); i++) {
+                r = sd_event_add_signal(a->event, NULL, signals[i], on_signal, a);
+                if (r < 0) {
+                        agent_log(a, LOG_LEVEL_ERROR, "start", "cannot watch signal %d: %s", signals[i], strerror(-r));
+                        return EXIT_FAIL;
+                }
+        }
+        /* The first tick runs at once; the loop re-arms it after each. */
+        r = sd_event_add_time(a->event, &a->tick_source, CLOCK_MONOTONIC, 0, 0, on_tick, a);
+        if (r < 0) {
+                agent_log(a, LOG_LEVEL_ERROR, "start", "cannot add the tick timer: %s", strerror(-r));
+                return EXIT_FAIL;
+        }
+        (void) sd_event_set_watchdog(a->event, true);
+
+        agent_log(a, LOG_LEVEL_INFO, "start", "pglease-agent %s starting: cluster %s, retry_period %" PRIu64 "ms",
+                  PGLEASE_VERSION, a->config.cluster_name, a->config.retry_period / USEC_PER_MSEC);
+        (void) sd_notify(false, "READY=1\nSTATUS=Running");
+
+        r = sd_event_loop(a->event);
+        status = r < 0 ? EXIT_FAIL : r;
+
+        a->tick_source = sd_event_source_disable_unref(a->tick_source);
+        a->event = sd_event_unref(a->event);
+        agent_log(a, LOG_LEVEL_INFO, "stop", "stopped");
+        return status;
+}
+
+void agent_tick(struct agent *a, usec_t now) {
+        a->ticks++;
+        a->last_tick = now;
+        agent_log(a, LOG_LEVEL_DEBUG, "tick", "tick %" PRIu64, a->ticks);
+}
