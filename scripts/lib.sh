@@ -40,7 +40,7 @@ pkg_available() {
 }
 
 apt_install() {
-	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	as_root env DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8 apt-get install -y -q \
 		--no-install-recommends -o Dpkg::Use-Pty=0 "$@"
 }
 
@@ -54,7 +54,7 @@ ensure_packages() {
 	done
 	if ((${#missing[@]})); then
 		log "installing: ${missing[*]}"
-		as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+		as_root env DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8 apt-get update -q
 		apt_install "${missing[@]}" || die "apt-get install failed"
 	fi
 	if ! command -v kubectl >/dev/null 2>&1; then
