@@ -1,0 +1,111 @@
+/* kube.h: a small Kubernetes API client over libcurl and cJSON: in-cluster
+ * and kubeconfig auth, Lease, Pod and Event calls, bounded retries. */
+#ifndef PGLEASE_KUBE_H
+#define PGLEASE_KUBE_H
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+
+#include "clock.h"
+#include "kube-config.h"
+#include "kube-yaml.h"
+#include "macro.h"
+
+struct kube_http_request {
+        const char *method;          /* "GET", "POST", "PUT", "PATCH" */
+        const char *url;             /* server + path */
+        const char *path;            /* path and query alone, for fakes and messages */
+        const char *content_type;    /* NULL when there is no body */
+        const char *body;
+        const char *token;           /* bearer token, NULL for none */
+};
+
+struct kube_http_response {
+        long status;
+        char *body;                  /* NUL-terminated, owned */
+        size_t body_size;
+        usec_t retry_after;          /* Retry-After header (seconds form), 0 if absent */
+};
+void kube_http_response_done(struct kube_http_response *r);
+
+/* The transport under the client: curl by default, canned answers in tests.
+ * perform() makes exactly one attempt that must not last longer than
+ * timeout; it returns 0 with any HTTP status, or -ETIMEDOUT,
+ * -ECONNREFUSED, -ECONNRESET, -EHOSTUNREACH, -EIO when no answer came. */
+struct kube_transport_ops {
+        int (*perform)(void *userdata, const struct kube_http_request *req, usec_t timeout,
+                       struct kube_http_response *ret, char **reterr_msg);
+        void (*free)(void *userdata);
+};
+
+/* The curl transport for a configuration (server, CA, client certificate). */
+int kube_transport_curl_new(const struct kube_config *c, void **ret_userdata, char **reterr_msg);
+extern const struct kube_transport_ops kube_transport_curl;
+
+struct kube_options {
+        const char *kubeconfig;          /* NULL: $KUBECONFIG if set, else in-cluster */
+        const char *serviceaccount_dir;  /* NULL: /var/run/secrets/kubernetes.io/serviceaccount */
+        const char *server;              /* overrides KUBERNETES_SERVICE_HOST/PORT (tests) */
+        usec_t attempt_timeout;          /* cap on one HTTP attempt; 0: 5 s */
+        /* Tests: a fake transport (owned by the caller, not freed) and a sleep
+         * that moves a scripted clock instead of waiting. */
+        const struct kube_transport_ops *transport;
+        void *transport_userdata;
+        void (*sleep)(void *userdata, usec_t usec);
+        void *sleep_userdata;
+};
+
+struct kube;
+
+/* Loads the configuration and prepares the transport; nothing is sent. */
+int kube_new(const struct kube_options *o, const struct clock_ops *clock, struct kube **ret, char **reterr_msg);
+struct kube *kube_free(struct kube *k);
+DEFINE_POINTER_CLEANUP_FUNC(struct kube, kube_free);
+
+/* The namespace of the configuration (service account or context); NULL if none. */
+const char *kube_namespace(const struct kube *k);
+/* HTTP requests sent so far, retries included. */
+uint64_t kube_request_count(const struct kube *k);
+
+/* One call: retries 429/5xx/timeouts/connection errors with jittered
+ * exponential backoff and Retry-After, re-reads the token and retries once
+ * after a 401, never starts an attempt that cannot finish by deadline.
+ * Errors: -ENOENT 404, -ESTALE 409 Conflict, -EEXIST 409 AlreadyExists,
+ * -EACCES 401, -EPERM 403, -EINVAL 400/422, -EBADMSG unparseable body,
+ * -ETIMEDOUT, the transport's error, -EIO anything else; *reterr_msg as
+ * "409 Conflict: Operation cannot be fulfilled on ...". ret may be NULL. */
+int kube_request(struct kube *k, const char *method, const char *path, const char *content_type,
+                 const cJSON *body, usec_t deadline, cJSON **ret, char **reterr_msg);
+
+/* coordination.k8s.io/v1 Lease. kube_lease_replace() PUTs the object as
+ * given: it must carry metadata.name and metadata.resourceVersion. */
+int kube_lease_get(struct kube *k, const char *ns, const char *name, usec_t deadline,
+                   cJSON **ret, char **reterr_msg);
+int kube_lease_create(struct kube *k, const char *ns, const cJSON *lease, usec_t deadline,
+                      cJSON **ret, char **reterr_msg);
+int kube_lease_replace(struct kube *k, const char *ns, const cJSON *lease, usec_t deadline,
+                       cJSON **ret, char **reterr_msg);
+
+/* core/v1 Pod: get, list by label selector (ret: the PodList), merge patch. */
+int kube_pod_get(struct kube *k, const char *ns, const char *name, usec_t deadline,
+                 cJSON **ret, char **reterr_msg);
+int kube_pod_list(struct kube *k, const char *ns, const char *label_selector, usec_t deadline,
+                  cJSON **ret, char **reterr_msg);
+int kube_pod_merge_patch(struct kube *k, const char *ns, const char *name, const cJSON *patch,
+                         usec_t deadline, cJSON **ret, char **reterr_msg);
+
+/* core/v1 Event about a Pod, source.component "pglease-agent", a unique name. */
+struct kube_event {
+        const char *pod;
+        const char *pod_uid;         /* NULL if unknown */
+        const char *type;            /* "Normal" or "Warning" */
+        const char *reason;
+        const char *message;
+};
+int kube_event_create(struct kube *k, const char *ns, const struct kube_event *e, usec_t deadline,
+                      char **reterr_msg);
+
+/* Percent-encodes a query value (a label selector). */
+char *kube_url_escape(const char *s);
+
+#endif
