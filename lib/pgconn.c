@@ -96,6 +96,9 @@ static int connect_error_to_errno(PGconn *c) {
         return -EIO;
 }
 
+static void notice_discard(void *userdata, const char *message) {
+}
+
 static int usec_to_whole_seconds(usec_t u) {
         usec_t s;
 
@@ -213,14 +216,33 @@ int pgconn_connect(const char *conninfo, const char *application_name,
                 return r;
         }
 
+        /* libpq prints NOTICEs (e.g. "schema already exists, skipping") to
+         * stderr by default; a library stays silent. */
+        PQsetNoticeProcessor(c, notice_discard, NULL);
         *ret = TAKE_PTR(c);
         return 0;
+}
+
+static int result_error(const PGresult *res, char **reterr_msg) {
+        const char *sqlstate, *primary;
+
+        sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+        if (primary && sqlstate) {
+                _cleanup_free_ char *prefix = strdup_printf("SQLSTATE %s: ", sqlstate);
+                (void) set_clean_error(reterr_msg, prefix, primary);
+        } else
+                (void) set_clean_error(reterr_msg, NULL, PQresultErrorMessage(res));
+
+        /* 57014 is query_canceled, which is what statement_timeout raises. */
+        if (sqlstate && streq(sqlstate, "57014"))
+                return -ETIMEDOUT;
+        return -EIO;
 }
 
 int pgconn_exec(PGconn *c, const char *sql, int n_params, const char *const *params,
                 PGresult **ret, char **reterr_msg) {
         _cleanup_(pgresult_clearp) PGresult *res = NULL;
-        const char *sqlstate, *primary;
         ExecStatusType status;
 
         if (!c || !sql || n_params < 0 || (n_params > 0 && !params))
@@ -238,19 +260,28 @@ int pgconn_exec(PGconn *c, const char *sql, int n_params, const char *const *par
                         *ret = TAKE_PTR(res);
                 return 0;
         }
+        return result_error(res, reterr_msg);
+}
 
-        sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-        primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-        if (primary && sqlstate) {
-                _cleanup_free_ char *prefix = strdup_printf("SQLSTATE %s: ", sqlstate);
-                (void) set_clean_error(reterr_msg, prefix, primary);
-        } else
-                (void) set_clean_error(reterr_msg, NULL, PQresultErrorMessage(res));
+/* Migration files hold several statements, which the extended protocol of
+ * PQexecParams() cannot carry in one call; they come from the agent's own
+ * installed sql/ directory and take no parameters, so the simple protocol
+ * is safe for them and for nothing else. */
+int pgconn_exec_script(PGconn *c, const char *script, char **reterr_msg) {
+        _cleanup_(pgresult_clearp) PGresult *res = NULL;
+        ExecStatusType status;
 
-        /* 57014 is query_canceled, which is what statement_timeout raises. */
-        if (sqlstate && streq(sqlstate, "57014"))
-                return -ETIMEDOUT;
-        return -EIO;
+        if (!c || !script)
+                return -EINVAL;
+        res = PQexec(c, script);
+        if (!res) {
+                (void) set_clean_error(reterr_msg, NULL, PQerrorMessage(c));
+                return PQstatus(c) == CONNECTION_OK ? -ENOMEM : -EIO;
+        }
+        status = PQresultStatus(res);
+        if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK || status == PGRES_EMPTY_QUERY)
+                return 0;
+        return result_error(res, reterr_msg);
 }
 
 static bool conninfo_value_needs_quotes(const char *v) {

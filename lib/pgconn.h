@@ -37,6 +37,11 @@ static inline void pgresult_clearp(PGresult **r) {
 int pgconn_exec(PGconn *c, const char *sql, int n_params, const char *const *params,
                 PGresult **ret, char **reterr_msg);
 
+/* Runs a trusted multi-statement script (a migration file shipped with
+ * the agent) through the simple protocol, PQexec(); never for anything
+ * built from input. Errors as pgconn_exec(). */
+int pgconn_exec_script(PGconn *c, const char *script, char **reterr_msg);
+
 /* Builds a keyword/value conninfo string, quoting values as libpq wants.
  * keys_values is a NULL-terminated list of alternating keys and values;
  * pairs whose value is NULL or "" are left out. */
