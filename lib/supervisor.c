@@ -1,0 +1,583 @@
+/* supervisor.c: the run-postgres supervisor, PID 1 of the postgres container:
+ * starts Postgres, forwards signals, restarts it unless held, reaps orphans. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "pgctl.h"
+#include "supervisor.h"
+#include "util.h"
+
+#define DEFAULT_RESTART_DELAY (1 * USEC_PER_SEC)
+#define DEFAULT_RESTART_DELAY_MAX (16 * USEC_PER_SEC)
+#define DEFAULT_RESTART_RESET_AFTER (60 * USEC_PER_SEC)
+#define DEFAULT_ORPHAN_TIMEOUT (10 * USEC_PER_SEC)
+/* The hold file is watched with inotify; this poll is the fallback. */
+#define HOLD_POLL_INTERVAL (1 * USEC_PER_SEC)
+#define ORPHAN_POLL_INTERVAL (100 * USEC_PER_MSEC)
+
+extern char **environ;
+
+static const int handled_signals[] = { SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP };
+
+static const char *const phase_names[_SUPERVISOR_PHASE_MAX] = {
+        [SUPERVISOR_RUNNING] = "running",
+        [SUPERVISOR_BACKOFF] = "backoff",
+        [SUPERVISOR_HELD] = "held",
+        [SUPERVISOR_STOPPING] = "stopping",
+        [SUPERVISOR_STOPPED] = "stopped",
+};
+
+const char *supervisor_phase_to_string(enum supervisor_phase p) {
+        if (p < 0 || p >= _SUPERVISOR_PHASE_MAX)
+                return NULL;
+        return phase_names[p];
+}
+
+enum supervisor_phase supervisor_phase_from_string(const char *s) {
+        for (int i = 0; s && i < _SUPERVISOR_PHASE_MAX; i++)
+                if (streq(s, phase_names[i]))
+                        return (enum supervisor_phase) i;
+        return _SUPERVISOR_PHASE_INVALID;
+}
+
+int supervisor_exit_status(int wstatus) {
+        if (WIFEXITED(wstatus))
+                return WEXITSTATUS(wstatus) == 0 ? SUPERVISOR_EXIT_CLEAN : SUPERVISOR_EXIT_POSTGRES_FAILED;
+        if (WIFSIGNALED(wstatus))
+                return SUPERVISOR_EXIT_SIGNAL_BASE + WTERMSIG(wstatus);
+        return SUPERVISOR_EXIT_POSTGRES_FAILED;
+}
+
+char *supervisor_status_format(const struct supervisor_status *s) {
+        return strdup_printf("supervisor_pid=%d\npostmaster_pid=%d\nphase=%s\nrestarts=%u\n",
+                             (int) s->supervisor_pid, (int) s->postmaster_pid,
+                             strempty(supervisor_phase_to_string(s->phase)), s->restarts);
+}
+
+static int status_field(struct supervisor_status *s, const char *key, const char *value) {
+        int64_t v;
+
+        if (streq(key, "phase")) {
+                s->phase = supervisor_phase_from_string(value);
+                return s->phase < 0 ? -EBADMSG : 0;
+        }
+        if (!streq(key, "supervisor_pid") && !streq(key, "postmaster_pid") && !streq(key, "restarts"))
+                return 0;
+        if (parse_int64(value, &v) < 0 || v < 0 || v > INT32_MAX)
+                return -EBADMSG;
+        if (streq(key, "supervisor_pid"))
+                s->supervisor_pid = (pid_t) v;
+        else if (streq(key, "postmaster_pid"))
+                s->postmaster_pid = (pid_t) v;
+        else
+                s->restarts = (unsigned) v;
+        return 0;
+}
+
+int supervisor_status_parse(const char *text, struct supervisor_status *ret) {
+        struct supervisor_status s = { .phase = _SUPERVISOR_PHASE_INVALID };
+        _cleanup_free_ char *copy = NULL;
+        char *save = NULL;
+        int r;
+
+        copy = strdup(text);
+        if (!copy)
+                return -ENOMEM;
+        for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                char *eq = strchr(line, '=');
+
+                if (!eq)
+                        return -EBADMSG;
+                *eq = '\0';
+                r = status_field(&s, strstrip(line), strstrip(eq + 1));
+                if (r < 0)
+                        return r;
+        }
+        if (s.supervisor_pid <= 0 || s.phase < 0)
+                return -EBADMSG;
+        *ret = s;
+        return 0;
+}
+
+int supervisor_status_read(const char *run_dir, struct supervisor_status *ret) {
+        _cleanup_free_ char *path = NULL, *text = NULL;
+        int r;
+
+        path = strdup_printf("%s/" SUPERVISOR_STATE_FILE, run_dir);
+        if (!path)
+                return -ENOMEM;
+        r = read_full_file(path, &text, NULL);
+        if (r < 0)
+                return r;
+        return supervisor_status_parse(text, ret);
+}
+
+int supervisor_pid_alive(const char *run_dir, pid_t *ret) {
+        _cleanup_free_ char *path = NULL, *text = NULL;
+        int64_t v;
+        int r;
+
+        if (isempty(run_dir))
+                return -EINVAL;
+        path = strdup_printf("%s/" SUPERVISOR_PID_FILE, run_dir);
+        if (!path)
+                return -ENOMEM;
+        r = read_one_line_file(path, &text);
+        if (r < 0)
+                return r;
+        if (parse_int64(strstrip(text), &v) < 0 || v <= 0 || v > INT32_MAX)
+                return -EBADMSG;
+        if (kill((pid_t) v, 0) < 0 && errno == ESRCH)
+                return -ESRCH;
+        if (ret)
+                *ret = (pid_t) v;
+        return 0;
+}
+
+usec_t supervisor_next_delay(usec_t current, usec_t initial, usec_t max, usec_t ran_for, usec_t reset_after) {
+        if (current == 0 || ran_for >= reset_after)
+                return MIN(initial, max);
+        if (current > max / 2)
+                return max;
+        return current * 2;
+}
+
+static void slog(const struct supervisor *s, const char *fmt, ...) _printf_(2, 3);
+static void slog(const struct supervisor *s, const char *fmt, ...) {
+        _cleanup_free_ char *line = NULL;
+        va_list ap;
+
+        if (!s->config->log)
+                return;
+        va_start(ap, fmt);
+        if (vasprintf(&line, fmt, ap) < 0)
+                line = NULL;
+        va_end(ap);
+        if (line)
+                s->config->log(s->config->log_userdata, line);
+}
+
+static const char *signal_name(int sig) {
+        const char *n = sigabbrev_np(sig);
+        return n ?: "?";
+}
+
+void supervisor_init(struct supervisor *s, const struct supervisor_config *c, usec_t now) {
+        *s = (struct supervisor) {
+                .config = c,
+                .phase = SUPERVISOR_BACKOFF,
+                .next_start = now,
+                .exit_status = SUPERVISOR_EXIT_CLEAN,
+        };
+}
+
+int supervisor_on_signal(struct supervisor *s, int signo, usec_t now) {
+        bool running = s->phase == SUPERVISOR_RUNNING || s->phase == SUPERVISOR_STOPPING;
+
+        if (signo == SIGHUP)
+                return running ? SIGHUP : 0;
+        if (signo != SIGTERM && signo != SIGINT && signo != SIGQUIT)
+                return 0;
+        if (!s->stop_requested) {
+                s->stop_requested = true;
+                s->stop_at = now;
+                s->stop_signal = signo;
+        }
+        if (!running) {
+                slog(s, "received SIG%s while postgres is not running: exiting", signal_name(signo));
+                s->phase = SUPERVISOR_STOPPED;
+                s->exit_status = SUPERVISOR_EXIT_CLEAN;
+                return 0;
+        }
+        s->phase = SUPERVISOR_STOPPING;
+        /* Every stop signal goes on: the postmaster itself turns a smart
+         * shutdown into a fast one on a later SIGINT. */
+        return signo;
+}
+
+void supervisor_started(struct supervisor *s, pid_t pid, usec_t now) {
+        /* started_at is never 0 once Postgres was started. */
+        if (s->started_at != 0)
+                s->restarts++;
+        s->phase = SUPERVISOR_RUNNING;
+        s->postmaster_pid = pid;
+        s->started_at = now ?: 1;
+}
+
+void supervisor_on_exit(struct supervisor *s, int wstatus, bool held, usec_t now) {
+        usec_t ran_for = now > s->started_at ? now - s->started_at : 0;
+
+        s->postmaster_pid = 0;
+        if (s->stop_requested) {
+                s->phase = SUPERVISOR_STOPPED;
+                s->exit_status = supervisor_exit_status(wstatus);
+                return;
+        }
+        if (held) {
+                s->phase = SUPERVISOR_HELD;
+                slog(s, "held: waiting for hold file to be removed");
+                return;
+        }
+        s->delay = supervisor_next_delay(s->delay, s->config->restart_delay ?: DEFAULT_RESTART_DELAY,
+                                         s->config->restart_delay_max ?: DEFAULT_RESTART_DELAY_MAX, ran_for,
+                                         s->config->restart_reset_after ?: DEFAULT_RESTART_RESET_AFTER);
+        s->next_start = now + s->delay;
+        s->phase = SUPERVISOR_BACKOFF;
+        slog(s, "restarting postgres in %.1fs", (double) s->delay / USEC_PER_SEC);
+}
+
+static enum supervisor_action tick_stopping(struct supervisor *s, usec_t now, int *ret_signal, usec_t *ret_wait_until) {
+        usec_t timeout = s->config->stop_timeout;
+
+        if (timeout == 0 || s->escalated || s->stop_signal == SIGQUIT) {
+                *ret_wait_until = USEC_INFINITY;
+                return SUPERVISOR_ACTION_WAIT;
+        }
+        if (now < s->stop_at + timeout) {
+                *ret_wait_until = s->stop_at + timeout;
+                return SUPERVISOR_ACTION_WAIT;
+        }
+        s->escalated = true;
+        slog(s, "postgres still running %.1fs after SIG%s: sending SIGQUIT", (double) timeout / USEC_PER_SEC,
+             signal_name(s->stop_signal));
+        *ret_signal = SIGQUIT;
+        return SUPERVISOR_ACTION_SIGNAL;
+}
+
+enum supervisor_action supervisor_tick(struct supervisor *s, bool held, usec_t now,
+                                       int *ret_signal, usec_t *ret_wait_until) {
+        switch (s->phase) {
+        case SUPERVISOR_STOPPED:
+                return SUPERVISOR_ACTION_EXIT;
+        case SUPERVISOR_STOPPING:
+                return tick_stopping(s, now, ret_signal, ret_wait_until);
+        case SUPERVISOR_HELD:
+                if (held) {
+                        *ret_wait_until = USEC_INFINITY;
+                        return SUPERVISOR_ACTION_WAIT;
+                }
+                slog(s, "hold file removed: starting postgres");
+                s->delay = 0;
+                return SUPERVISOR_ACTION_START;
+        case SUPERVISOR_BACKOFF:
+                if (held) {
+                        s->phase = SUPERVISOR_HELD;
+                        slog(s, "held: waiting for hold file to be removed");
+                        *ret_wait_until = USEC_INFINITY;
+                        return SUPERVISOR_ACTION_WAIT;
+                }
+                if (now >= s->next_start)
+                        return SUPERVISOR_ACTION_START;
+                *ret_wait_until = s->next_start;
+                return SUPERVISOR_ACTION_WAIT;
+        case SUPERVISOR_RUNNING:
+        default:
+                *ret_wait_until = USEC_INFINITY;
+                return SUPERVISOR_ACTION_WAIT;
+        }
+}
+
+/* The process side of the supervisor: fds, files and children. */
+struct supervisor_loop {
+        struct supervisor s;
+        int signal_fd;
+        int inotify_fd;
+        sigset_t old_mask;
+        char *pid_path;
+        char *state_path;
+        struct supervisor_status written;
+        usec_t orphan_deadline;         /* after the postmaster exited: SIGKILL left-overs then */
+};
+
+static bool hold_is_set(struct supervisor_loop *l) {
+        int r = pgctl_hold_is_set(l->s.config->run_dir);
+
+        /* Safety rule 3: when in doubt, do not start a server that may come
+         * up as a primary. */
+        if (r < 0) {
+                slog(&l->s, "cannot check the hold file in %s: %s; treating it as held",
+                     l->s.config->run_dir, strerror(-r));
+                return true;
+        }
+        return r > 0;
+}
+
+static void write_state(struct supervisor_loop *l) {
+        struct supervisor_status now = {
+                .supervisor_pid = getpid(),
+                .postmaster_pid = l->s.postmaster_pid,
+                .phase = l->s.phase,
+                .restarts = l->s.restarts,
+        };
+        _cleanup_free_ char *text = NULL;
+        int r;
+
+        if (memcmp(&now, &l->written, sizeof(now)) == 0)
+                return;
+        text = supervisor_status_format(&now);
+        if (!text)
+                return;
+        r = write_file_atomic(l->state_path, text, 0644);
+        if (r < 0) {
+                slog(&l->s, "cannot write %s: %s", l->state_path, strerror(-r));
+                return;
+        }
+        l->written = now;
+}
+
+static void closedirp(DIR **d) {
+        if (*d)
+                (void) closedir(*d);
+}
+
+/* 1 when some child is still to be reaped, 0 when none. */
+static int has_children(void) {
+        siginfo_t info = {};
+
+        if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) < 0)
+                return errno == ECHILD ? 0 : -errno;
+        return 1;
+}
+
+/* SIGKILLs our children (the postmaster's orphans, reparented to us as
+ * subreaper). They are found through /proc since we never knew their pids. */
+static void kill_children(struct supervisor_loop *l) {
+        _cleanup_(closedirp) DIR *d = opendir("/proc");
+        pid_t self = getpid();
+        struct dirent *de;
+
+        if (!d)
+                return;
+        while ((de = readdir(d))) {
+                _cleanup_free_ char *path = NULL, *stat = NULL;
+                int64_t pid;
+                int ppid;
+                char *p;
+
+                if (parse_int64(de->d_name, &pid) < 0)
+                        continue;
+                path = strdup_printf("/proc/%s/stat", de->d_name);
+                if (!path || read_full_file(path, &stat, NULL) < 0)
+                        continue;
+                p = strrchr(stat, ')');
+                if (!p || sscanf(p + 1, " %*c %d", &ppid) != 1 || ppid != self)
+                        continue;
+                slog(&l->s, "killing left-over process %" PRId64, pid);
+                (void) kill((pid_t) pid, SIGKILL);
+        }
+}
+
+static void reap_children(struct supervisor_loop *l, usec_t now) {
+        int wstatus;
+        pid_t pid;
+
+        while ((pid = waitpid(-1, &wstatus, WNOHANG)) > 0) {
+                if (pid != l->s.postmaster_pid) {
+                        slog(&l->s, "reaped orphan pid %d", (int) pid);
+                        continue;
+                }
+                if (WIFSIGNALED(wstatus))
+                        slog(&l->s, "postgres pid %d was killed by signal %s", (int) pid,
+                             signal_name(WTERMSIG(wstatus)));
+                else
+                        slog(&l->s, "postgres pid %d exited with status %d", (int) pid, WEXITSTATUS(wstatus));
+                l->orphan_deadline = now + (l->s.config->orphan_timeout ?: DEFAULT_ORPHAN_TIMEOUT);
+                supervisor_on_exit(&l->s, wstatus, hold_is_set(l), now);
+        }
+}
+
+static int spawn_postgres(struct supervisor_loop *l, pid_t *ret_pid) {
+        posix_spawnattr_t attr;
+        sigset_t defaults, empty;
+        int r;
+
+        sigemptyset(&empty);
+        sigemptyset(&defaults);
+        for (size_t i = 0; i < ELEMENTSOF(handled_signals); i++)
+                sigaddset(&defaults, handled_signals[i]);
+        sigaddset(&defaults, SIGPIPE);
+        posix_spawnattr_init(&attr);
+        posix_spawnattr_setsigmask(&attr, &empty);
+        posix_spawnattr_setsigdefault(&attr, &defaults);
+        posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+        r = posix_spawnp(ret_pid, l->s.config->argv[0], NULL, &attr, l->s.config->argv, environ);
+        posix_spawnattr_destroy(&attr);
+        return -r;
+}
+
+static void read_signals(struct supervisor_loop *l, usec_t now) {
+        struct signalfd_siginfo si;
+
+        while (read(l->signal_fd, &si, sizeof(si)) == (ssize_t) sizeof(si)) {
+                int sig;
+
+                if ((int) si.ssi_signo == SIGCHLD) {
+                        reap_children(l, now);
+                        continue;
+                }
+                sig = supervisor_on_signal(&l->s, (int) si.ssi_signo, now);
+                if (sig > 0 && l->s.postmaster_pid > 0) {
+                        slog(&l->s, "forwarding SIG%s to postgres pid %d", signal_name(sig), (int) l->s.postmaster_pid);
+                        (void) kill(l->s.postmaster_pid, sig);
+                }
+        }
+        /* A SIGCHLD may have been merged with another: reap anyway. */
+        reap_children(l, now);
+}
+
+static void drain_inotify(struct supervisor_loop *l) {
+        char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+
+        if (l->inotify_fd >= 0)
+                while (read(l->inotify_fd, buf, sizeof(buf)) > 0)
+                        ;
+}
+
+/* Whether a start or exit must wait for the old postmaster's orphans. */
+static bool wait_for_orphans(struct supervisor_loop *l, usec_t now) {
+        if (has_children() <= 0)
+                return false;
+        if (now >= l->orphan_deadline) {
+                kill_children(l);
+                l->orphan_deadline = now + ORPHAN_POLL_INTERVAL * 10;
+        }
+        return true;
+}
+
+static int loop_setup(struct supervisor_loop *l, const struct supervisor_config *c, char **reterr_msg) {
+        _cleanup_free_ char *pid_text = NULL;
+        struct stat st;
+        sigset_t mask;
+        int r;
+
+        if (!c->argv || isempty(c->argv[0]))
+                return set_error_msg(reterr_msg, "no postgres command given"), -EINVAL;
+        if (isempty(c->run_dir) || stat(c->run_dir, &st) < 0 || !S_ISDIR(st.st_mode))
+                return set_error_msg(reterr_msg, "run directory %s is not a directory", strempty(c->run_dir)), -ENOTDIR;
+        l->pid_path = strdup_printf("%s/" SUPERVISOR_PID_FILE, c->run_dir);
+        l->state_path = strdup_printf("%s/" SUPERVISOR_STATE_FILE, c->run_dir);
+        pid_text = strdup_printf("%d\n", (int) getpid());
+        if (!l->pid_path || !l->state_path || !pid_text)
+                return -ENOMEM;
+        sigemptyset(&mask);
+        for (size_t i = 0; i < ELEMENTSOF(handled_signals); i++)
+                sigaddset(&mask, handled_signals[i]);
+        if (sigprocmask(SIG_BLOCK, &mask, &l->old_mask) < 0)
+                return -errno;
+        l->signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+        if (l->signal_fd < 0)
+                return set_error_msg(reterr_msg, "signalfd: %s", strerror(errno)), -errno;
+        /* Orphaned backends of a killed postmaster come to us, not to an init
+         * that may not exist, so that we can wait for them before a restart. */
+        (void) prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+        l->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        if (l->inotify_fd >= 0 &&
+            inotify_add_watch(l->inotify_fd, c->run_dir, IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM) < 0)
+                l->inotify_fd = safe_close(l->inotify_fd);
+        r = write_file_atomic(l->pid_path, pid_text, 0644);
+        if (r < 0)
+                return set_error_msg(reterr_msg, "cannot write %s: %s", l->pid_path, strerror(-r)), r;
+        return 0;
+}
+
+static void loop_done(struct supervisor_loop *l) {
+        if (l->pid_path)
+                (void) unlink(l->pid_path);
+        if (l->state_path)
+                (void) unlink(l->state_path);
+        free(l->pid_path);
+        free(l->state_path);
+        l->signal_fd = safe_close(l->signal_fd);
+        l->inotify_fd = safe_close(l->inotify_fd);
+        (void) sigprocmask(SIG_SETMASK, &l->old_mask, NULL);
+}
+
+/* Acts on one decision; returns true when the loop should poll next. */
+static bool loop_act(struct supervisor_loop *l, usec_t now, usec_t *wait_until, bool *done) {
+        int sig = 0, r;
+        pid_t pid;
+
+        switch (supervisor_tick(&l->s, hold_is_set(l), now, &sig, wait_until)) {
+        case SUPERVISOR_ACTION_START:
+                if (wait_for_orphans(l, now)) {
+                        *wait_until = now + ORPHAN_POLL_INTERVAL;
+                        return true;
+                }
+                r = spawn_postgres(l, &pid);
+                if (r < 0) {
+                        slog(&l->s, "cannot execute %s: %s", l->s.config->argv[0], strerror(-r));
+                        l->s.exit_status = SUPERVISOR_EXIT_START_FAILED;
+                        *done = true;
+                        return false;
+                }
+                supervisor_started(&l->s, pid, now);
+                slog(&l->s, "started postgres pid %d", (int) pid);
+                return false;
+        case SUPERVISOR_ACTION_SIGNAL:
+                if (l->s.postmaster_pid > 0)
+                        (void) kill(l->s.postmaster_pid, sig);
+                return false;
+        case SUPERVISOR_ACTION_EXIT:
+                if (wait_for_orphans(l, now)) {
+                        *wait_until = now + ORPHAN_POLL_INTERVAL;
+                        return true;
+                }
+                *done = true;
+                return false;
+        case SUPERVISOR_ACTION_WAIT:
+        default:
+                return true;
+        }
+}
+
+int supervisor_run(const struct supervisor_config *c, char **reterr_msg) {
+        const struct clock_ops *clk = c->clock ?: &clock_system;
+        struct supervisor_loop l = { .signal_fd = -EBADF, .inotify_fd = -EBADF };
+        bool done = false;
+        int r;
+
+        sigemptyset(&l.old_mask);
+        r = loop_setup(&l, c, reterr_msg);
+        if (r < 0) {
+                loop_done(&l);
+                return r;
+        }
+        supervisor_init(&l.s, c, clock_now(clk));
+        while (!done) {
+                usec_t now = clock_now(clk), wait_until = USEC_INFINITY, left;
+                struct pollfd p[2] = {
+                        { .fd = l.signal_fd, .events = POLLIN },
+                        { .fd = l.inotify_fd, .events = POLLIN },
+                };
+
+                if (!loop_act(&l, now, &wait_until, &done)) {
+                        write_state(&l);
+                        continue;
+                }
+                write_state(&l);
+                left = wait_until > now ? wait_until - now : 0;
+                left = MIN(left, HOLD_POLL_INTERVAL);
+                if (poll(p, 2, (int) ((left + USEC_PER_MSEC - 1) / USEC_PER_MSEC)) < 0 && errno != EINTR) {
+                        r = -errno;
+                        set_error_msg(reterr_msg, "poll: %s", strerror(-r));
+                        loop_done(&l);
+                        return r;
+                }
+                read_signals(&l, clock_now(clk));
+                drain_inotify(&l);
+        }
+        loop_done(&l);
+        return l.s.exit_status;
+}
