@@ -43,6 +43,11 @@ typedef uint64_t usec_t;
                 _take_fd_;                       \
         })
 
+static inline void *mfree(void *p) {
+        free(p);
+        return NULL;
+}
+
 static inline void freep(void *p) {
         free(*(void **) p);
 }
