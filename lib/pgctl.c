@@ -278,8 +278,16 @@ int pgctl_hold_clear(const char *run_dir) {
 }
 
 int pgctl_hold_is_set(const char *run_dir) {
+        struct stat st;
+
         if (isempty(run_dir))
                 return -EINVAL;
+        /* A missing run directory is an error, not "no hold": the caller
+         * must not start a server it cannot check. */
+        if (stat(run_dir, &st) < 0)
+                return -errno;
+        if (!S_ISDIR(st.st_mode))
+                return -ENOTDIR;
         return file_exists_in(run_dir, PGCTL_HOLD_FILE);
 }
 

@@ -1,0 +1,308 @@
+/* test-supervisor.c: the run-postgres supervisor's decisions (start, hold,
+ * backoff, stop, escalation), its exit statuses and its state file. */
+#include <dirent.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <cmocka.h>
+
+#include "supervisor.h"
+#include "util.h"
+
+#define EXITED(code) W_EXITCODE(code, 0)
+#define KILLED(sig) W_EXITCODE(0, sig)
+
+struct fixture {
+        struct clock_scripted clock;
+        struct clock_ops clock_ops;
+        struct supervisor_config config;
+        struct supervisor s;
+        char *last_log;
+        unsigned logs;
+};
+
+static void capture_log(void *userdata, const char *line) {
+        struct fixture *f = userdata;
+
+        free(f->last_log);
+        f->last_log = strdup(line);
+        f->logs++;
+}
+
+static int setup(void **state) {
+        struct fixture *f = calloc(1, sizeof(*f));
+
+        assert_non_null(f);
+        clock_scripted_init(&f->clock, &f->clock_ops);
+        clock_scripted_advance(&f->clock, 1000 * USEC_PER_SEC);
+        f->config = (struct supervisor_config) {
+                .restart_delay = USEC_PER_SEC,
+                .restart_delay_max = 8 * USEC_PER_SEC,
+                .restart_reset_after = 60 * USEC_PER_SEC,
+                .clock = &f->clock_ops,
+                .log = capture_log,
+                .log_userdata = f,
+        };
+        supervisor_init(&f->s, &f->config, clock_now(&f->clock_ops));
+        *state = f;
+        return 0;
+}
+
+static int teardown(void **state) {
+        struct fixture *f = *state;
+
+        free(f->last_log);
+        free(f);
+        return 0;
+}
+
+static usec_t now(struct fixture *f) {
+        return clock_now(&f->clock_ops);
+}
+
+static enum supervisor_action tick(struct fixture *f, bool held, int *sig, usec_t *wait_until) {
+        int s = 0;
+        usec_t w = 0;
+        enum supervisor_action a = supervisor_tick(&f->s, held, now(f), &s, &w);
+
+        if (sig)
+                *sig = s;
+        if (wait_until)
+                *wait_until = w;
+        return a;
+}
+
+static void start(struct fixture *f, pid_t pid) {
+        assert_int_equal(tick(f, false, NULL, NULL), SUPERVISOR_ACTION_START);
+        supervisor_started(&f->s, pid, now(f));
+        assert_int_equal(f->s.phase, SUPERVISOR_RUNNING);
+        assert_int_equal(f->s.postmaster_pid, pid);
+}
+
+static void test_exit_status_maps_postgres_outcomes(void **state) {
+        assert_int_equal(supervisor_exit_status(EXITED(0)), SUPERVISOR_EXIT_CLEAN);
+        assert_int_equal(supervisor_exit_status(EXITED(1)), SUPERVISOR_EXIT_POSTGRES_FAILED);
+        assert_int_equal(supervisor_exit_status(EXITED(2)), SUPERVISOR_EXIT_POSTGRES_FAILED);
+        assert_int_equal(supervisor_exit_status(KILLED(SIGKILL)), 128 + SIGKILL);
+        assert_int_equal(supervisor_exit_status(KILLED(SIGQUIT)), 128 + SIGQUIT);
+        assert_int_equal(SUPERVISOR_EXIT_USAGE, 1);
+        assert_int_equal(SUPERVISOR_EXIT_START_FAILED, 2);
+}
+
+static void test_restart_delay_doubles_caps_and_resets(void **state) {
+        const usec_t s = USEC_PER_SEC;
+
+        assert_true(supervisor_next_delay(0, s, 16 * s, 0, 60 * s) == s);
+        assert_true(supervisor_next_delay(s, s, 16 * s, 0, 60 * s) == 2 * s);
+        assert_true(supervisor_next_delay(8 * s, s, 16 * s, 5 * s, 60 * s) == 16 * s);
+        assert_true(supervisor_next_delay(16 * s, s, 16 * s, 5 * s, 60 * s) == 16 * s);
+        assert_true(supervisor_next_delay(USEC_INFINITY / 2 + 1, s, USEC_INFINITY, 0, 60 * s) == USEC_INFINITY);
+        /* A run of a minute or more was not a crash loop. */
+        assert_true(supervisor_next_delay(16 * s, s, 16 * s, 60 * s, 60 * s) == s);
+}
+
+static void test_first_tick_starts_postgres_unless_held(void **state) {
+        struct fixture *f = *state;
+        usec_t wait_until;
+
+        assert_int_equal(tick(f, true, NULL, &wait_until), SUPERVISOR_ACTION_WAIT);
+        assert_int_equal(f->s.phase, SUPERVISOR_HELD);
+        assert_true(wait_until == USEC_INFINITY);
+        assert_string_equal(f->last_log, "held: waiting for hold file to be removed");
+        assert_int_equal(tick(f, true, NULL, NULL), SUPERVISOR_ACTION_WAIT);
+        start(f, 100);
+        assert_int_equal(f->s.restarts, 0);
+}
+
+static void test_crashed_postgres_is_restarted_after_backoff(void **state) {
+        struct fixture *f = *state;
+        usec_t wait_until;
+
+        start(f, 100);
+        clock_scripted_advance(&f->clock, 5 * USEC_PER_SEC);
+        supervisor_on_exit(&f->s, KILLED(SIGKILL), false, now(f));
+        assert_int_equal(f->s.phase, SUPERVISOR_BACKOFF);
+        assert_int_equal(f->s.postmaster_pid, 0);
+        assert_int_equal(tick(f, false, NULL, &wait_until), SUPERVISOR_ACTION_WAIT);
+        assert_true(wait_until == now(f) + USEC_PER_SEC);
+        clock_scripted_advance(&f->clock, USEC_PER_SEC);
+        start(f, 101);
+        assert_int_equal(f->s.restarts, 1);
+
+        /* A second quick crash waits twice as long. */
+        clock_scripted_advance(&f->clock, USEC_PER_SEC);
+        supervisor_on_exit(&f->s, EXITED(1), false, now(f));
+        assert_int_equal(tick(f, false, NULL, &wait_until), SUPERVISOR_ACTION_WAIT);
+        assert_true(wait_until == now(f) + 2 * USEC_PER_SEC);
+}
+
+static void test_exit_while_held_stays_down_until_hold_removed(void **state) {
+        struct fixture *f = *state;
+
+        start(f, 100);
+        supervisor_on_exit(&f->s, EXITED(0), true, now(f));
+        assert_int_equal(f->s.phase, SUPERVISOR_HELD);
+        for (int i = 0; i < 5; i++) {
+                clock_scripted_advance(&f->clock, 60 * USEC_PER_SEC);
+                assert_int_equal(tick(f, true, NULL, NULL), SUPERVISOR_ACTION_WAIT);
+        }
+        /* Cleared: start at once, no backoff. */
+        start(f, 102);
+        assert_int_equal(f->s.restarts, 1);
+}
+
+static void test_hold_set_during_backoff_prevents_restart(void **state) {
+        struct fixture *f = *state;
+
+        start(f, 100);
+        supervisor_on_exit(&f->s, KILLED(SIGKILL), false, now(f));
+        clock_scripted_advance(&f->clock, 10 * USEC_PER_SEC);
+        assert_int_equal(tick(f, true, NULL, NULL), SUPERVISOR_ACTION_WAIT);
+        assert_int_equal(f->s.phase, SUPERVISOR_HELD);
+}
+
+static void test_sigterm_forwards_and_exits_without_restart(void **state) {
+        struct fixture *f = *state;
+
+        start(f, 100);
+        assert_int_equal(supervisor_on_signal(&f->s, SIGTERM, now(f)), SIGTERM);
+        assert_int_equal(f->s.phase, SUPERVISOR_STOPPING);
+        assert_int_equal(tick(f, false, NULL, NULL), SUPERVISOR_ACTION_WAIT);
+        supervisor_on_exit(&f->s, EXITED(0), false, now(f));
+        assert_int_equal(f->s.phase, SUPERVISOR_STOPPED);
+        assert_int_equal(tick(f, false, NULL, NULL), SUPERVISOR_ACTION_EXIT);
+        assert_int_equal(f->s.exit_status, SUPERVISOR_EXIT_CLEAN);
+}
+
+static void test_stop_exit_status_follows_postgres(void **state) {
+        struct fixture *f = *state;
+
+        start(f, 100);
+        assert_int_equal(supervisor_on_signal(&f->s, SIGQUIT, now(f)), SIGQUIT);
+        supervisor_on_exit(&f->s, KILLED(SIGKILL), false, now(f));
+        assert_int_equal(tick(f, false, NULL, NULL), SUPERVISOR_ACTION_EXIT);
+        assert_int_equal(f->s.exit_status, 128 + SIGKILL);
+}
+
+static void test_every_stop_signal_is_forwarded(void **state) {
+        struct fixture *f = *state;
+
+        start(f, 100);
+        assert_int_equal(supervisor_on_signal(&f->s, SIGTERM, now(f)), SIGTERM);
+        /* A later SIGINT turns the postmaster's smart shutdown into fast. */
+        assert_int_equal(supervisor_on_signal(&f->s, SIGINT, now(f)), SIGINT);
+        assert_int_equal(f->s.stop_signal, SIGTERM);
+}
+
+static void test_stop_while_held_exits_at_once(void **state) {
+        struct fixture *f = *state;
+
+        assert_int_equal(tick(f, true, NULL, NULL), SUPERVISOR_ACTION_WAIT);
+        assert_int_equal(supervisor_on_signal(&f->s, SIGINT, now(f)), 0);
+        assert_int_equal(f->s.phase, SUPERVISOR_STOPPED);
+        assert_int_equal(tick(f, false, NULL, NULL), SUPERVISOR_ACTION_EXIT);
+        assert_int_equal(f->s.exit_status, SUPERVISOR_EXIT_CLEAN);
+}
+
+static void test_sighup_is_forwarded_only_while_running(void **state) {
+        struct fixture *f = *state;
+
+        assert_int_equal(supervisor_on_signal(&f->s, SIGHUP, now(f)), 0);
+        start(f, 100);
+        assert_int_equal(supervisor_on_signal(&f->s, SIGHUP, now(f)), SIGHUP);
+        assert_false(f->s.stop_requested);
+        assert_int_equal(f->s.phase, SUPERVISOR_RUNNING);
+        assert_int_equal(supervisor_on_signal(&f->s, SIGUSR1, now(f)), 0);
+}
+
+static void test_stop_timeout_escalates_to_sigquit_once(void **state) {
+        struct fixture *f = *state;
+        usec_t wait_until;
+        int sig;
+
+        f->config.stop_timeout = 5 * USEC_PER_SEC;
+        start(f, 100);
+        assert_int_equal(supervisor_on_signal(&f->s, SIGTERM, now(f)), SIGTERM);
+        clock_scripted_advance(&f->clock, USEC_PER_SEC);
+        assert_int_equal(tick(f, false, &sig, &wait_until), SUPERVISOR_ACTION_WAIT);
+        assert_true(wait_until == now(f) + 4 * USEC_PER_SEC);
+        clock_scripted_advance(&f->clock, 4 * USEC_PER_SEC);
+        assert_int_equal(tick(f, false, &sig, NULL), SUPERVISOR_ACTION_SIGNAL);
+        assert_int_equal(sig, SIGQUIT);
+        assert_int_equal(tick(f, false, NULL, &wait_until), SUPERVISOR_ACTION_WAIT);
+        assert_true(wait_until == USEC_INFINITY);
+}
+
+static void test_status_file_round_trips(void **state) {
+        struct supervisor_status in = { .supervisor_pid = 1, .postmaster_pid = 57, .phase = SUPERVISOR_HELD, .restarts = 3 };
+        struct supervisor_status out = {};
+        _cleanup_free_ char *text = supervisor_status_format(&in);
+
+        assert_non_null(text);
+        assert_string_equal(text, "supervisor_pid=1\npostmaster_pid=57\nphase=held\nrestarts=3\n");
+        assert_int_equal(supervisor_status_parse(text, &out), 0);
+        assert_memory_equal(&in, &out, sizeof(in));
+        assert_int_equal(supervisor_status_parse("supervisor_pid=9\nphase=running\nfuture_key=x\n", &out), 0);
+        assert_int_equal(out.supervisor_pid, 9);
+        assert_int_equal(out.postmaster_pid, 0);
+}
+
+static void test_status_file_garbage_is_rejected(void **state) {
+        struct supervisor_status out = { .restarts = 77 };
+
+        assert_int_equal(supervisor_status_parse("", &out), -EBADMSG);
+        assert_int_equal(supervisor_status_parse("phase=running\n", &out), -EBADMSG);
+        assert_int_equal(supervisor_status_parse("supervisor_pid=1\n", &out), -EBADMSG);
+        assert_int_equal(supervisor_status_parse("supervisor_pid=1\nphase=dancing\n", &out), -EBADMSG);
+        assert_int_equal(supervisor_status_parse("supervisor_pid=x\nphase=held\n", &out), -EBADMSG);
+        assert_int_equal(supervisor_status_parse("supervisor_pid=1\nphase=held\npostmaster_pid=-3\n", &out), -EBADMSG);
+        assert_int_equal(supervisor_status_parse("no equals sign\n", &out), -EBADMSG);
+        assert_int_equal(out.restarts, 77);
+}
+
+static void test_supervisor_pid_file_tells_alive_from_gone(void **state) {
+        char dir[] = "/tmp/test-supervisor-XXXXXX";
+        _cleanup_free_ char *path = NULL, *text = NULL;
+        pid_t pid = 0;
+
+        assert_non_null(mkdtemp(dir));
+        path = strdup_printf("%s/" SUPERVISOR_PID_FILE, dir);
+        assert_int_equal(supervisor_pid_alive(dir, &pid), -ENOENT);
+        text = strdup_printf("%d\n", (int) getpid());
+        assert_int_equal(write_file_atomic(path, text, 0644), 0);
+        assert_int_equal(supervisor_pid_alive(dir, &pid), 0);
+        assert_int_equal(pid, getpid());
+        /* Far above any pid_max: no such process. */
+        assert_int_equal(write_file_atomic(path, "2147483000\n", 0644), 0);
+        assert_int_equal(supervisor_pid_alive(dir, NULL), -ESRCH);
+        assert_int_equal(write_file_atomic(path, "garbage\n", 0644), 0);
+        assert_int_equal(supervisor_pid_alive(dir, NULL), -EBADMSG);
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(rmdir(dir), 0);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_exit_status_maps_postgres_outcomes),
+                cmocka_unit_test(test_restart_delay_doubles_caps_and_resets),
+                cmocka_unit_test_setup_teardown(test_first_tick_starts_postgres_unless_held, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_crashed_postgres_is_restarted_after_backoff, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_exit_while_held_stays_down_until_hold_removed, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_hold_set_during_backoff_prevents_restart, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_sigterm_forwards_and_exits_without_restart, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_stop_exit_status_follows_postgres, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_every_stop_signal_is_forwarded, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_stop_while_held_exits_at_once, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_sighup_is_forwarded_only_while_running, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_stop_timeout_escalates_to_sigquit_once, setup, teardown),
+                cmocka_unit_test(test_status_file_round_trips),
+                cmocka_unit_test(test_status_file_garbage_is_rejected),
+                cmocka_unit_test(test_supervisor_pid_file_tells_alive_from_gone),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
