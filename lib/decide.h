@@ -1,0 +1,105 @@
+/* decide.h: the failover policy as a pure function: an observation, the
+ * agent's state and the time in, the actions to take out. No I/O here; the
+ * safety rules of docs/design.md are enforced in this one place. */
+#ifndef PGLEASE_DECIDE_H
+#define PGLEASE_DECIDE_H
+
+#include "config.h"
+#include "observe.h"
+
+enum agent_state_kind {
+        AGENT_STARTING,      /* no decision taken yet */
+        AGENT_REPLICA,       /* streaming (or trying to) from the leader */
+        AGENT_CANDIDATE,     /* the lease is free and we are the best: taking it */
+        AGENT_PROMOTING,     /* we hold the lease and our Postgres is being promoted */
+        AGENT_PRIMARY,       /* we hold the lease and our Postgres is the primary */
+        AGENT_FENCED,        /* our former primary was stopped: lost lease, or primary without lease */
+        AGENT_DEMOTING,      /* handing the lease over (switchover, pre-stop) */
+        AGENT_REJOINING,     /* a former primary coming back as a standby (rewind or clone) */
+        AGENT_STOPPED,       /* Postgres is held down on purpose (rejoin_fallback = none) */
+        _AGENT_STATE_MAX,
+        _AGENT_STATE_INVALID = -EINVAL,
+};
+
+const char *agent_state_to_string(enum agent_state_kind k);
+
+/* What decide() needs of the configuration; copied so that decide() has no
+ * pointer into a config that a reload may replace. */
+struct decide_options {
+        char *name;
+        int64_t priority;
+        bool nofailover;
+        uint64_t maximum_lag_on_failover;
+        usec_t lease_duration;
+        usec_t retry_period;
+        usec_t primary_start_timeout;
+        int synchronous_mode;
+        int64_t synchronous_node_count;
+};
+
+struct agent_state {
+        enum agent_state_kind kind;
+        usec_t since;                 /* when kind was entered */
+        usec_t tilt_until;            /* TILT: no promoting action before this */
+        usec_t primary_down_since;    /* holder whose Postgres does not accept connections; 0 if fine */
+        bool was_primary;             /* our data directory has been a primary: rejoin must check for divergence */
+        bool rejoin_failed;           /* the last rejoin failed and rejoin_fallback = none */
+        struct decide_options opt;
+};
+
+int agent_state_init(struct agent_state *s, const struct decide_options *o);
+void agent_state_done(struct agent_state *s);
+
+enum action_kind {
+        ACTION_ACQUIRE,       /* take the lease */
+        ACTION_RENEW,         /* renew it, publishing optime (lsn, timeline) */
+        ACTION_RELEASE,       /* hand it over: target = successor or NULL, lsn = what it must have replayed */
+        ACTION_PROMOTE,       /* pg_promote() the local standby */
+        ACTION_FENCE,         /* safety rule 1: standby marker, hold, immediate stop */
+        ACTION_START,         /* start the local Postgres as it is (standby marker decides) */
+        ACTION_START_STANDBY, /* write the standby marker and primary_conninfo for target, then start */
+        ACTION_FOLLOW,        /* point primary_conninfo at target:port and reload */
+        ACTION_REJOIN,        /* former primary: rewind (or re-clone) from target, then start as standby */
+        ACTION_RECORD_PROMOTION, /* history row + optime after a promotion */
+        ACTION_EVENT,         /* log line, metadata row, Kubernetes Event */
+        _ACTION_KIND_MAX,
+};
+
+const char *action_kind_to_string(enum action_kind k);
+
+struct action {
+        enum action_kind kind;
+        char *target;         /* member name or host, by kind */
+        int port;
+        uint64_t lsn;
+        uint32_t timeline;
+        /* ACTION_EVENT */
+        enum log_level level;
+        char *event;
+        char *message;
+};
+
+#define ACTIONS_MAX 16
+
+struct action_list {
+        size_t n;
+        struct action items[ACTIONS_MAX];
+};
+
+void action_list_done(struct action_list *l);
+bool action_list_has(const struct action_list *l, enum action_kind k);
+const struct action *action_list_find(const struct action_list *l, enum action_kind k);
+
+/* The candidate that safety rule 2 would promote among this node and the
+ * reachable peers: latest timeline, then highest received LSN, then higher
+ * priority, then lower name; ineligible members (nofailover, priority 0,
+ * outside the synchronous set, too far behind the published optime) are
+ * skipped. Returns the name (ours or a peer's) or NULL if nobody is fit. */
+const char *decide_best_candidate(const struct observation *o, const struct agent_state *s);
+
+/* The standby a leader hands over to (switchover, failing primary). */
+const char *decide_best_successor(const struct observation *o, const struct agent_state *s);
+
+int decide(const struct observation *o, struct agent_state *s, usec_t now, struct action_list *ret);
+
+#endif

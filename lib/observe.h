@@ -1,0 +1,76 @@
+/* observe.h: one snapshot of the local node and the cluster, taken at the
+ * start of a tick: the local Postgres, the leader lease, the member records
+ * and, when a failover is possible, the peers' Postgres servers. */
+#ifndef PGLEASE_OBSERVE_H
+#define PGLEASE_OBSERVE_H
+
+#include <stdint.h>
+
+#include "dcs.h"
+#include "macro.h"
+
+struct peer_observation {
+        char *name;
+        enum member_role role;        /* from its member record */
+        char *state;                  /* its agent's state, from the record */
+        char *host;
+        int port;
+        int priority;
+        bool nofailover;
+        bool has_record;              /* its status annotation was readable */
+        bool probed;                  /* we tried to connect to its Postgres */
+        bool reachable;               /* its Postgres answered */
+        bool in_recovery;
+        uint32_t timeline;
+        uint64_t receive_lsn;
+        uint64_t replay_lsn;
+};
+
+struct observation {
+        usec_t now;
+        usec_t tick_gap;              /* time since the previous tick started; 0 on the first */
+
+        /* The local PostgreSQL. */
+        bool pg_data_present;         /* PG_VERSION exists in data_dir */
+        bool pg_running;              /* a live postmaster owns data_dir */
+        bool pg_accepting;            /* a connection and the status query succeeded */
+        bool pg_standby_marker;       /* standby.signal exists */
+        bool pg_held;                 /* the supervisor's hold file exists */
+        bool pg_in_recovery;
+        uint32_t pg_timeline;
+        uint64_t pg_lsn;              /* primary: flush LSN; standby: max(receive, replay) */
+        uint64_t pg_replay_lsn;
+        bool pg_streaming;
+        char *pg_upstream_host;
+        int pg_upstream_port;
+
+        /* The leader lease, as judged by election at `now`. */
+        bool lease_read;              /* this tick's read succeeded (or said "no record") */
+        bool lease_missing;           /* there is no record at all */
+        bool lease_held_by_us;        /* the record names us */
+        bool lease_leader;            /* we believe we lead (we wrote it and keep renewing) */
+        bool lease_lost;              /* safety rule 1: renew_deadline passed since our last renewal was sent */
+        bool lease_may_acquire;
+        char *lease_holder;           /* "" when released, NULL when unknown */
+        bool paused;
+        char *successor;
+        uint64_t successor_lsn;
+        char *switchover;             /* requested target, or NULL */
+        uint32_t optime_timeline;
+        uint64_t optime_lsn;
+        char **sync;                  /* the published synchronous standbys */
+
+        /* The leader's member record, when someone else holds the lease. */
+        char *leader_host;
+        int leader_port;
+        uint32_t leader_timeline;
+
+        /* Every other member. */
+        size_t n_peers;
+        struct peer_observation *peers;
+};
+
+void observation_done(struct observation *o);
+const struct peer_observation *observation_peer(const struct observation *o, const char *name);
+
+#endif

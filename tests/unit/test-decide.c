@@ -1,0 +1,537 @@
+/* test-decide.c: the failover policy, table by table: (observation, state,
+ * clock) -> actions, for every state and every safety rule. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "decide.h"
+#include "util.h"
+
+#define SEC USEC_PER_SEC
+#define T0 (1000 * SEC)
+
+static void state_for(struct agent_state *s, const char *name) {
+        struct decide_options o = {
+                .name = (char *) name,
+                .priority = 100,
+                .maximum_lag_on_failover = 1024 * 1024,
+                .lease_duration = 10 * SEC,
+                .retry_period = 2 * SEC,
+                .primary_start_timeout = 10 * SEC,
+                .synchronous_mode = SYNCHRONOUS_OFF,
+                .synchronous_node_count = 1,
+        };
+        assert_int_equal(agent_state_init(s, &o), 0);
+}
+
+/* A healthy standby of pg-0 with two peers, pg-0 (primary) and pg-2. */
+static void standby_view(struct observation *o, const char *holder) {
+        *o = (struct observation) {
+                .now = T0,
+                .tick_gap = 2 * SEC,
+                .pg_data_present = true,
+                .pg_running = true,
+                .pg_accepting = true,
+                .pg_in_recovery = true,
+                .pg_standby_marker = true,
+                .pg_timeline = 1,
+                .pg_lsn = 0x3000000,
+                .pg_replay_lsn = 0x3000000,
+                .pg_streaming = true,
+                .pg_upstream_host = strdup("10.0.0.1"),
+                .pg_upstream_port = 5432,
+                .lease_read = true,
+                .lease_holder = strdup(holder),
+                .leader_host = strdup("10.0.0.1"),
+                .leader_port = 5432,
+                .leader_timeline = 1,
+        };
+        o->n_peers = 2;
+        o->peers = calloc(2, sizeof *o->peers);
+        o->peers[0] = (struct peer_observation) { .name = strdup("pg-0"), .role = MEMBER_ROLE_PRIMARY, .host = strdup("10.0.0.1"),
+                                                  .port = 5432, .priority = 100, .has_record = true };
+        o->peers[1] = (struct peer_observation) { .name = strdup("pg-2"), .role = MEMBER_ROLE_REPLICA, .host = strdup("10.0.0.3"),
+                                                  .port = 5432, .priority = 100, .has_record = true };
+}
+
+/* The primary pg-0 died: the lease is free, peers probed. */
+static void failover_view(struct observation *o, uint64_t our_lsn, uint64_t peer_lsn) {
+        standby_view(o, "pg-0");
+        free(o->lease_holder);
+        o->lease_holder = strdup("pg-0");
+        o->lease_may_acquire = true;
+        o->pg_streaming = false;
+        o->pg_lsn = our_lsn;
+        o->peers[0].probed = true;
+        o->peers[0].reachable = false;
+        o->peers[1].probed = true;
+        o->peers[1].reachable = true;
+        o->peers[1].in_recovery = true;
+        o->peers[1].timeline = 1;
+        o->peers[1].receive_lsn = peer_lsn;
+}
+
+static void primary_view(struct observation *o) {
+        standby_view(o, "pg-1");
+        o->pg_in_recovery = false;
+        o->pg_standby_marker = false;
+        o->pg_streaming = false;
+        o->lease_held_by_us = true;
+        o->lease_leader = true;
+        o->pg_timeline = 2;
+        o->pg_lsn = 0x5000000;
+}
+
+static void test_replica_follows_the_leader(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+
+        state_for(&s, "pg-1");
+        standby_view(&o, "pg-0");
+        decide(&o, &s, T0, &l);
+        assert_int_equal(s.kind, AGENT_REPLICA);
+        assert_false(action_list_has(&l, ACTION_FOLLOW));
+        assert_false(action_list_has(&l, ACTION_ACQUIRE));
+        action_list_done(&l);
+
+        /* The leader moved: follow it within this tick. */
+        free(o.leader_host);
+        o.leader_host = strdup("10.0.0.3");
+        decide(&o, &s, T0 + 2 * SEC, &l);
+        const struct action *a = action_list_find(&l, ACTION_FOLLOW);
+        assert_non_null(a);
+        assert_string_equal(a->target, "10.0.0.3");
+        assert_int_equal(a->port, 5432);
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+static void test_best_candidate_acquires_the_free_lease(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+
+        state_for(&s, "pg-1");
+        failover_view(&o, 0x3000100, 0x3000000);
+        decide(&o, &s, T0, &l);
+        assert_true(action_list_has(&l, ACTION_ACQUIRE));
+        assert_false(action_list_has(&l, ACTION_PROMOTE));
+        assert_int_equal(s.kind, AGENT_CANDIDATE);
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+static void test_higher_lsn_peer_wins(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+
+        state_for(&s, "pg-1");
+        failover_view(&o, 0x3000000, 0x3000100);
+        decide(&o, &s, T0, &l);
+        assert_false(action_list_has(&l, ACTION_ACQUIRE));
+        assert_string_equal(decide_best_candidate(&o, &s), "pg-2");
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+static void test_later_timeline_wins_over_higher_lsn(void **state) {
+        struct agent_state s;
+        struct observation o;
+
+        state_for(&s, "pg-1");
+        failover_view(&o, 0x9000000, 0x3000000);
+        o.peers[1].timeline = 2;
+        assert_string_equal(decide_best_candidate(&o, &s), "pg-2");
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+static void test_ties_go_to_priority_then_name(void **state) {
+        struct agent_state s;
+        struct observation o;
+
+        state_for(&s, "pg-1");
+        failover_view(&o, 0x3000000, 0x3000000);
+        assert_string_equal(decide_best_candidate(&o, &s), "pg-1");
+        o.peers[1].priority = 200;
+        assert_string_equal(decide_best_candidate(&o, &s), "pg-2");
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+static void test_nofailover_and_priority_zero_never_promote(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+
+        state_for(&s, "pg-1");
+        s.opt.nofailover = true;
+        failover_view(&o, 0x3000100, 0x3000000);
+        decide(&o, &s, T0, &l);
+        assert_false(action_list_has(&l, ACTION_ACQUIRE));
+        action_list_done(&l);
+        s.opt.nofailover = false;
+        s.opt.priority = 0;
+        decide(&o, &s, T0, &l);
+        assert_false(action_list_has(&l, ACTION_ACQUIRE));
+        action_list_done(&l);
+
+        /* Even holding the lease, it hands it over instead of promoting. */
+        o.lease_held_by_us = true;
+        o.lease_leader = true;
+        decide(&o, &s, T0, &l);
+        assert_false(action_list_has(&l, ACTION_PROMOTE));
+        const struct action *a = action_list_find(&l, ACTION_RELEASE);
+        assert_non_null(a);
+        assert_string_equal(a->target, "pg-2");
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+static void test_lagging_candidate_never_promotes(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+
+        state_for(&s, "pg-1");
+        failover_view(&o, 0x3000000, 0x1000000);
+        o.optime_lsn = 0x3000000 + 2 * 1024 * 1024; /* 2 MB ahead of us; limit is 1 MB */
+        decide(&o, &s, T0, &l);
+        assert_false(action_list_has(&l, ACTION_ACQUIRE));
+        assert_null(decide_best_candidate(&o, &s));
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+static void test_holder_promotes_only_after_comparing_with_peers(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+
+        state_for(&s, "pg-1");
+        failover_view(&o, 0x3000100, 0x3000000);
+        o.lease_held_by_us = true;
+        o.lease_leader = true;
+        decide(&o, &s, T0, &l);
+        assert_true(action_list_has(&l, ACTION_PROMOTE));
+        assert_true(action_list_has(&l, ACTION_RENEW));
+        assert_int_equal(s.kind, AGENT_PROMOTING);
+        action_list_done(&l);
+
+        /* A peer got ahead since we acquired (safety rule 2): hand over. */
+        o.peers[1].receive_lsn = 0x3000200;
+        s.kind = AGENT_CANDIDATE;
+        decide(&o, &s, T0, &l);
+        assert_false(action_list_has(&l, ACTION_PROMOTE));
+        const struct action *a = action_list_find(&l, ACTION_RELEASE);
+        assert_non_null(a);
+        assert_string_equal(a->target, "pg-2");
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+static void test_promoted_primary_records_history_and_renews(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+
+        state_for(&s, "pg-1");
+        s.kind = AGENT_PROMOTING;
+        primary_view(&o);
+        decide(&o, &s, T0, &l);
+        const struct action *r = action_list_find(&l, ACTION_RENEW);
+        assert_non_null(r);
+        assert_int_equal(r->lsn, 0x5000000);
+        assert_int_equal(r->timeline, 2);
+        assert_true(action_list_has(&l, ACTION_RECORD_PROMOTION));
+        assert_int_equal(s.kind, AGENT_PRIMARY);
+        action_list_done(&l);
+        decide(&o, &s, T0 + 2 * SEC, &l);
+        assert_false(action_list_has(&l, ACTION_RECORD_PROMOTION));
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+static void test_lost_renewal_fences_at_once(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+
+        state_for(&s, "pg-1");
+        s.kind = AGENT_PRIMARY;
+        primary_view(&o);
+        o.lease_lost = true;
+        o.lease_read = false;
+        decide(&o, &s, T0, &l);
+        assert_true(action_list_has(&l, ACTION_FENCE));
+        assert_false(action_list_has(&l, ACTION_RENEW));
+        assert_false(action_list_has(&l, ACTION_ACQUIRE));
+        assert_int_equal(s.kind, AGENT_FENCED);
+        assert_true(s.was_primary);
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+static void test_primary_without_lease_is_fenced(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+
+        state_for(&s, "pg-1");
+        primary_view(&o);
+        o.lease_held_by_us = false;
+        o.lease_leader = false;
+        free(o.lease_holder);
+        o.lease_holder = strdup("pg-2");
+        decide(&o, &s, T0, &l);
+        assert_true(action_list_has(&l, ACTION_FENCE));
+        assert_false(action_list_has(&l, ACTION_PROMOTE));
+        assert_int_equal(s.kind, AGENT_FENCED);
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+static void test_fenced_former_primary_rejoins_the_new_leader(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+
+        state_for(&s, "pg-1");
+        s.kind = AGENT_FENCED;
+        s.was_primary = true;
+        standby_view(&o, "pg-2");
+        o.pg_running = false;
+        o.pg_accepting = false;
+        free(o.leader_host);
+        o.leader_host = strdup("10.0.0.3");
+        o.leader_timeline = 3;
+        decide(&o, &s, T0, &l);
+        const struct action *a = action_list_find(&l, ACTION_REJOIN);
+        assert_non_null(a);
+        assert_string_equal(a->target, "10.0.0.3");
+        assert_int_equal(a->timeline, 3);
+        assert_int_equal(s.kind, AGENT_REJOINING);
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+static void test_starting_without_lease_starts_only_as_standby(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+
+        state_for(&s, "pg-1");
+        standby_view(&o, "pg-0");
+        o.pg_running = false;
+        o.pg_accepting = false;
+        decide(&o, &s, T0, &l);
+        assert_true(action_list_has(&l, ACTION_START_STANDBY));
+        assert_false(action_list_has(&l, ACTION_START));
+        action_list_done(&l);
+
+        /* No leader known at all: still only as a standby. */
+        free(o.leader_host);
+        o.leader_host = NULL;
+        free(o.lease_holder);
+        o.lease_holder = NULL;
+        s.kind = AGENT_STARTING;
+        decide(&o, &s, T0, &l);
+        assert_true(action_list_has(&l, ACTION_START_STANDBY));
+        assert_false(action_list_has(&l, ACTION_START));
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+static void test_paused_never_fails_over(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+
+        state_for(&s, "pg-1");
+        failover_view(&o, 0x3000100, 0x3000000);
+        o.paused = true;
+        decide(&o, &s, T0, &l);
+        assert_false(action_list_has(&l, ACTION_ACQUIRE));
+        action_list_done(&l);
+        o.lease_held_by_us = true;
+        o.lease_leader = true;
+        decide(&o, &s, T0, &l);
+        assert_false(action_list_has(&l, ACTION_PROMOTE));
+        assert_true(action_list_has(&l, ACTION_RENEW));
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+static void test_tilt_after_a_stall_blocks_promotion_for_one_lease(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+
+        state_for(&s, "pg-1");
+        failover_view(&o, 0x3000100, 0x3000000);
+        o.tick_gap = 30 * SEC;
+        decide(&o, &s, T0, &l);
+        assert_false(action_list_has(&l, ACTION_ACQUIRE));
+        action_list_done(&l);
+        o.tick_gap = 2 * SEC;
+        decide(&o, &s, T0 + 9 * SEC, &l);
+        assert_false(action_list_has(&l, ACTION_ACQUIRE));
+        action_list_done(&l);
+        decide(&o, &s, T0 + 10 * SEC, &l);
+        assert_true(action_list_has(&l, ACTION_ACQUIRE));
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+static void test_tilt_still_fences(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+
+        state_for(&s, "pg-1");
+        s.kind = AGENT_PRIMARY;
+        primary_view(&o);
+        o.tick_gap = 30 * SEC;
+        o.lease_lost = true;
+        decide(&o, &s, T0, &l);
+        assert_true(action_list_has(&l, ACTION_FENCE));
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+static void test_crashed_primary_gets_primary_start_timeout_then_releases(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+
+        state_for(&s, "pg-1");
+        s.kind = AGENT_PRIMARY;
+        primary_view(&o);
+        o.pg_accepting = false;
+        o.pg_running = false;
+        o.peers[1].reachable = true;
+        o.peers[1].in_recovery = true;
+        o.peers[1].timeline = 2;
+        decide(&o, &s, T0, &l);
+        assert_true(action_list_has(&l, ACTION_RENEW));
+        assert_false(action_list_has(&l, ACTION_RELEASE));
+        action_list_done(&l);
+        decide(&o, &s, T0 + 9 * SEC, &l);
+        assert_false(action_list_has(&l, ACTION_RELEASE));
+        action_list_done(&l);
+        decide(&o, &s, T0 + 10 * SEC, &l);
+        const struct action *a = action_list_find(&l, ACTION_RELEASE);
+        assert_non_null(a);
+        assert_string_equal(a->target, "pg-2");
+        assert_true(action_list_has(&l, ACTION_FENCE));
+        assert_false(action_list_has(&l, ACTION_RENEW));
+        assert_int_equal(s.kind, AGENT_FENCED);
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+static void test_sync_mode_only_published_standby_promotes(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+
+        state_for(&s, "pg-1");
+        s.opt.synchronous_mode = SYNCHRONOUS_ON;
+        failover_view(&o, 0x3000100, 0x3000000);
+        o.sync = calloc(2, sizeof(char *));
+        o.sync[0] = strdup("pg-2");
+        decide(&o, &s, T0, &l);
+        assert_false(action_list_has(&l, ACTION_ACQUIRE));
+        assert_string_equal(decide_best_candidate(&o, &s), "pg-2");
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+static void test_switchover_successor_waits_for_the_final_lsn(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+
+        state_for(&s, "pg-1");
+        failover_view(&o, 0x3000100, 0x3000000);
+        o.lease_held_by_us = true;
+        o.lease_leader = true;
+        o.successor = strdup("pg-1");
+        o.successor_lsn = 0x3000200;
+        o.pg_replay_lsn = 0x3000100;
+        s.kind = AGENT_CANDIDATE;
+        s.since = T0;
+        decide(&o, &s, T0, &l);
+        assert_false(action_list_has(&l, ACTION_PROMOTE));
+        assert_true(action_list_has(&l, ACTION_RENEW));
+        action_list_done(&l);
+        o.pg_replay_lsn = 0x3000200;
+        o.pg_lsn = 0x3000200;
+        decide(&o, &s, T0 + 1 * SEC, &l);
+        assert_true(action_list_has(&l, ACTION_PROMOTE));
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+static void test_restarted_holder_takes_its_lease_back(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+
+        state_for(&s, "pg-1");
+        primary_view(&o);
+        o.lease_leader = false;
+        decide(&o, &s, T0, &l);
+        assert_true(action_list_has(&l, ACTION_ACQUIRE));
+        assert_false(action_list_has(&l, ACTION_FENCE));
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_replica_follows_the_leader),
+                cmocka_unit_test(test_best_candidate_acquires_the_free_lease),
+                cmocka_unit_test(test_higher_lsn_peer_wins),
+                cmocka_unit_test(test_later_timeline_wins_over_higher_lsn),
+                cmocka_unit_test(test_ties_go_to_priority_then_name),
+                cmocka_unit_test(test_nofailover_and_priority_zero_never_promote),
+                cmocka_unit_test(test_lagging_candidate_never_promotes),
+                cmocka_unit_test(test_holder_promotes_only_after_comparing_with_peers),
+                cmocka_unit_test(test_promoted_primary_records_history_and_renews),
+                cmocka_unit_test(test_lost_renewal_fences_at_once),
+                cmocka_unit_test(test_primary_without_lease_is_fenced),
+                cmocka_unit_test(test_fenced_former_primary_rejoins_the_new_leader),
+                cmocka_unit_test(test_starting_without_lease_starts_only_as_standby),
+                cmocka_unit_test(test_paused_never_fails_over),
+                cmocka_unit_test(test_tilt_after_a_stall_blocks_promotion_for_one_lease),
+                cmocka_unit_test(test_tilt_still_fences),
+                cmocka_unit_test(test_crashed_primary_gets_primary_start_timeout_then_releases),
+                cmocka_unit_test(test_sync_mode_only_published_standby_promotes),
+                cmocka_unit_test(test_switchover_successor_waits_for_the_final_lsn),
+                cmocka_unit_test(test_restarted_holder_takes_its_lease_back),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
