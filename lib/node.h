@@ -1,0 +1,80 @@
+/* node.h: this member as the agent's modules see it: the configuration
+ * turned into what the other modules take (DCS, pgctl, upstreams, password
+ * files, conninfo strings), and the handles kept from tick to tick. */
+#ifndef PGLEASE_NODE_H
+#define PGLEASE_NODE_H
+
+#include <libpq-fe.h>
+
+#include "clock.h"
+#include "config.h"
+#include "dcs.h"
+#include "election.h"
+#include "metadata.h"
+#include "pgctl.h"
+#include "replication.h"
+
+struct node {
+        const struct config *cfg;     /* borrowed: the agent's running configuration */
+        const struct clock_ops *clock;
+        char *bindir;                 /* resolved PostgreSQL bindir */
+        char *passfile;               /* <run_dir>/pgpass, 0600: every role's password */
+        char *superuser_password_file;/* resolved files (inline passwords materialised in run_dir) */
+        char *replication_password_file;
+        char *rewind_password_file;
+        char *sql_dir;
+
+        struct dcs dcs;
+        bool have_dcs;
+        struct election election;
+        bool have_election;
+        struct pgctl pgctl;
+
+        PGconn *local;                /* cached superuser connection to the local Postgres */
+        PGconn *primary;              /* cached connection to the leader (metadata writes) */
+        char *primary_key;            /* "host:port" of that connection */
+
+        struct slot_state slots;
+        struct metadata_event_queue events;
+        bool schema_ready;            /* migrations applied in this primary term */
+        usec_t last_monitoring;
+        usec_t last_publish;
+        char *last_published;         /* JSON of the last member record written */
+        usec_t tick_started;
+};
+
+/* Resolves paths and passwords and creates the DCS client. Nothing is sent
+ * to the API server or Postgres yet. */
+int node_init(struct node *n, const struct config *cfg, const struct clock_ops *clock, char **reterr_msg);
+void node_done(struct node *n);
+
+/* The PostgreSQL 15 programs: pg_bindir, else `pg_config --bindir` when it
+ * is version 15, else the Debian location. */
+int node_resolve_bindir(const char *configured, char **ret);
+
+/* The member name peers use for this node's host ("connect_address", else
+ * node_name). */
+const char *node_connect_host(const struct node *n);
+
+/* Superuser conninfo for the local server (over its Unix socket) and for a
+ * peer (TCP), both with the passfile. */
+int node_local_conninfo(const struct node *n, char **ret);
+int node_peer_conninfo(const struct node *n, const char *host, int port, char **ret);
+
+/* Where a standby of host:port connects (replication role) and where
+ * pg_rewind connects (rewind role). Strings are borrowed from n. */
+void node_replication_upstream(const struct node *n, const char *host, int port, struct upstream *ret);
+void node_rewind_upstream(const struct node *n, const char *host, int port, struct upstream *ret);
+
+/* The cached local connection, opened when missing or broken; NULL with
+ * *reterr_msg when the server cannot be reached. */
+PGconn *node_local(struct node *n, char **reterr_msg);
+void node_local_reset(struct node *n);
+/* The cached connection to host:port (the leader). */
+PGconn *node_primary(struct node *n, const char *host, int port, char **reterr_msg);
+void node_primary_reset(struct node *n);
+
+/* True when PG_VERSION exists in the data directory. */
+bool node_data_present(const struct node *n);
+
+#endif
