@@ -74,6 +74,13 @@ static int curl_to_errno(CURLcode c) {
         case CURLE_GOT_NOTHING:
         case CURLE_PARTIAL_FILE:
                 return -ECONNRESET;
+        /* A server we cannot verify will not become trustworthy by retrying. */
+        case CURLE_PEER_FAILED_VERIFICATION:
+        case CURLE_SSL_CACERT_BADFILE:
+        case CURLE_SSL_CERTPROBLEM:
+        case CURLE_SSL_CIPHER:
+        case CURLE_SSL_ISSUER_ERROR:
+                return -EPROTO;
         case CURLE_OUT_OF_MEMORY:
                 return -ENOMEM;
         default:

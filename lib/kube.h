@@ -31,7 +31,9 @@ void kube_http_response_done(struct kube_http_response *r);
 /* The transport under the client: curl by default, canned answers in tests.
  * perform() makes exactly one attempt that must not last longer than
  * timeout; it returns 0 with any HTTP status, or -ETIMEDOUT,
- * -ECONNREFUSED, -ECONNRESET, -EHOSTUNREACH, -EIO when no answer came. */
+ * -ECONNREFUSED, -ECONNRESET, -EHOSTUNREACH, -EIO when no answer came
+ * (retried), or -EPROTO when the server's certificate cannot be verified
+ * (not retried). */
 struct kube_transport_ops {
         int (*perform)(void *userdata, const struct kube_http_request *req, usec_t timeout,
                        struct kube_http_response *ret, char **reterr_msg);
