@@ -33,6 +33,10 @@ def ordered_object(res, obj):
     ordered_meta = {k: meta[k] for k in METADATA_ORDER if k in meta}
     ordered_meta.update((k, v) for k, v in meta.items()
                         if k not in ordered_meta)
+    # Go's omitempty: an empty map or list is not there at all.
+    for key in ("labels", "annotations", "finalizers", "ownerReferences"):
+        if key in ordered_meta and not ordered_meta[key]:
+            del ordered_meta[key]
     out = {"kind": res.kind, "apiVersion": res.api_version,
            "metadata": ordered_meta}
     out.update((k, v) for k, v in obj.items()
@@ -237,7 +241,8 @@ class Api:
     def list(self, req):
         res = req.res
         labels = parse_label_selector(req.query.get("labelSelector"))
-        fields = parse_field_selector(req.query.get("fieldSelector"))
+        fields = parse_field_selector(req.query.get("fieldSelector"),
+                                      res.name)
         with self.store.lock:
             list_rv = str(self.store.rv)
             items = [obj for (ns, _), obj in

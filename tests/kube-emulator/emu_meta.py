@@ -396,11 +396,26 @@ def selector_matches(reqs, labels):
     return True
 
 
-FIELD_PATHS = {"metadata.name": ("metadata", "name"),
-               "metadata.namespace": ("metadata", "namespace")}
+# The field labels each resource's registry accepts in fieldSelector.
+FIELD_LABELS = {
+    "pods": ["spec.nodeName", "spec.restartPolicy", "spec.schedulerName",
+             "spec.serviceAccountName", "spec.hostNetwork", "status.phase",
+             "status.podIP", "status.nominatedNodeName"],
+    "events": ["involvedObject.kind", "involvedObject.namespace",
+               "involvedObject.name", "involvedObject.uid",
+               "involvedObject.apiVersion", "involvedObject.resourceVersion",
+               "involvedObject.fieldPath", "reason", "reportingComponent",
+               "source", "type", "regarding.kind", "regarding.namespace",
+               "regarding.name", "regarding.uid", "regarding.apiVersion",
+               "regarding.resourceVersion", "regarding.fieldPath",
+               "reportingController"],
+    "leases": [],
+}
 
 
-def parse_field_selector(text):
+def parse_field_selector(text, resource):
+    allowed = ["metadata.name", "metadata.namespace"] + \
+        FIELD_LABELS.get(resource, [])
     reqs = []
     for part in filter(None, (p.strip() for p in (text or "").split(","))):
         m = re.match(r"^([^=!]+)(==|=|!=)(.*)$", part)
@@ -408,16 +423,27 @@ def parse_field_selector(text):
             raise bad_request(f"invalid selector: '{text}'; can't understand "
                               f"'{part}'")
         field, op, value = m.group(1), m.group(2), m.group(3)
-        if field not in FIELD_PATHS:
-            raise bad_request(f'field label not supported: {field}')
+        if field not in allowed:
+            raise bad_request(f'"{field}" is not a known field selector: '
+                              f'only "{", ".join(allowed)}"')
         reqs.append((field, op != "!=", value))
     return reqs
 
 
+def field_value(obj, field):
+    value = obj
+    for part in field.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    if field == "source" and isinstance(value, dict):
+        value = value.get("component")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
 def field_selector_matches(reqs, obj):
     for field, equal, value in reqs:
-        top, sub = FIELD_PATHS[field]
-        if (obj.get(top, {}).get(sub, "") == value) != equal:
+        if (field_value(obj, field) == value) != equal:
             return False
     return True
 

@@ -482,6 +482,35 @@ def test_events_are_kept_and_bounded(plain):
     assert "e0" not in names and f"e{emu_api.EVENTS_KEPT + 4}" in names
 
 
+def test_field_selectors_as_kubectl_describe_uses_them(plain):
+    for name, involved in (("e1", "pg-0"), ("e2", "pg-1")):
+        status, body = plain.post(f"/api/v1/namespaces/{NS}/events", {
+            "metadata": {"name": name}, "reason": "Started",
+            "involvedObject": {"kind": "Pod", "name": involved,
+                               "namespace": NS}}, token=PG0)
+        assert status == 201, body
+    status, body = plain.get(
+        f"/api/v1/namespaces/{NS}/events?fieldSelector=involvedObject.name"
+        f"%3Dpg-1,involvedObject.kind%3DPod", token=PG0)
+    assert status == 200, body
+    assert [e["metadata"]["name"] for e in body["items"]] == ["e2"]
+    status, body = plain.get(f"/api/v1/namespaces/{NS}/events?"
+                             "fieldSelector=metadata.name!%3De1", token=PG0)
+    assert [e["metadata"]["name"] for e in body["items"]] == ["e2"]
+    status, body = plain.get(f"{plain.lease_path(NS)}?fieldSelector="
+                             "spec.holderIdentity%3Dx", token=PG0)
+    assert status == 400, body
+
+
+def test_empty_label_and_annotation_maps_are_omitted(emu):
+    emu.create_pod(NS, "pg-0", {}, {"only": "one"})
+    status, pod = emu.patch(emu.pod_path(NS, "pg-0"), {"metadata": {
+        "annotations": {"only": None}}}, token=PG0)
+    assert status == 200
+    assert "annotations" not in pod["metadata"]
+    assert "labels" not in pod["metadata"]
+
+
 # --- HTTP ------------------------------------------------------------------------
 
 def test_connections_are_kept_alive_with_content_length(emu):
