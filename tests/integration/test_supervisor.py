@@ -1,0 +1,261 @@
+"""The run-postgres supervisor and lib/pgctl against a real PostgreSQL 15:
+a killed postmaster is restarted; a held server stays down until the hold is
+cleared; SIGTERM stops Postgres cleanly and the supervisor exits 0; fence
+writes standby.signal before the server goes down, and the server comes back
+only as a standby; nothing is left running.
+
+The supervisor is `pglease-agent run-postgres` once the agent dispatches that
+mode, else tests/run-postgres-main (the same run_postgres_main()); pgctl is
+driven through `run-postgres-main pgctl ...`."""
+
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+import pgharness
+from pgharness import wait_for
+
+SOURCE_DIR = os.environ.get("PGLEASE_SOURCE_DIR") or os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _staged(path, stage_dir):
+    """The program at a path the runner user can execute."""
+    if pgharness.runner_can_access(path, "x"):
+        return path
+    pgharness.make_dir(stage_dir)
+    target = os.path.join(stage_dir, os.path.basename(path))
+    shutil.copy2(path, target)
+    os.chmod(target, 0o755)
+    return target
+
+
+@pytest.fixture(scope="module")
+def tools(tmp_path_factory):
+    build_dir = os.environ.get("PGLEASE_BUILD_DIR") or os.path.join(
+        SOURCE_DIR, "build")
+    main = os.path.join(build_dir, "tests", "run-postgres-main")
+    if not os.access(main, os.X_OK):
+        pytest.fail(f"not built: {main}")
+    stage = pgharness.make_workdir("pglease-it-sup-")
+    main = _staged(main, os.path.join(stage, "bin"))
+    supervisor = [main]
+    agent = os.path.join(build_dir, "agent", "pglease-agent")
+    if os.access(agent, os.X_OK):
+        probe = subprocess.run([agent, "run-postgres", "--help"],
+                               capture_output=True, text=True, timeout=10,
+                               check=False)
+        if probe.returncode == 0 and "--restart-delay" in probe.stdout:
+            supervisor = [_staged(agent, os.path.join(stage, "bin")),
+                          "run-postgres"]
+    yield {"supervisor": supervisor, "driver": main}
+    shutil.rmtree(stage, ignore_errors=True)
+
+
+class Supervised:
+    """One PgServer run by a run-postgres supervisor."""
+
+    def __init__(self, pg, reaper, tools, run_dir):
+        self.pg = pg
+        self.reaper = reaper
+        self.tools = tools
+        self.run_dir = run_dir
+        self.log = os.path.join(pg.base_dir, "supervisor.log")
+        self.proc = None
+
+    def start(self, postgres=None):
+        postgres = postgres or self.pg.bin("postgres")
+        self.proc = self.reaper.spawn(
+            self.tools["supervisor"] + [
+                "--run-dir", self.run_dir, "--restart-delay", "200ms", "--",
+                postgres, "-D", self.pg.datadir, "-p", self.pg.port,
+                "-k", self.pg.sockdir],
+            logfile=self.log)
+        return self
+
+    def wait_ready(self, timeout=30):
+        wait_for(self.pg.is_ready, timeout, f"{self.pg.name} to accept "
+                 f"connections\n{self.log_text()}", interval=0.1)
+
+    def log_text(self):
+        try:
+            with open(self.log, encoding="utf-8", errors="replace") as fh:
+                return fh.read()
+        except OSError:
+            return ""
+
+    def pgctl(self, *args, check=True, timeout=60):
+        res = self.reaper.run(
+            [self.tools["driver"], "pgctl", "supervisor", self.pg.datadir,
+             self.run_dir, self.pg.bindir] + [str(a) for a in args],
+            timeout=timeout, check=False)
+        if check and res.returncode != 0:
+            raise AssertionError(f"pgctl {args}: {res.stdout}{res.stderr}\n"
+                                 f"{self.log_text()}")
+        return res.stdout.strip()
+
+    def hold_path(self):
+        return os.path.join(self.run_dir, "hold")
+
+    def marker_path(self):
+        return os.path.join(self.pg.datadir, "standby.signal")
+
+    def state(self):
+        with open(os.path.join(self.run_dir, "supervisor.state"),
+                  encoding="ascii") as fh:
+            return dict(line.split("=", 1) for line in fh.read().split())
+
+
+@pytest.fixture
+def supervised(pg_factory, reaper, tools, workdir):
+    pg = pg_factory("sup")
+    pg.initdb()
+    run_dir = pgharness.make_dir(os.path.join(workdir, "run"))
+    sup = Supervised(pg, reaper, tools, run_dir).start()
+    sup.wait_ready()
+    yield sup
+    if sup.proc.poll() is None:
+        sup.proc.send_signal(signal.SIGTERM)
+        try:
+            sup.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def assert_stays(predicate, seconds, what):
+    """Checks that predicate() holds for a whole window: proving that
+    something does not happen needs one (the restart delay is 200 ms)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert predicate(), what
+        time.sleep(0.05)
+
+
+def test_state_files_name_supervisor_and_postmaster(supervised):
+    state = supervised.state()
+    assert int(state["supervisor_pid"]) == supervised.proc.pid
+    assert int(state["postmaster_pid"]) == supervised.pg.pid()
+    assert state["phase"] == "running"
+    with open(os.path.join(supervised.run_dir, "supervisor.pid"),
+              encoding="ascii") as fh:
+        assert int(fh.read()) == supervised.proc.pid
+    assert supervised.pgctl("running") == f"running {supervised.pg.pid()}"
+    assert "started postgres pid" in supervised.log_text()
+
+
+def test_killed_postmaster_is_restarted_and_accepts_connections(supervised):
+    old = supervised.pg.pid()
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: supervised.pg.pid() not in (None, old), 30,
+             "a new postmaster\n" + supervised.log_text())
+    supervised.wait_ready()
+    assert supervised.pg.sql("SELECT 1") == [(1,)]
+    assert supervised.state()["restarts"] == "1"
+    assert int(supervised.state()["postmaster_pid"]) == supervised.pg.pid()
+    assert f"postgres pid {old} was killed by signal KILL" \
+        in supervised.log_text()
+
+
+def test_held_server_stays_down_until_hold_is_cleared(supervised):
+    old = supervised.pg.pid()
+    assert supervised.pgctl("stop", "fast", 30) == "ok"
+    assert os.path.exists(supervised.hold_path())
+    assert not pgharness.pid_alive(old)
+    wait_for(lambda: supervised.state()["phase"] == "held", 10,
+             "the supervisor to report held")
+    assert_stays(lambda: supervised.pgctl("running") == "stopped", 1.5,
+                 "postgres restarted while held")
+    assert "held: waiting for hold file to be removed" \
+        in supervised.log_text()
+    assert supervised.pgctl("controldata").startswith("state=shut down\n")
+
+    assert supervised.pgctl("start", 30) == "ok"
+    assert not os.path.exists(supervised.hold_path())
+    assert supervised.pg.sql("SELECT 1") == [(1,)]
+    assert supervised.pg.pid() != old
+
+
+def test_sigterm_stops_postgres_cleanly_and_exits_zero(supervised, reaper):
+    postmaster = supervised.pg.pid()
+    supervised.proc.send_signal(signal.SIGTERM)
+    assert supervised.proc.wait(timeout=30) == 0
+    assert not pgharness.pid_alive(postmaster)
+    assert not os.path.exists(os.path.join(supervised.pg.datadir,
+                                           "postmaster.pid"))
+    assert not os.path.exists(os.path.join(supervised.run_dir,
+                                           "supervisor.pid"))
+    assert "exiting with status 0" in supervised.log_text()
+    assert reaper.owned_pids() == []
+
+
+def test_sigint_after_crash_reaps_orphans_and_leaves_nothing(supervised,
+                                                             reaper):
+    # Busy backends outlive a SIGKILLed postmaster for a moment; the
+    # supervisor, as subreaper, collects them before it restarts.
+    conns = [supervised.pg.connect() for _ in range(3)]
+    os.kill(supervised.pg.pid(), signal.SIGKILL)
+    supervised.wait_ready()
+    for conn in conns:
+        conn.close()
+    supervised.proc.send_signal(signal.SIGINT)
+    assert supervised.proc.wait(timeout=30) == 0
+    assert reaper.owned_pids() == []
+
+
+def test_fence_writes_standby_marker_first_and_returns_as_standby(
+        supervised):
+    pg = supervised.pg
+    pg.sql("CREATE TABLE fenced (x int)")
+    pid = pg.pid()
+    seen = {"down_without_marker": False, "done": False}
+
+    def watch():
+        # The marker must be there at every moment the server is down.
+        while not seen["done"]:
+            alive = pgharness.pid_alive(pid)
+            marker = os.path.exists(supervised.marker_path())
+            if not alive and not marker:
+                seen["down_without_marker"] = True
+            time.sleep(0.001)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        assert supervised.pgctl("fence", 30) == "ok"
+    finally:
+        seen["done"] = True
+        watcher.join()
+    assert not seen["down_without_marker"]
+    assert os.path.exists(supervised.marker_path())
+    assert os.path.exists(supervised.hold_path())
+    assert not pgharness.pid_alive(pid)
+    assert_stays(lambda: supervised.pgctl("running") == "stopped", 1.0,
+                 "fenced postgres restarted while held")
+
+    assert supervised.pgctl("start", 60) == "ok"
+    assert pg.in_recovery() is True
+    with pytest.raises(Exception, match="read-only"):
+        pg.sql("INSERT INTO fenced VALUES (1)")
+    assert "in archive recovery" in supervised.pgctl("controldata")
+
+
+def test_unexecutable_postgres_exits_two(pg_factory, reaper, tools, workdir):
+    pg = pg_factory("noexec")
+    run_dir = pgharness.make_dir(os.path.join(workdir, "run2"))
+    sup = Supervised(pg, reaper, tools, run_dir).start(
+        postgres="/nonexistent/postgres")
+    assert sup.proc.wait(timeout=30) == 2
+    assert "cannot execute /nonexistent/postgres" in sup.log_text()
+
+
+def test_usage_error_exits_one(reaper, tools):
+    res = reaper.run(tools["supervisor"] + ["--bogus"], check=False)
+    assert res.returncode == 1
+    res = reaper.run(tools["supervisor"] + ["--run-dir", "/tmp"],
+                     check=False)
+    assert res.returncode == 1
