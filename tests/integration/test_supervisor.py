@@ -259,3 +259,35 @@ def test_usage_error_exits_one(reaper, tools):
     res = reaper.run(tools["supervisor"] + ["--run-dir", "/tmp"],
                      check=False)
     assert res.returncode == 1
+
+
+def test_pg_ctl_backend_starts_stops_and_fences(pg_factory, reaper, tools,
+                                                workdir):
+    pg = pg_factory("pgctl")
+    pg.initdb()
+    run_dir = pgharness.make_dir(os.path.join(workdir, "run3"))
+
+    def pgctl(*args):
+        res = reaper.run([tools["driver"], "pgctl", "pg_ctl", pg.datadir,
+                          run_dir, pg.bindir] + [str(a) for a in args],
+                         timeout=90, check=False)
+        assert res.returncode == 0, f"pgctl {args}: {res.stdout}"
+        return res.stdout.strip()
+
+    # Without -l the server keeps pg_ctl's output pipe open: the run must
+    # end when pg_ctl exits, not when the pipe closes.
+    assert pgctl("start", 30) == "ok"
+    assert pg.sql("SELECT 1") == [(1,)]
+    assert pgctl("running") == f"running {pg.pid()}"
+    assert pgctl("stop", "fast", 30) == "ok"
+    assert pgctl("running") == "stopped"
+    assert pgctl("controldata").startswith("state=shut down\n")
+    assert pgctl("stop", "fast", 30) == "ok"
+
+    assert pgctl("start", 30) == "ok"
+    assert not os.path.exists(os.path.join(run_dir, "hold"))
+    assert pgctl("fence", 30) == "ok"
+    assert os.path.exists(os.path.join(pg.datadir, "standby.signal"))
+    assert pgctl("running") == "stopped"
+    assert pgctl("start", 60) == "ok"
+    assert pg.in_recovery() is True
