@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 
 #include "pgctl.h"
+#include "proc.h"
 #include "supervisor.h"
 #include "util.h"
 
@@ -698,7 +699,7 @@ static int wait_until_ready(struct pgctl *c, usec_t deadline, bool need_supervis
                                       c->config.datadir, last_status ?: "not running");
                         return -ETIMEDOUT;
                 }
-                (void) poll(NULL, 0, poll_timeout_ms(clk, deadline, PGCTL_POLL_INTERVAL));
+                proc_pause(MIN(PGCTL_POLL_INTERVAL, deadline - clock_now(clk)));
         }
 }
 
