@@ -6,6 +6,8 @@
 #include <systemd/sd-event.h>
 
 #include "clock.h"
+#include "decide.h"
+#include "node.h"
 #include "config.h"
 #include "log.h"
 
@@ -17,6 +19,12 @@ struct agent {
         char *config_path;          /* NULL: no file */
         char **settings;            /* --set KEY=VALUE, re-applied on reload */
         char **envp;
+
+        bool election_only;         /* --election-only: the lease and nothing else */
+        struct node node;
+        bool have_node;
+        struct agent_state state;
+        bool have_state;
 
         sd_event *event;
         sd_event_source *tick_source;

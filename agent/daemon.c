@@ -6,6 +6,7 @@
 #include <string.h>
 #include <systemd/sd-daemon.h>
 
+#include "act.h"
 #include "agent.h"
 #include "exit-codes.h"
 #include "pglease-build.h"
@@ -59,6 +60,69 @@ static usec_t next_tick_delay(struct agent *a) {
         return period - period / 10 + (usec_t) rand_r(&a->random_state) % spread;
 }
 
+static void decide_options_from(const struct config *c, struct decide_options *ret) {
+        *ret = (struct decide_options) {
+                .name = c->node_name,
+                .priority = c->priority,
+                .nofailover = c->nofailover,
+                .maximum_lag_on_failover = c->maximum_lag_on_failover,
+                .lease_duration = c->lease_duration,
+                .retry_period = c->retry_period,
+                .primary_start_timeout = c->primary_start_timeout,
+                .synchronous_mode = c->synchronous_mode,
+                .synchronous_node_count = c->synchronous_node_count,
+        };
+}
+
+/* Reloadable policy keys take effect at the next tick. */
+static void apply_policy(struct agent *a) {
+        struct decide_options o;
+        char *name;
+
+        if (a->have_state) {
+                decide_options_from(&a->config, &o);
+                name = a->state.opt.name;
+                a->state.opt = o;
+                a->state.opt.name = name;
+        }
+        if (a->have_node) {
+                a->node.election.lease_duration = a->config.lease_duration;
+                a->node.election.renew_deadline = a->config.renew_deadline;
+                a->node.election.api_timeout = a->config.api_timeout;
+        }
+}
+
+/* --election-only: the lease and nothing else, for the election tests and
+ * benchmarks: take it when free, renew it, say when it is lost. */
+static void election_tick(struct agent *a, usec_t now) {
+        struct election *e = &a->node.election;
+        _cleanup_free_ char *err = NULL;
+        int r;
+
+        r = election_observe(e, &err);
+        if (r < 0 && r != -ENOENT)
+                agent_log(a, LOG_LEVEL_WARNING, "observe", "cannot read the lease: %s", strempty(err));
+        now = clock_now(a->clock);
+        if (election_lost(e, now)) {
+                agent_log(a, LOG_LEVEL_ERROR, "fence", "lease lost: the last successful renewal was sent more than renew_deadline ago");
+                e->leader = false;
+                return;
+        }
+        err = mfree(err);
+        if (e->leader) {
+                r = election_renew(e, NULL, &err);
+                if (r == -ESTALE)
+                        agent_log(a, LOG_LEVEL_ERROR, "fence", "lease lost: %s", strempty(err));
+                else if (r < 0)
+                        agent_log(a, LOG_LEVEL_WARNING, "renew", "renewal failed: %s", strempty(err));
+                return;
+        }
+        if (r >= 0 || r == -ENOENT) {
+                if (election_may_acquire(e, now) && election_acquire(e, NULL, &err) >= 0)
+                        agent_log(a, LOG_LEVEL_INFO, "acquire", "took the leader lease");
+        }
+}
+
 static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
         struct agent *a = userdata;
         usec_t now = clock_now(a->clock);
@@ -102,6 +166,7 @@ static void reload(struct agent *a) {
         config_done(&a->config);
         a->config = next;
         apply_logging(a);
+        apply_policy(a);
         agent_log(a, LOG_LEVEL_INFO, "reload", "configuration reloaded (%zu changed, %zu refused)",
                   strv_length(changed), strv_length(refused));
 done:
@@ -126,6 +191,32 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
         }
 }
 
+/* A clean stop as the leader: stop PostgreSQL first (so that it cannot
+ * stay a primary without an agent), then hand the lease over. */
+static void agent_shutdown(struct agent *a) {
+        _cleanup_free_ char *err = NULL;
+        struct election *e;
+
+        if (!a->have_node)
+                return;
+        e = &a->node.election;
+        if (!e->leader)
+                return;
+        if (!a->election_only) {
+                int r = pgctl_fence(&a->node.pgctl, a->config.stop_timeout, &err);
+
+                if (r < 0)
+                        agent_log(a, LOG_LEVEL_ERROR, "stop", "cannot stop PostgreSQL before releasing the lease: %s; keeping the lease to expire", strempty(err));
+                if (r < 0)
+                        return;
+        }
+        err = mfree(err);
+        if (election_release(e, NULL, 0, &err) < 0)
+                agent_log(a, LOG_LEVEL_WARNING, "release", "cannot release the lease: %s", strempty(err));
+        else
+                agent_log(a, LOG_LEVEL_INFO, "release", "released the leader lease");
+}
+
 int agent_run(struct agent *a) {
         static const int signals[] = { SIGTERM, SIGINT, SIGHUP };
         sigset_t mask;
@@ -133,6 +224,22 @@ int agent_run(struct agent *a) {
 
         apply_logging(a);
         a->random_state = (unsigned) (clock_realtime(a->clock) ^ (usec_t) getpid());
+        {
+                _cleanup_free_ char *err = NULL;
+                struct decide_options o;
+
+                r = node_init(&a->node, &a->config, a->clock, &err);
+                if (r < 0) {
+                        agent_log(a, LOG_LEVEL_ERROR, "start", "cannot start: %s", err ? err : strerror(-r));
+                        return r == -ENOMEM ? EXIT_FAIL : EXIT_CONFIG;
+                }
+                a->have_node = true;
+                decide_options_from(&a->config, &o);
+                r = agent_state_init(&a->state, &o);
+                if (r < 0)
+                        return EXIT_FAIL;
+                a->have_state = true;
+        }
 
         r = sd_event_new(&a->event);
         if (r < 0) {
@@ -168,6 +275,12 @@ int agent_run(struct agent *a) {
 
         r = sd_event_loop(a->event);
         status = r < 0 ? EXIT_FAIL : r;
+        agent_shutdown(a);
+        if (a->have_state)
+                agent_state_done(&a->state);
+        if (a->have_node)
+                node_done(&a->node);
+        a->have_node = a->have_state = false;
 
         a->tick_source = sd_event_source_disable_unref(a->tick_source);
         a->event = sd_event_unref(a->event);
@@ -175,8 +288,47 @@ int agent_run(struct agent *a) {
         return status;
 }
 
+/* At most this many observe/decide/act rounds in one tick: taking the lease
+ * and promoting happen in the same tick, not one retry_period apart. */
+#define TICK_ROUNDS 3
+
 void agent_tick(struct agent *a, usec_t now) {
+        usec_t gap = a->last_tick ? now - a->last_tick : 0;
+
         a->ticks++;
         a->last_tick = now;
-        agent_log(a, LOG_LEVEL_DEBUG, "tick", "tick %" PRIu64, a->ticks);
+        if (!a->have_node)
+                return;
+        if (a->election_only) {
+                election_tick(a, now);
+                return;
+        }
+        for (int round = 0; round < TICK_ROUNDS; round++) {
+                struct observation o = {};
+                struct action_list l = {};
+                bool redecide = false;
+
+                if (observe(&a->node, now, round == 0 ? gap : 0, &o) < 0) {
+                        agent_log(a, LOG_LEVEL_ERROR, "observe", "out of memory");
+                        return;
+                }
+                (void) decide(&o, &a->state, now, &l);
+                for (size_t i = 0; i < l.n; i++)
+                        if (l.items[i].kind != ACTION_EVENT)
+                                agent_log(a, LOG_LEVEL_DEBUG, "action", "%s%s%s", action_kind_to_string(l.items[i].kind),
+                                          l.items[i].target ? " " : "", strempty(l.items[i].target));
+                (void) act(&a->node, &a->log, &a->state, &o, &l, &redecide);
+                if (!redecide || round == TICK_ROUNDS - 1) {
+                        if (!redecide)
+                                act_housekeeping(&a->node, &a->log, &a->state, &o);
+                        action_list_done(&l);
+                        observation_done(&o);
+                        break;
+                }
+                action_list_done(&l);
+                observation_done(&o);
+                now = clock_now(a->clock);
+        }
+        (void) sd_notifyf(false, "STATUS=%s", agent_state_to_string(a->state.kind));
 }
+

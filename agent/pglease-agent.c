@@ -7,6 +7,7 @@
 #include "agent.h"
 #include "exit-codes.h"
 #include "pglease-build.h"
+#include "run-postgres.h"
 #include "util.h"
 
 extern char **environ;
@@ -24,6 +25,7 @@ static void help(void) {
                "                        %s/pglease/pglease.conf if it exists)\n"
                "      --set KEY=VALUE   override one configuration key (repeatable)\n"
                "      --check-config    validate and print the effective configuration, then exit\n"
+               "      --election-only   take part in the leader election only (no PostgreSQL)\n"
                "  -h, --help            show this help\n"
                "      --version         show the version\n"
                "\n"
@@ -55,12 +57,13 @@ static int default_config_path(char **ret) {
 enum mode { MODE_DAEMON, MODE_CHECK_CONFIG, MODE_INIT };
 
 static int parse_argv(int argc, char **argv, struct agent *a, enum mode *ret_mode, bool *ret_dry_run) {
-        enum { ARG_SET = 0x100, ARG_CHECK, ARG_VERSION, ARG_DRY_RUN };
+        enum { ARG_SET = 0x100, ARG_CHECK, ARG_VERSION, ARG_DRY_RUN, ARG_ELECTION_ONLY };
         static const struct option options[] = {
                 { "config", required_argument, NULL, 'c' },
                 { "set", required_argument, NULL, ARG_SET },
                 { "check-config", no_argument, NULL, ARG_CHECK },
                 { "dry-run", no_argument, NULL, ARG_DRY_RUN },
+                { "election-only", no_argument, NULL, ARG_ELECTION_ONLY },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 {}
@@ -89,6 +92,9 @@ static int parse_argv(int argc, char **argv, struct agent *a, enum mode *ret_mod
                         break;
                 case ARG_DRY_RUN:
                         *ret_dry_run = true;
+                        break;
+                case ARG_ELECTION_ONLY:
+                        a->election_only = true;
                         break;
                 case 'h':
                         help();
@@ -123,6 +129,17 @@ int main(int argc, char **argv) {
         enum mode mode = MODE_DAEMON;
         bool dry_run = false;
         int r, status;
+
+        /* run-postgres has its own options and must not read the
+         * configuration: it is PID 1 of the postgres container. */
+        for (int i = 1; i < argc; i++) {
+                if (streq(argv[i], "--"))
+                        break;
+                if (streq(argv[i], "run-postgres"))
+                        return run_postgres_main(argc - i, argv + i);
+                if (argv[i][0] != '-')
+                        break;
+        }
 
         logger_init(&a.log, "pglease-agent", STDERR_FILENO);
         if (log_journal_wanted())

@@ -73,4 +73,9 @@ struct observation {
 void observation_done(struct observation *o);
 const struct peer_observation *observation_peer(const struct observation *o, const char *name);
 
+struct node;
+/* Takes the snapshot. Failures to reach Postgres, the API server or a peer
+ * are facts recorded in the observation, not errors; only -ENOMEM fails. */
+int observe(struct node *n, usec_t now, usec_t tick_gap, struct observation *ret);
+
 #endif

@@ -2,6 +2,8 @@
  * that cannot truncate, files written atomically, durations and sizes. */
 #include <ctype.h>
 #include <fcntl.h>
+#include <ftw.h>
+#include <libgen.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -347,4 +349,25 @@ int strv_extend(char ***l, const char *s) {
         nl[n + 1] = NULL;
         *l = nl;
         return 0;
+}
+
+static int rm_rf_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+        if (ftw->level > 0)
+                (void) remove(path);
+        return 0;
+}
+
+int rm_rf(const char *path) {
+        _cleanup_free_ char *copy = strdup(path);
+        struct stat st, parent;
+
+        if (!copy)
+                return -ENOMEM;
+        if (lstat(path, &st) < 0)
+                return errno == ENOENT ? 0 : -errno;
+        if (nftw(path, rm_rf_entry, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) < 0)
+                return -errno;
+        if (stat(dirname(copy), &parent) == 0 && parent.st_dev != st.st_dev)
+                return 0;
+        return rmdir(path) < 0 && errno != ENOENT ? -errno : 0;
 }

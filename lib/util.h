@@ -46,4 +46,9 @@ char *strstrip(char *s);
 
 bool path_is_absolute(const char *p);
 
+/* Removes a tree without following symlinks or crossing into other file
+ * systems; the top directory itself only when it is not a mount point (a
+ * volume is emptied, not removed). */
+int rm_rf(const char *path);
+
 #endif

@@ -1,0 +1,440 @@
+/* act.c: carries decide()'s actions out against the world (the lease,
+ * the local Postgres, the metadata schema), emits the events, and does the
+ * per-tick housekeeping of a member (status record, slots, monitoring). */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "act.h"
+#include "pgconn.h"
+#include "pglease-build.h"
+#include "util.h"
+
+/* Events an operator must see in `kubectl get events` too. */
+static bool event_is_notable(const char *event) {
+        static const char *const notable[] = { "promote", "fence", "release", "rejoin", "acquire", "switchover", "demote", "primary-down" };
+
+        for (size_t i = 0; i < ELEMENTSOF(notable); i++)
+                if (streq(event, notable[i]))
+                        return true;
+        return false;
+}
+
+void event_emit(struct node *n, const struct logger *log, enum log_level level, const char *event,
+                const char *fmt, ...) {
+        _cleanup_free_ char *msg = NULL, *details = NULL, *quoted = NULL;
+        struct metadata_event e;
+        va_list ap;
+
+        va_start(ap, fmt);
+        if (vasprintf(&msg, fmt, ap) < 0)
+                msg = NULL;
+        va_end(ap);
+        if (!msg)
+                return;
+        log_write(log, clock_realtime(n->clock), level, event, "%s", msg);
+        if (level == LOG_LEVEL_DEBUG || streq(event, "state"))
+                return;
+        if (json_escape(msg, &quoted) < 0)
+                return;
+        details = strdup_printf("{\"message\":%s,\"level\":\"%s\"}", quoted, log_level_to_string(level));
+        e = (struct metadata_event) {
+                .at = clock_realtime(n->clock),
+                .node = n->cfg->node_name,
+                .event = (char *) event,   /* the queue copies it */
+                .successful = level < LOG_LEVEL_ERROR,
+                .details = details,
+        };
+        (void) metadata_event_queue_push(&n->events, &e);
+        if (event_is_notable(event) && n->dcs.ops->event_post)
+                (void) n->dcs.ops->event_post(n->dcs.userdata, level >= LOG_LEVEL_WARNING ? "Warning" : "Normal",
+                                              event, msg, clock_now(n->clock) + n->cfg->api_timeout, NULL);
+}
+
+static void publish_from(const struct observation *o, struct election_publish *pub) {
+        *pub = (struct election_publish) {};
+        if (o->pg_accepting && !o->pg_in_recovery) {
+                pub->optime_timeline = o->pg_timeline;
+                pub->optime_lsn = o->pg_lsn;
+        }
+}
+
+static int do_promote(struct node *n, const struct logger *log, char **reterr_msg) {
+        _cleanup_(pgconn_closep) PGconn *c = NULL;
+        _cleanup_(pgresult_clearp) PGresult *res = NULL;
+        _cleanup_free_ char *ci = NULL;
+        int r;
+
+        /* A connection of its own: pg_promote() waits up to 60 s, longer
+         * than the agent's statement_timeout. */
+        r = node_local_conninfo(n, &ci);
+        if (r < 0)
+                return r;
+        r = pgconn_connect(ci, "pglease-agent", n->cfg->connect_timeout, 65 * USEC_PER_SEC, &c, reterr_msg);
+        if (r < 0)
+                return r;
+        r = pgconn_exec(c, "SELECT pg_promote(true, 60)", 0, NULL, &res, reterr_msg);
+        if (r < 0)
+                return r;
+        if (PQntuples(res) != 1 || !streq(PQgetvalue(res, 0, 0), "t"))
+                return set_error_msg(reterr_msg, "pg_promote() did not finish within 60 s"), -ETIMEDOUT;
+        node_local_reset(n);
+        return 0;
+}
+
+static int start_postgres(struct node *n, const struct logger *log) {
+        _cleanup_free_ char *err = NULL;
+        int r;
+
+        /* A short wait: the next tick sees whether it accepts connections,
+         * and a holder keeps renewing meanwhile. */
+        r = pgctl_start(&n->pgctl, 2 * n->cfg->retry_period, &err);
+        if (r == -ETIMEDOUT)
+                log_write(log, clock_realtime(n->clock), LOG_LEVEL_INFO, "start", "PostgreSQL is starting");
+        else if (r < 0)
+                log_write(log, clock_realtime(n->clock), LOG_LEVEL_ERROR, "start", "cannot start PostgreSQL: %s", strempty(err));
+        return r;
+}
+
+static int do_start_standby(struct node *n, const struct logger *log, const struct action *a) {
+        _cleanup_free_ char *err = NULL, *slot = NULL;
+        struct upstream u;
+        int r;
+
+        /* Safety rule 3: the marker is written before Postgres starts. */
+        if (a->target) {
+                node_replication_upstream(n, a->target, a->port, &u);
+                r = replication_slot_name(n->cfg->node_name, &slot);
+                if (r >= 0)
+                        r = replication_write_standby_config(n->cfg->data_dir, &u, slot, &err);
+        } else
+                r = pgctl_write_standby_marker(n->cfg->data_dir);
+        if (r < 0) {
+                event_emit(n, log, LOG_LEVEL_ERROR, "start", "cannot write the standby configuration: %s", err ? err : strerror(-r));
+                return r;
+        }
+        return start_postgres(n, log);
+}
+
+static int do_follow(struct node *n, const struct logger *log, const struct action *a) {
+        _cleanup_free_ char *err = NULL, *slot = NULL;
+        struct upstream u;
+        PGconn *c;
+        int r;
+
+        c = node_local(n, &err);
+        if (!c)
+                return -ECONNREFUSED;
+        node_replication_upstream(n, a->target, a->port, &u);
+        r = replication_slot_name(n->cfg->node_name, &slot);
+        if (r >= 0)
+                r = replication_follow(c, &u, slot, &err);
+        if (r < 0)
+                event_emit(n, log, LOG_LEVEL_ERROR, "follow", "cannot follow %s:%d: %s", a->target, a->port, strempty(err));
+        else
+                event_emit(n, log, LOG_LEVEL_INFO, "follow", "now following the primary at %s:%d", a->target, a->port);
+        return r;
+}
+
+static int reclone(struct node *n, const struct logger *log, const struct action *a, char **reterr_msg) {
+        struct clone_options co;
+        int r;
+
+        r = rm_rf(n->cfg->data_dir);
+        if (r < 0)
+                return set_error_msg(reterr_msg, "cannot empty %s: %s", n->cfg->data_dir, strerror(-r)), r;
+        co = (struct clone_options) {
+                .bindir = n->bindir,
+                .node_name = n->cfg->node_name,
+                .datadir = n->cfg->data_dir,
+                .password_file = n->replication_password_file,
+                .source_dbname = n->cfg->database,
+                .timeout = n->cfg->clone_timeout,
+                .keep_failed = n->cfg->clone_keep_failed,
+                .clock = n->clock,
+        };
+        node_replication_upstream(n, a->target, a->port, &co.source);
+        return replication_clone(&co, reterr_msg);
+}
+
+/* Safety rule 5: divergence is repaired, never ignored. */
+static int do_rejoin(struct node *n, const struct logger *log, struct agent_state *s, const struct action *a) {
+        _cleanup_free_ char *err = NULL, *slot = NULL;
+        struct upstream repl;
+        bool forked = false;
+        int r;
+
+        node_replication_upstream(n, a->target, a->port, &repl);
+        r = replication_slot_name(n->cfg->node_name, &slot);
+        if (r < 0)
+                return r;
+        r = replication_ensure_clean_shutdown(n->bindir, n->cfg->data_dir, n->cfg->stop_timeout * 4, n->clock, &err);
+        if (r >= 0)
+                r = replication_timeline_forked(n->bindir, n->cfg->data_dir, &repl, n->cfg->stop_timeout, n->clock, &forked, &err);
+        if (r >= 0 && forked) {
+                struct rewind_options ro = {
+                        .bindir = n->bindir,
+                        .datadir = n->cfg->data_dir,
+                        .password_file = n->rewind_password_file,
+                        .standby = repl,
+                        .slot_name = slot,
+                        .clock = n->clock,
+                };
+
+                node_rewind_upstream(n, a->target, a->port, &ro.source);
+                event_emit(n, log, LOG_LEVEL_INFO, "rejoin", "timeline forked from the primary's: rewinding from %s:%d", a->target, a->port);
+                err = mfree(err);
+                r = replication_rewind(&ro, &err);
+        } else if (r >= 0)
+                r = replication_write_standby_config(n->cfg->data_dir, &repl, slot, &err);
+        if (r < 0 && n->cfg->rejoin_fallback == REJOIN_FALLBACK_CLONE) {
+                event_emit(n, log, LOG_LEVEL_WARNING, "rejoin", "rewind impossible or failed (%s): cloning again from %s:%d",
+                           strempty(err), a->target, a->port);
+                err = mfree(err);
+                r = reclone(n, log, a, &err);
+        }
+        if (r < 0) {
+                event_emit(n, log, LOG_LEVEL_ERROR, "rejoin", "cannot rejoin as a standby of %s:%d: %s%s", a->target, a->port,
+                           strempty(err), n->cfg->rejoin_fallback == REJOIN_FALLBACK_NONE ? "; holding PostgreSQL stopped (rejoin_fallback = none)" : "");
+                if (n->cfg->rejoin_fallback == REJOIN_FALLBACK_NONE) {
+                        s->kind = AGENT_STOPPED;
+                        s->rejoin_failed = true;
+                }
+                return r;
+        }
+        s->was_primary = false;
+        event_emit(n, log, LOG_LEVEL_INFO, "rejoin", "rejoined as a standby of %s:%d", a->target, a->port);
+        return start_postgres(n, log);
+}
+
+static void do_record_promotion(struct node *n, const struct logger *log, const struct action *a) {
+        _cleanup_free_ char *err = NULL;
+        PGconn *c = node_local(n, &err);
+        unsigned applied = 0;
+
+        if (!c)
+                return;
+        if (!n->schema_ready && metadata_migrate(c, n->cfg->metadata_schema, n->sql_dir, &applied, &err) >= 0)
+                n->schema_ready = true;
+        if (metadata_history_insert(c, n->cfg->metadata_schema, a->timeline, a->lsn, n->cfg->node_name, "failover", &err) < 0)
+                log_write(log, clock_realtime(n->clock), LOG_LEVEL_WARNING, "history", "cannot record the promotion: %s", strempty(err));
+}
+
+static int act_one(struct node *n, const struct logger *log, struct agent_state *s, const struct observation *o,
+                   const struct action *a, bool *redecide) {
+        _cleanup_free_ char *err = NULL;
+        struct election_publish pub;
+        int r = 0;
+
+        switch (a->kind) {
+        case ACTION_EVENT:
+                event_emit(n, log, a->level, a->event, "%s", strempty(a->message));
+                break;
+        case ACTION_ACQUIRE:
+                publish_from(o, &pub);
+                r = election_acquire(&n->election, &pub, &err);
+                if (r >= 0) {
+                        event_emit(n, log, LOG_LEVEL_INFO, "acquire", "took the leader lease");
+                        *redecide = true;
+                } else
+                        log_write(log, clock_realtime(n->clock), r == -ESTALE ? LOG_LEVEL_INFO : LOG_LEVEL_WARNING, "acquire",
+                                  "could not take the lease: %s", err ? err : strerror(-r));
+                break;
+        case ACTION_RENEW:
+                publish_from(o, &pub);
+                pub.optime_lsn = a->lsn ? a->lsn : pub.optime_lsn;
+                r = election_renew(&n->election, &pub, &err);
+                if (r < 0)
+                        log_write(log, clock_realtime(n->clock), LOG_LEVEL_WARNING, "renew", "renewal failed: %s (%" PRIu64 "ms left before fencing)",
+                                  err ? err : strerror(-r), election_renew_remaining(&n->election, clock_now(n->clock)) / USEC_PER_MSEC);
+                break;
+        case ACTION_RELEASE:
+                r = election_release(&n->election, a->target, a->lsn, &err);
+                event_emit(n, log, r < 0 ? LOG_LEVEL_ERROR : LOG_LEVEL_INFO, "release", "%s the lease%s%s%s%s",
+                           r < 0 ? "could not release" : "released", a->target ? " to " : "", strempty(a->target),
+                           r < 0 ? ": " : "", r < 0 ? strempty(err) : "");
+                break;
+        case ACTION_PROMOTE:
+                r = do_promote(n, log, &err);
+                if (r < 0)
+                        event_emit(n, log, LOG_LEVEL_ERROR, "promote", "pg_promote() failed: %s", err ? err : strerror(-r));
+                else
+                        *redecide = true;
+                break;
+        case ACTION_FENCE:
+                r = pgctl_fence(&n->pgctl, n->cfg->stop_timeout, &err);
+                n->election.leader = false;
+                n->schema_ready = false;
+                node_local_reset(n);
+                event_emit(n, log, r < 0 ? LOG_LEVEL_ERROR : LOG_LEVEL_WARNING, "fence", "%s%s",
+                           r < 0 ? "fencing failed: " : "PostgreSQL stopped with the standby marker written",
+                           r < 0 ? strempty(err) : "");
+                break;
+        case ACTION_START:
+                r = start_postgres(n, log);
+                break;
+        case ACTION_START_STANDBY:
+                r = do_start_standby(n, log, a);
+                break;
+        case ACTION_FOLLOW:
+                r = do_follow(n, log, a);
+                break;
+        case ACTION_REJOIN:
+                r = do_rejoin(n, log, s, a);
+                break;
+        case ACTION_RECORD_PROMOTION:
+                do_record_promotion(n, log, a);
+                break;
+        default:
+                break;
+        }
+        return r;
+}
+
+int act(struct node *n, const struct logger *log, struct agent_state *s, const struct observation *o,
+        const struct action_list *l, bool *ret_redecide) {
+        bool redecide = false;
+
+        for (size_t i = 0; i < l->n; i++)
+                (void) act_one(n, log, s, o, &l->items[i], &redecide);
+        *ret_redecide = redecide;
+        return 0;
+}
+
+static const char *status_for(const struct agent_state *s, const struct observation *o) {
+        switch (s->kind) {
+        case AGENT_FENCED:
+                return "fenced";
+        case AGENT_REJOINING:
+                return "rejoining";
+        case AGENT_STOPPED:
+                return "stopped";
+        case AGENT_PROMOTING:
+                return "promoting";
+        case AGENT_DEMOTING:
+                return "demoting";
+        default:
+                break;
+        }
+        if (!o->pg_data_present)
+                return "cloning";
+        if (!o->pg_running)
+                return "stopped";
+        if (!o->pg_accepting)
+                return "starting";
+        if (!o->pg_in_recovery)
+                return "running";
+        return o->pg_streaming ? "streaming" : "replica";
+}
+
+int act_member_record(const struct node *n, const struct agent_state *s, const struct observation *o,
+                      struct dcs_member *ret) {
+        *ret = (struct dcs_member) {
+                .role = !o->pg_accepting ? MEMBER_ROLE_UNKNOWN
+                        : !o->pg_in_recovery && s->kind == AGENT_PRIMARY ? MEMBER_ROLE_PRIMARY
+                        : o->pg_in_recovery ? MEMBER_ROLE_REPLICA : MEMBER_ROLE_UNKNOWN,
+                .timeline = o->pg_timeline,
+                .lsn = o->pg_lsn,
+                .replay_lsn = o->pg_replay_lsn,
+                .port = (int) n->cfg->pg_port,
+                .priority = (int) n->cfg->priority,
+                .nofailover = n->cfg->nofailover,
+        };
+        ret->name = strdup(n->cfg->node_name);
+        ret->state = strdup(status_for(s, o));
+        ret->host = strdup(node_connect_host(n));
+        ret->tags = strdup(strempty(n->cfg->tags));
+        ret->api_version = strdup(PGLEASE_VERSION);
+        if (!ret->name || !ret->state || !ret->host || !ret->tags || !ret->api_version) {
+                dcs_member_done(ret);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+/* The record is written when it changed, or every status_interval so that
+ * its heartbeat shows the agent alive. LSNs change on every tick of a busy
+ * primary: they alone do not count as a change. */
+static void publish_member(struct node *n, const struct logger *log, const struct agent_state *s, const struct observation *o) {
+        _cleanup_free_ char *json = NULL, *key = NULL, *err = NULL;
+        struct dcs_member m;
+        usec_t now = clock_now(n->clock);
+        int r;
+
+        if (act_member_record(n, s, o, &m) < 0)
+                return;
+        key = strdup_printf("%s|%s|%" PRIu32 "|%s|%d|%" PRId64 "|%d", member_role_to_string(m.role), m.state, m.timeline,
+                            m.host, m.port, (int64_t) m.priority, m.nofailover);
+        if (key && n->last_published && streq(key, n->last_published) && now - n->last_publish < n->cfg->status_interval) {
+                dcs_member_done(&m);
+                return;
+        }
+        m.heartbeat = clock_realtime(n->clock);
+        r = n->dcs.ops->member_publish(n->dcs.userdata, &m, now + n->cfg->api_timeout, &err);
+        dcs_member_done(&m);
+        if (r < 0) {
+                log_write(log, clock_realtime(n->clock), LOG_LEVEL_WARNING, "publish", "cannot publish the member record: %s", strempty(err));
+                return;
+        }
+        n->last_publish = now;
+        free(n->last_published);
+        n->last_published = TAKE_PTR(key);
+}
+
+static void primary_housekeeping(struct node *n, const struct logger *log, const struct observation *o) {
+        _cleanup_strv_free_ char **names = NULL, **created = NULL, **dropped = NULL;
+        _cleanup_free_ char *err = NULL;
+        usec_t now = clock_now(n->clock);
+        unsigned applied = 0;
+        PGconn *c;
+
+        c = node_local(n, &err);
+        if (!c)
+                return;
+        if (!n->schema_ready) {
+                if (metadata_migrate(c, n->cfg->metadata_schema, n->sql_dir, &applied, &err) < 0) {
+                        log_write(log, clock_realtime(n->clock), LOG_LEVEL_WARNING, "metadata", "cannot apply the schema migrations: %s", strempty(err));
+                        return;
+                }
+                n->schema_ready = true;
+                if (applied > 0)
+                        log_write(log, clock_realtime(n->clock), LOG_LEVEL_INFO, "metadata", "applied %u schema migration(s)", applied);
+        }
+        for (size_t i = 0; i < o->n_peers; i++)
+                if (strv_extend(&names, o->peers[i].name) < 0)
+                        return;
+        if (!names && !(names = calloc(1, sizeof(char *))))
+                return;
+        err = mfree(err);
+        if (replication_slots_sync(c, (const char *const *) names, now, &n->slots, n->cfg->slot_retention, &created, &dropped, &err) < 0)
+                log_write(log, clock_realtime(n->clock), LOG_LEVEL_WARNING, "slots", "cannot maintain replication slots: %s", strempty(err));
+        for (char **s = created; s && *s; s++)
+                event_emit(n, log, LOG_LEVEL_INFO, "slot", "created replication slot %s", *s);
+        for (char **s = dropped; s && *s; s++)
+                event_emit(n, log, LOG_LEVEL_INFO, "slot", "dropped replication slot %s: its member has been gone longer than slot_retention", *s);
+        if (n->last_monitoring == 0 || now - n->last_monitoring >= n->cfg->monitoring_interval) {
+                n->last_monitoring = now;
+                (void) metadata_sample_replication(c, n->cfg->metadata_schema, n->cfg->node_name, NULL, NULL);
+                (void) metadata_prune_monitoring(c, n->cfg->metadata_schema, n->cfg->monitoring_retention, NULL, NULL);
+        }
+        if (metadata_event_queue_size(&n->events) > 0)
+                (void) metadata_event_queue_flush(&n->events, c, n->cfg->metadata_schema, NULL, NULL);
+}
+
+void act_housekeeping(struct node *n, const struct logger *log, const struct agent_state *s,
+                      const struct observation *o) {
+        if (o->lease_read || n->last_publish == 0)
+                publish_member(n, log, s, o);
+        if (s->kind == AGENT_PRIMARY && o->pg_accepting && !o->pg_in_recovery) {
+                primary_housekeeping(n, log, o);
+                return;
+        }
+        n->schema_ready = false;
+        if (o->leader_host && metadata_event_queue_size(&n->events) > 0) {
+                PGconn *c = node_primary(n, o->leader_host, o->leader_port, NULL);
+
+                if (c && metadata_event_queue_flush(&n->events, c, n->cfg->metadata_schema, NULL, NULL) < 0)
+                        node_primary_reset(n);
+        }
+}

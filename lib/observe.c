@@ -1,0 +1,170 @@
+/* observe.c: one snapshot of the local node and the cluster, taken at the
+ * start of a tick: the local Postgres, the leader lease, the member records
+ * and, when a failover is possible, the peers' Postgres servers. */
+#include <stdio.h>
+#include <string.h>
+
+#include "decide.h"
+#include "node.h"
+#include "observe.h"
+#include "pgconn.h"
+#include "util.h"
+
+static int strdup_or_null(const char *s, char **ret) {
+        *ret = s ? strdup(s) : NULL;
+        return (s && !*ret) ? -ENOMEM : 0;
+}
+
+static void observe_local(struct node *n, struct observation *o) {
+        struct pg_node_status st = {};
+        PGconn *c;
+        pid_t pid;
+
+        o->pg_data_present = node_data_present(n);
+        o->pg_running = pgctl_is_running(&n->pgctl, &pid) > 0;
+        o->pg_standby_marker = pgctl_has_standby_marker(n->cfg->data_dir) > 0;
+        o->pg_held = pgctl_hold_is_set(n->cfg->run_dir) > 0;
+        if (!o->pg_running) {
+                node_local_reset(n);
+                return;
+        }
+        c = node_local(n, NULL);
+        if (!c)
+                return;
+        if (pgconn_query_status(c, &st, NULL) < 0) {
+                node_local_reset(n);
+                return;
+        }
+        o->pg_accepting = true;
+        o->pg_in_recovery = st.in_recovery;
+        o->pg_timeline = st.timeline;
+        o->pg_lsn = st.in_recovery ? MAX(st.receive_lsn, st.replay_lsn) : st.current_lsn;
+        o->pg_replay_lsn = st.in_recovery ? st.replay_lsn : st.current_lsn;
+        o->pg_streaming = st.wal_receiver_streaming;
+        o->pg_upstream_host = TAKE_PTR(st.upstream_host);
+        o->pg_upstream_port = st.upstream_port;
+        pg_node_status_done(&st);
+}
+
+static int observe_lease(struct node *n, struct observation *o, usec_t now) {
+        struct election *e = &n->election;
+        const struct dcs_leader *l;
+        int r;
+
+        r = election_observe(e, NULL);
+        o->lease_read = r >= 0 || r == -ENOENT;
+        o->lease_missing = e->observed_missing;
+        o->lease_leader = e->leader;
+        o->lease_lost = election_lost(e, now);
+        o->lease_held_by_us = election_held_by_us(e);
+        o->lease_may_acquire = election_may_acquire(e, now);
+        l = e->observed;
+        if (!l)
+                return 0;
+        o->paused = l->paused;
+        o->successor_lsn = l->successor_lsn;
+        o->optime_timeline = l->optime_timeline;
+        o->optime_lsn = l->optime_lsn;
+        if (strdup_or_null(l->holder ? l->holder : "", &o->lease_holder) < 0 ||
+            strdup_or_null(l->successor, &o->successor) < 0 ||
+            strdup_or_null(l->switchover, &o->switchover) < 0)
+                return -ENOMEM;
+        for (char **s = l->sync; s && *s; s++)
+                if (strv_extend(&o->sync, *s) < 0)
+                        return -ENOMEM;
+        return 0;
+}
+
+static int observe_members(struct node *n, struct observation *o, usec_t now) {
+        _cleanup_(dcs_member_list_freep) struct dcs_member_list *list = NULL;
+        int r;
+
+        r = n->dcs.ops->member_list(n->dcs.userdata, now + n->cfg->api_timeout, &list, NULL);
+        if (r < 0)
+                return r;
+        o->peers = calloc(list->n ? list->n : 1, sizeof *o->peers);
+        if (!o->peers)
+                return -ENOMEM;
+        for (size_t i = 0; i < list->n; i++) {
+                struct dcs_member *m = &list->members[i];
+                struct peer_observation *p;
+
+                if (streq(m->name, n->cfg->node_name))
+                        continue;
+                if (o->lease_holder && streq(m->name, o->lease_holder) && !isempty(m->host)) {
+                        if (strdup_or_null(m->host, &o->leader_host) < 0)
+                                return -ENOMEM;
+                        o->leader_port = m->port ? m->port : 5432;
+                        o->leader_timeline = m->timeline;
+                }
+                p = &o->peers[o->n_peers++];
+                *p = (struct peer_observation) {
+                        .role = m->role,
+                        .port = m->port ? m->port : 5432,
+                        .priority = m->priority,
+                        .nofailover = m->nofailover,
+                        .has_record = !isempty(m->host),
+                        .timeline = m->timeline,
+                        .receive_lsn = m->lsn,
+                        .replay_lsn = m->replay_lsn,
+                };
+                if (strdup_or_null(m->name, &p->name) < 0 || strdup_or_null(m->state, &p->state) < 0 ||
+                    strdup_or_null(m->host, &p->host) < 0)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+/* Safety rule 2 compares with what the peers' servers say now, not with
+ * their last published record: probe each one, with a short timeout. */
+static void probe_peer(struct node *n, struct peer_observation *p) {
+        _cleanup_(pgconn_closep) PGconn *c = NULL;
+        _cleanup_free_ char *ci = NULL;
+        struct pg_node_status st = {};
+        usec_t timeout = MIN(n->cfg->connect_timeout, 2 * USEC_PER_SEC);
+
+        p->probed = true;
+        if (isempty(p->host) || node_peer_conninfo(n, p->host, p->port, &ci) < 0)
+                return;
+        if (pgconn_connect(ci, "pglease-agent", timeout, timeout, &c, NULL) < 0)
+                return;
+        if (pgconn_query_status(c, &st, NULL) < 0)
+                return;
+        p->reachable = true;
+        p->in_recovery = st.in_recovery;
+        p->timeline = st.timeline;
+        p->receive_lsn = st.in_recovery ? st.receive_lsn : st.current_lsn;
+        p->replay_lsn = st.in_recovery ? st.replay_lsn : st.current_lsn;
+        pg_node_status_done(&st);
+}
+
+/* Peers are probed only when a decision needs them: a free lease, a lease
+ * we just took as a standby, or a primary that may have to hand over. */
+static bool need_probe(const struct observation *o) {
+        if (o->lease_may_acquire && !o->lease_held_by_us)
+                return true;
+        if (o->lease_held_by_us && (!o->pg_accepting || o->pg_in_recovery))
+                return true;
+        return !isempty(o->switchover) && o->lease_held_by_us;
+}
+
+int observe(struct node *n, usec_t now, usec_t tick_gap, struct observation *ret) {
+        struct observation o = { .now = now, .tick_gap = tick_gap };
+        int r;
+
+        observe_local(n, &o);
+        r = observe_lease(n, &o, now);
+        if (r < 0)
+                goto fail;
+        r = observe_members(n, &o, now);
+        if (r == -ENOMEM)
+                goto fail;
+        if (need_probe(&o))
+                for (size_t i = 0; i < o.n_peers; i++)
+                        probe_peer(n, &o.peers[i]);
+        *ret = o;
+        return 0;
+fail:
+        observation_done(&o);
+        return r;
+}
