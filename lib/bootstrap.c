@@ -349,6 +349,12 @@ int bootstrap_create_roles(PGconn *c, const struct bootstrap_options *o,
         ident = PQescapeIdentifier(c, rewind_user(o), strlen(rewind_user(o)));
         if (!ident)
                 return -ENOMEM;
+        {
+                /* pg_rewind needs the new primary's control file current:
+                 * the rewind role may CHECKPOINT it (PostgreSQL 15+). */
+                _cleanup_free_ char *sql = strdup_printf("GRANT pg_checkpoint TO %s", ident);
+                r = sql ? pgconn_exec(c, sql, 0, NULL, NULL, reterr_msg) : -ENOMEM;
+        }
         for (size_t i = 0; r >= 0 && i < ELEMENTSOF(rewind_functions); i++) {
                 _cleanup_free_ char *sql = strdup_printf("GRANT EXECUTE ON FUNCTION %s TO %s",
                                                          rewind_functions[i], ident);

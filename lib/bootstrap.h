@@ -43,8 +43,9 @@ struct bootstrap_options {
 int bootstrap_initdb(const struct bootstrap_options *o, char **reterr_msg);
 
 /* Creates (or updates) the replication role (REPLICATION LOGIN) and the
- * least-privilege rewind role (LOGIN plus EXECUTE on the four functions
- * pg_rewind needs), on a superuser connection to the new primary. The
+ * least-privilege rewind role (LOGIN, EXECUTE on the four functions
+ * pg_rewind needs, and pg_checkpoint to bring a promoted source's control
+ * file up to date), on a superuser connection to the new primary. The
  * passwords are read from files and sent only as SCRAM verifiers computed
  * here with PQencryptPasswordConn(), so no plaintext reaches the server's
  * log. A NULL password file leaves that role's password unchanged. */

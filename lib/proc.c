@@ -112,7 +112,7 @@ static char *proc_io_tail(const struct proc_io *io) {
                 return NULL;
         for (size_t i = 0; i < io->tail_count; i++) {
                 size_t k = (io->tail_next + io->tail_size - io->tail_count + i) % io->tail_size;
-                fprintf(f, "%s%s", i > 0 ? "\n" : "", strempty(io->tail[k]));
+                fprintf(f, "%s%s", i > 0 ? " | " : "", strempty(io->tail[k]));
         }
         fclose(f);
         return buf;

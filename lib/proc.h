@@ -42,7 +42,7 @@ struct proc_result {
         int exit_status;       /* 0..255, or -1 when killed by a signal */
         int term_signal;       /* the signal that killed it, or 0 */
         char *stdout_text;     /* when capture_stdout */
-        char *stderr_tail;     /* the last tail_lines lines of stderr, '\n'-joined */
+        char *stderr_tail;     /* the last tail_lines lines of stderr, joined by " | " */
 };
 void proc_result_done(struct proc_result *r);
 

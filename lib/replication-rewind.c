@@ -328,6 +328,29 @@ static void rewind_on_stderr(const char *line, void *userdata) {
                 *impossible = true;
 }
 
+/* pg_rewind reads the source's timeline from its control file, which a
+ * freshly promoted server updates only at its next checkpoint: without one
+ * pg_rewind would find "no rewind required" and leave the divergence in
+ * place (pg_rewind docs; safety rule 5). The rewind role is a member of
+ * pg_checkpoint for this. */
+static int checkpoint_source(const struct rewind_options *o, char **reterr_msg) {
+        _cleanup_(pgconn_closep) PGconn *conn = NULL;
+        _cleanup_free_ char *conninfo = NULL, *err = NULL;
+        int r;
+
+        r = replication_conninfo(&o->source, "postgres", false, &conninfo);
+        if (r < 0)
+                return r;
+        r = pgconn_connect(conninfo, REWIND_APPLICATION_NAME, o->source.connect_timeout,
+                           o->timeout ? o->timeout : REWIND_DEFAULT_TIMEOUT, &conn, &err);
+        if (r >= 0)
+                r = pgconn_exec(conn, "CHECKPOINT", 0, NULL, NULL, &err);
+        if (r < 0)
+                set_error_msg(reterr_msg, "cannot checkpoint the rewind source %s:%d as %s: %s",
+                              o->source.host, o->source.port, o->source.user, strempty(err));
+        return r;
+}
+
 static int run_pg_rewind(const struct rewind_options *o, bool *impossible, char **reterr_msg) {
         _cleanup_free_ char *program = NULL, *target = NULL, *source = NULL, *conninfo = NULL,
                             *passfile_env = NULL;
@@ -375,6 +398,9 @@ int replication_rewind(const struct rewind_options *o, char **reterr_msg) {
                 return r;
         if (o->password_file &&
             (r = replication_passfile_set(o->source.passfile, o->source.user, o->password_file, reterr_msg)) < 0)
+                return r;
+        r = checkpoint_source(o, reterr_msg);
+        if (r < 0)
                 return r;
         r = run_pg_rewind(o, &impossible, reterr_msg);
         if (r < 0)

@@ -243,6 +243,8 @@ struct rewind_options {
 };
 
 /* Rejoins a former primary as a standby: clean shutdown if needed, then
+ * CHECKPOINT on the source (so that its control file shows its new
+ * timeline; the rewind role is in pg_checkpoint), then
  * pg_rewind --target-pgdata --source-server (password via passfile), then
  * the standby configuration. -ENOTRECOVERABLE when rewind is impossible
  * (neither data checksums nor wal_log_hints, WAL it needs is gone, no
