@@ -275,8 +275,10 @@ static int clone_check_disk(struct clone_ctx *c, uint64_t source_bytes, char **r
                 return -ENOMEM;
         where = access(c->o->datadir, F_OK) == 0 ? c->o->datadir : dirname(copy);
         if (statvfs(where, &sv) < 0) {
-                set_error_msg(reterr_msg, "cannot stat the file system of %s: %m", where);
-                return -errno;
+                int r = -errno;
+
+                set_error_msg(reterr_msg, "cannot stat the file system of %s: %s", where, strerror(-r));
+                return r;
         }
         free_bytes = (uint64_t) sv.f_bavail * sv.f_frsize;
         margin = c->o->disk_margin ? c->o->disk_margin : 64ULL * 1024 * 1024 + source_bytes / 10;
@@ -516,8 +518,9 @@ static int clone_execute(struct clone_ctx *c, PGconn *conn, char **reterr_msg) {
         if (r < 0)
                 return r;
         if (unlink(c->marker) < 0) {
-                set_error_msg(reterr_msg, "cannot remove the clone marker %s: %m", c->marker);
-                return -errno;
+                r = -errno;
+                set_error_msg(reterr_msg, "cannot remove the clone marker %s: %s", c->marker, strerror(-r));
+                return r;
         }
         return 0;
 }
