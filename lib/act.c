@@ -221,6 +221,106 @@ static void do_record_promotion(struct node *n, const struct logger *log, const 
                 log_write(log, clock_realtime(n->clock), LOG_LEVEL_WARNING, "history", "cannot record the promotion: %s", strempty(err));
 }
 
+
+static void clear_switchover(struct dcs_leader *l, void *userdata) {
+        l->switchover = mfree(l->switchover);
+}
+
+/* synchronous_standby_names = 'ANY k ("a", "b")' with k = the number of
+ * names, so that every listed standby has every acknowledged commit; "*"
+ * alone (strict mode, nobody fit) blocks writes until a standby connects. */
+static int do_set_sync(struct node *n, const struct logger *log, const struct action *a) {
+        _cleanup_free_ char *value = NULL, *err = NULL;
+        _cleanup_(pgresult_clearp) PGresult *res = NULL;
+        size_t k = strv_length(a->names), len = 0;
+        char *lit, *sql;
+        FILE *f;
+        PGconn *c;
+        int r;
+
+        c = node_local(n, &err);
+        if (!c)
+                return -ECONNREFUSED;
+        f = open_memstream(&value, &len);
+        if (!f)
+                return -ENOMEM;
+        if (k == 1 && streq(a->names[0], "*"))
+                fputs("*", f);
+        else if (k > 0) {
+                fprintf(f, "ANY %zu (", k);
+                for (size_t i = 0; i < k; i++) {
+                        char *id = PQescapeIdentifier(c, a->names[i], strlen(a->names[i]));
+
+                        if (!id) {
+                                fclose(f);
+                                return -ENOMEM;
+                        }
+                        fprintf(f, "%s%s", i ? ", " : "", id);
+                        PQfreemem(id);
+                }
+                fputs(")", f);
+        }
+        if (fclose(f) != 0)
+                return -ENOMEM;
+        lit = PQescapeLiteral(c, value, strlen(value));
+        if (!lit)
+                return -ENOMEM;
+        sql = strdup_printf("ALTER SYSTEM SET synchronous_standby_names = %s", lit);
+        PQfreemem(lit);
+        if (!sql)
+                return -ENOMEM;
+        r = pgconn_exec(c, sql, 0, NULL, NULL, &err);
+        free(sql);
+        if (r >= 0)
+                r = pgconn_exec(c, "SELECT pg_reload_conf()", 0, NULL, &res, &err);
+        event_emit(n, log, r < 0 ? LOG_LEVEL_ERROR : LOG_LEVEL_INFO, "sync", "%s synchronous_standby_names = '%s'%s%s",
+                   r < 0 ? "cannot set" : "set", value, r < 0 ? ": " : "", r < 0 ? strempty(err) : "");
+        return r;
+}
+
+/* The planned hand-over: checkpoint (so the shutdown is short), fast stop
+ * (the walsenders ship everything up to the shutdown checkpoint to the
+ * connected standbys), read the final LSN from the control file, point the
+ * old primary at the target, release the lease naming the target and that
+ * LSN. The target promotes once it has replayed it: nothing is lost. */
+static int do_switchover(struct node *n, const struct logger *log, struct agent_state *s,
+                         const struct observation *o, const struct action *a) {
+        _cleanup_free_ char *err = NULL, *slot = NULL;
+        struct pgctl_controldata cd = {};
+        const struct peer_observation *p = observation_peer(o, a->target);
+        struct upstream u;
+        PGconn *c;
+        int r;
+
+        c = node_local(n, NULL);
+        if (c)
+                (void) pgconn_exec(c, "CHECKPOINT", 0, NULL, NULL, NULL);
+        node_local_reset(n);
+        r = pgctl_stop(&n->pgctl, PGCTL_STOP_FAST, n->cfg->stop_timeout, &err);
+        if (r < 0) {
+                event_emit(n, log, LOG_LEVEL_ERROR, "switchover", "fast stop failed (%s): fencing instead", strempty(err));
+                err = mfree(err);
+                (void) pgctl_fence(&n->pgctl, n->cfg->stop_timeout, &err);
+        }
+        r = pgctl_controldata(n->bindir, n->cfg->data_dir, n->cfg->stop_timeout, &cd, &err);
+        if (r < 0)
+                event_emit(n, log, LOG_LEVEL_WARNING, "switchover", "cannot read the final LSN (%s): the target waits one lease duration at most", strempty(err));
+        /* Safety rule 3: it comes back only as a standby of the target. */
+        if (p && p->host) {
+                node_replication_upstream(n, p->host, p->port, &u);
+                if (replication_slot_name(n->cfg->node_name, &slot) >= 0)
+                        (void) replication_write_standby_config(n->cfg->data_dir, &u, slot, NULL);
+        } else
+                (void) pgctl_write_standby_marker(n->cfg->data_dir);
+        err = mfree(err);
+        r = election_release(&n->election, a->target, r >= 0 ? cd.checkpoint_lsn : 0, &err);
+        event_emit(n, log, r < 0 ? LOG_LEVEL_ERROR : LOG_LEVEL_INFO, s->demote_requested ? "demote" : "switchover",
+                   "%s the lease to %s at LSN %" PRIX64 "%s%s", r < 0 ? "could not release" : "released", a->target,
+                   cd.checkpoint_lsn, r < 0 ? ": " : "", r < 0 ? strempty(err) : "");
+        n->schema_ready = false;
+        return r;
+}
+
 static int act_one(struct node *n, const struct logger *log, struct agent_state *s, const struct observation *o,
                    const struct action *a, bool *redecide) {
         _cleanup_free_ char *err = NULL;
@@ -244,6 +344,8 @@ static int act_one(struct node *n, const struct logger *log, struct agent_state 
         case ACTION_RENEW:
                 publish_from(o, &pub);
                 pub.optime_lsn = a->lsn ? a->lsn : pub.optime_lsn;
+                pub.set_sync = a->set_sync;
+                pub.sync = a->names;
                 r = election_renew(&n->election, &pub, &err);
                 if (r < 0)
                         log_write(log, clock_realtime(n->clock), LOG_LEVEL_WARNING, "renew", "renewal failed: %s (%" PRIu64 "ms left before fencing)",
@@ -285,6 +387,28 @@ static int act_one(struct node *n, const struct logger *log, struct agent_state 
                 break;
         case ACTION_RECORD_PROMOTION:
                 do_record_promotion(n, log, a);
+                break;
+        case ACTION_SET_SYNC:
+                r = do_set_sync(n, log, a);
+                break;
+        case ACTION_SWITCHOVER:
+                r = do_switchover(n, log, s, o, a);
+                break;
+        case ACTION_CLEAR_SWITCHOVER:
+                r = election_update_annotations(&n->election, clear_switchover, NULL, &err);
+                if (r < 0)
+                        log_write(log, clock_realtime(n->clock), LOG_LEVEL_WARNING, "switchover", "cannot clear the request: %s", strempty(err));
+                break;
+        case ACTION_STOP:
+                r = pgctl_stop(&n->pgctl, PGCTL_STOP_FAST, n->cfg->stop_timeout, &err);
+                node_local_reset(n);
+                event_emit(n, log, r < 0 ? LOG_LEVEL_ERROR : LOG_LEVEL_INFO, "demote", "%s%s",
+                           r < 0 ? "cannot stop PostgreSQL: " : "PostgreSQL stopped cleanly and held down", r < 0 ? strempty(err) : "");
+                break;
+        case ACTION_DEMOTE_DONE:
+                event_emit(n, log, a->lsn ? LOG_LEVEL_INFO : LOG_LEVEL_ERROR, "demote", "pre-stop hand-over done: %s", strempty(a->target));
+                if (n->demote_done)
+                        n->demote_done(n->demote_userdata, a->lsn != 0, a->target);
                 break;
         default:
                 break;

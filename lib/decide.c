@@ -39,6 +39,11 @@ static const char *const action_names[_ACTION_KIND_MAX] = {
         [ACTION_REJOIN] = "rejoin",
         [ACTION_RECORD_PROMOTION] = "record-promotion",
         [ACTION_EVENT] = "event",
+        [ACTION_SET_SYNC] = "set-sync",
+        [ACTION_SWITCHOVER] = "switchover",
+        [ACTION_CLEAR_SWITCHOVER] = "clear-switchover",
+        [ACTION_STOP] = "stop",
+        [ACTION_DEMOTE_DONE] = "demote-done",
 };
 
 const char *action_kind_to_string(enum action_kind k) {
@@ -54,6 +59,10 @@ void observation_done(struct observation *o) {
         free(o->switchover);
         strv_free(o->sync);
         free(o->leader_host);
+        strv_free(o->pg_sync_names);
+        for (size_t i = 0; i < o->n_replicas; i++)
+                free(o->replicas[i].name);
+        free(o->replicas);
         for (size_t i = 0; i < o->n_peers; i++) {
                 free(o->peers[i].name);
                 free(o->peers[i].state);
@@ -78,6 +87,8 @@ int agent_state_init(struct agent_state *s, const struct decide_options *o) {
 
 void agent_state_done(struct agent_state *s) {
         free(s->opt.name);
+        strv_free(s->sync_pending);
+        free(s->sync_pending_lsn);
         *s = (struct agent_state) {};
 }
 
@@ -86,6 +97,7 @@ void action_list_done(struct action_list *l) {
                 free(l->items[i].target);
                 free(l->items[i].event);
                 free(l->items[i].message);
+                strv_free(l->items[i].names);
         }
         l->n = 0;
 }
@@ -230,6 +242,223 @@ static const struct peer_observation *peer_ahead(const struct observation *o, co
         return NULL;
 }
 
+
+/* ---- synchronous mode (safety rule 4) ---- */
+
+static bool strv_has(char *const *l, const char *s) {
+        for (; l && *l; l++)
+                if (streq(*l, s))
+                        return true;
+        return false;
+}
+
+static const struct replica_observation *replica(const struct observation *o, const char *name) {
+        for (size_t i = 0; i < o->n_replicas; i++)
+                if (streq(o->replicas[i].name, name))
+                        return &o->replicas[i];
+        return NULL;
+}
+
+/* A standby fit to be synchronous: streaming from us now, and a member that
+ * may be promoted at all. */
+static bool sync_fit(const struct observation *o, const char *name) {
+        const struct replica_observation *r = replica(o, name);
+        const struct peer_observation *p = observation_peer(o, name);
+
+        return r && r->streaming && p && !p->nofailover && p->priority > 0;
+}
+
+/* The standbys that should be synchronous: those published and still fit
+ * first (no churn), then the most caught-up fit ones, up to the count. */
+static int sync_desired(const struct observation *o, const struct agent_state *s, char ***ret) {
+        _cleanup_strv_free_ char **d = calloc(1, sizeof(char *));
+        size_t want = (size_t) s->opt.synchronous_node_count;
+        int r;
+
+        if (!d)
+                return -ENOMEM;
+        for (char **p = o->sync; p && *p && strv_length(d) < want; p++)
+                if (!streq(*p, s->opt.name) && sync_fit(o, *p) && (r = strv_extend(&d, *p)) < 0)
+                        return r;
+        while (strv_length(d) < want) {
+                const struct replica_observation *best = NULL;
+
+                for (size_t i = 0; i < o->n_replicas; i++) {
+                        const struct replica_observation *c = &o->replicas[i];
+
+                        if (strv_has(d, c->name) || streq(c->name, s->opt.name) || !sync_fit(o, c->name))
+                                continue;
+                        if (!best || c->flush_lsn > best->flush_lsn ||
+                            (c->flush_lsn == best->flush_lsn && strcmp(c->name, best->name) < 0))
+                                best = c;
+                }
+                if (!best)
+                        break;
+                r = strv_extend(&d, best->name);
+                if (r < 0)
+                        return r;
+        }
+        *ret = TAKE_PTR(d);
+        return 0;
+}
+
+static bool same_set(char *const *a, char *const *b) {
+        if (strv_length(a) != strv_length(b))
+                return false;
+        for (; a && *a; a++)
+                if (!strv_has(b, *a))
+                        return false;
+        return true;
+}
+
+static int strv_union(char *const *a, char *const *b, char ***ret) {
+        _cleanup_strv_free_ char **u = calloc(1, sizeof(char *));
+        int r;
+
+        if (!u)
+                return -ENOMEM;
+        for (char *const *p = a; p && *p; p++)
+                if (!strv_has(u, *p) && (r = strv_extend(&u, *p)) < 0)
+                        return r;
+        for (char *const *p = b; p && *p; p++)
+                if (!strv_has(u, *p) && (r = strv_extend(&u, *p)) < 0)
+                        return r;
+        *ret = TAKE_PTR(u);
+        return 0;
+}
+
+static uint64_t sync_pending_lsn(const struct agent_state *s, const char *name) {
+        for (size_t i = 0; i < s->n_sync_pending; i++)
+                if (streq(s->sync_pending[i], name))
+                        return s->sync_pending_lsn[i];
+        return UINT64_MAX;
+}
+
+static int sync_pending_set(struct agent_state *s, char *const *names, uint64_t lsn) {
+        strv_free(s->sync_pending);
+        s->sync_pending = NULL;
+        free(s->sync_pending_lsn);
+        s->sync_pending_lsn = NULL;
+        s->n_sync_pending = 0;
+        for (char *const *p = names; p && *p; p++) {
+                uint64_t *nl = realloc(s->sync_pending_lsn, (s->n_sync_pending + 1) * sizeof(uint64_t));
+
+                if (!nl || strv_extend(&s->sync_pending, *p) < 0) {
+                        free(nl == s->sync_pending_lsn ? NULL : nl);
+                        return -ENOMEM;
+                }
+                s->sync_pending_lsn = nl;
+                s->sync_pending_lsn[s->n_sync_pending++] = lsn;
+        }
+        return 0;
+}
+
+static struct action *push_names(struct action_list *l, enum action_kind k, char *const *names) {
+        struct action *a = push(l, k, NULL);
+        char **copy = calloc(1, sizeof(char *));
+
+        if (!a || !copy) {
+                free(copy);
+                return a;
+        }
+        for (char *const *p = names; p && *p; p++)
+                if (strv_extend(&copy, *p) < 0)
+                        break;
+        a->names = copy;
+        a->set_sync = true;
+        return a;
+}
+
+/* The published set, less ourselves (a new primary inherits the old
+ * annotation, which may name it). */
+static int published(const struct observation *o, const struct agent_state *s, char ***ret) {
+        _cleanup_strv_free_ char **p = calloc(1, sizeof(char *));
+        int r;
+
+        if (!p)
+                return -ENOMEM;
+        for (char **n = o->sync; n && *n; n++)
+                if (!streq(*n, s->opt.name) && (r = strv_extend(&p, *n)) < 0)
+                        return r;
+        *ret = TAKE_PTR(p);
+        return 0;
+}
+
+/* One step a tick, in the order of safety rule 4: a standby enters
+ * synchronous_standby_names (as ANY k of exactly k names, so every listed
+ * standby holds every acknowledged commit) before it is published, and
+ * leaves the publication before it leaves synchronous_standby_names.
+ * Returns the sync list the renewal must publish via *ret_publish (NULL:
+ * keep). */
+static int decide_sync(const struct observation *o, struct agent_state *s, struct action_list *l, char ***ret_publish) {
+        _cleanup_strv_free_ char **pub = NULL, **want = NULL, **list = NULL, **add = NULL;
+        bool strict = s->opt.synchronous_mode == SYNCHRONOUS_STRICT;
+        int r;
+
+        *ret_publish = NULL;
+        if ((r = published(o, s, &pub)) < 0)
+                return r;
+        if (s->opt.synchronous_mode == SYNCHRONOUS_OFF) {
+                if (o->sync && o->sync[0])
+                        *ret_publish = TAKE_PTR(pub), strv_free(*ret_publish), *ret_publish = calloc(1, sizeof(char *));
+                else if (o->pg_sync_names && o->pg_sync_names[0])
+                        push_names(l, ACTION_SET_SYNC, NULL);
+                return 0;
+        }
+        if ((r = sync_desired(o, s, &want)) < 0 || (r = strv_union(pub, want, &list)) < 0)
+                return r;
+        /* 1. synchronous_standby_names must list exactly pub + want. */
+        if (strv_length(list) == 0 && strict) {
+                if (!strv_has(o->pg_sync_names, "*")) {
+                        emit(l, LOG_LEVEL_WARNING, "sync", "synchronous_mode = strict and no standby is fit: writes wait until one is");
+                        push_names(l, ACTION_SET_SYNC, (char *[]) { (char *) "*", NULL });
+                }
+                return 0;
+        }
+        if (!same_set(list, o->pg_sync_names)) {
+                for (char **n = list; *n; n++)
+                        if (!strv_has(o->pg_sync_names, *n) && (r = strv_extend(&add, *n)) < 0)
+                                return r;
+                if ((r = sync_pending_set(s, add, o->pg_lsn)) < 0)
+                        return r;
+                push_names(l, ACTION_SET_SYNC, list);
+                return 0;
+        }
+        /* 2. Publish the wanted ones that have flushed everything since
+         * they were listed. */
+        for (char **n = want; *n; n++)
+                if (!strv_has(pub, *n)) {
+                        const struct replica_observation *rep = replica(o, *n);
+                        uint64_t since = sync_pending_lsn(s, *n);
+
+                        if (rep && (since == UINT64_MAX || rep->flush_lsn >= since) && (r = strv_extend(&add, *n)) < 0)
+                                return r;
+                }
+        if (add) {
+                _cleanup_strv_free_ char **next = NULL;
+
+                if ((r = strv_union(pub, add, &next)) < 0)
+                        return r;
+                emit(l, LOG_LEVEL_INFO, "sync", "publishing %zu synchronous standby(s)", strv_length(next));
+                *ret_publish = TAKE_PTR(next);
+                return 0;
+        }
+        /* 3. Once every wanted one is published, unpublish the others (the
+         * next tick removes them from synchronous_standby_names). */
+        for (char **n = want; *n; n++)
+                if (!strv_has(pub, *n))
+                        return 0;
+        if (strv_length(pub) > strv_length(want)) {
+                if (strv_length(want) == 0) {
+                        if (strict)
+                                return 0;
+                        emit(l, LOG_LEVEL_WARNING, "sync", "no synchronous standby is fit: falling back to asynchronous replication (synchronous_mode = on)");
+                }
+                *ret_publish = TAKE_PTR(want);
+        }
+        return 0;
+}
+
 static void renew(struct action_list *l, const struct observation *o) {
         struct action *a = push(l, ACTION_RENEW, NULL);
 
@@ -333,6 +562,53 @@ static int decide_holder_standby(const struct observation *o, struct agent_state
         return 0;
 }
 
+
+/* A switchover request (the Lease annotation) or the pre-stop hook on the
+ * primary: hand the lease to a fit standby with the final LSN. */
+static int decide_handover(const struct observation *o, struct agent_state *s, usec_t now, struct action_list *l) {
+        const char *target = NULL;
+        bool named = o->switchover && !streq(o->switchover, "*") && !s->demote_requested;
+
+        if (named) {
+                const struct peer_observation *p = observation_peer(o, o->switchover);
+
+                if (p && p->reachable && p->in_recovery &&
+                    eligible(o, s, p->name, p->priority, p->nofailover, MAX(p->receive_lsn, p->replay_lsn)))
+                        target = p->name;
+        } else
+                target = decide_best_successor(o, s);
+
+        if (!target) {
+                if (s->demote_requested && now < s->demote_deadline) {
+                        renew(l, o);
+                        return 0; /* keep looking until the deadline */
+                }
+                if (s->demote_requested) {
+                        emit(l, LOG_LEVEL_ERROR, "demote", "no standby can take over before the deadline: fencing and releasing the lease");
+                        push(l, ACTION_FENCE, NULL);
+                        release(l, NULL, 0);
+                        struct action *d = push(l, ACTION_DEMOTE_DONE, "no standby could take over: fenced and released the lease");
+                        if (d)
+                                d->lsn = 0;
+                        s->demote_done = true;
+                        s->was_primary = true;
+                        set_state(s, l, AGENT_STOPPED, now);
+                        return 0;
+                }
+                emit(l, LOG_LEVEL_WARNING, "switchover", "refused: %s%s%s", named ? o->switchover : "no standby",
+                     named ? " is not a healthy standby that may be promoted" : " is fit to take over",
+                     s->opt.synchronous_mode != SYNCHRONOUS_OFF ? " (synchronous mode: only a synchronous standby may)" : "");
+                push(l, ACTION_CLEAR_SWITCHOVER, NULL);
+                renew(l, o);
+                return 0;
+        }
+        emit(l, LOG_LEVEL_INFO, s->demote_requested ? "demote" : "switchover", "handing over to %s: checkpoint, fast stop, release with the final LSN", target);
+        push(l, ACTION_SWITCHOVER, target);
+        s->was_primary = true;
+        set_state(s, l, AGENT_DEMOTING, now);
+        return 0;
+}
+
 static int decide_holder(const struct observation *o, struct agent_state *s, usec_t now, struct action_list *l) {
         if (!o->pg_accepting)
                 return decide_holder_down(o, s, now, l);
@@ -340,7 +616,21 @@ static int decide_holder(const struct observation *o, struct agent_state *s, use
         if (o->pg_in_recovery)
                 return decide_holder_standby(o, s, now, l);
 
-        renew(l, o);
+        if (s->kind == AGENT_PRIMARY && (o->switchover || s->demote_requested))
+                return decide_handover(o, s, now, l);
+        {
+                _cleanup_strv_free_ char **publish = NULL;
+                struct action *a;
+
+                if (decide_sync(o, s, l, &publish) < 0)
+                        return -ENOMEM;
+                renew(l, o);
+                a = (struct action *) action_list_find(l, ACTION_RENEW);
+                if (a && publish) {
+                        a->names = TAKE_PTR(publish);
+                        a->set_sync = true;
+                }
+        }
         if (s->kind == AGENT_PROMOTING || s->kind == AGENT_CANDIDATE) {
                 struct action *a = push(l, ACTION_RECORD_PROMOTION, NULL);
 
@@ -369,6 +659,33 @@ static int decide_follower(const struct observation *o, struct agent_state *s, u
                 set_state(s, l, AGENT_FENCED, now);
                 return 0;
         }
+        if (s->demote_requested) {
+                if (s->kind == AGENT_DEMOTING && !s->demote_done && (!isempty(o->lease_holder) || now >= s->demote_deadline)) {
+                        struct action *d = push(l, ACTION_DEMOTE_DONE, isempty(o->lease_holder) ? "released the lease; no new leader yet" : o->lease_holder);
+
+                        if (d)
+                                d->lsn = 1;
+                        s->demote_done = true;
+                        set_state(s, l, AGENT_STOPPED, now);
+                } else if (s->kind != AGENT_DEMOTING && !s->demote_done) {
+                        /* A standby's pre-stop: stop cleanly and stay down. */
+                        push(l, ACTION_STOP, NULL);
+                        struct action *d = push(l, ACTION_DEMOTE_DONE, "standby stopped");
+                        if (d)
+                                d->lsn = 1;
+                        s->demote_done = true;
+                        set_state(s, l, AGENT_STOPPED, now);
+                }
+                return 0;
+        }
+        if (o->lease_read && o->lease_may_acquire && !tilt && !isempty(o->successor) && streq(o->successor, s->opt.name) &&
+            o->pg_accepting && o->pg_in_recovery && !peer_ahead(o, s) &&
+            eligible(o, s, s->opt.name, s->opt.priority, s->opt.nofailover, o->pg_lsn)) {
+                emit(l, LOG_LEVEL_INFO, "candidate", "the lease was handed over to this node: taking it");
+                push(l, ACTION_ACQUIRE, NULL);
+                set_state(s, l, AGENT_CANDIDATE, now);
+                return 0;
+        }
         if (o->lease_read && o->lease_may_acquire && !tilt) {
                 const char *best = decide_best_candidate(o, s);
 
@@ -381,7 +698,7 @@ static int decide_follower(const struct observation *o, struct agent_state *s, u
                         return 0;
                 }
         }
-        if (s->kind == AGENT_STOPPED)
+        if (s->kind == AGENT_STOPPED || s->kind == AGENT_DEMOTING)
                 return 0;
         if (!o->pg_running) {
                 if (!o->pg_data_present)

@@ -44,6 +44,15 @@ struct agent_state {
         usec_t primary_down_since;    /* holder whose Postgres does not accept connections; 0 if fine */
         bool was_primary;             /* our data directory has been a primary: rejoin must check for divergence */
         bool rejoin_failed;           /* the last rejoin failed and rejoin_fallback = none */
+        bool demote_requested;        /* the pre-stop hook asked us to hand over and stay down */
+        usec_t demote_deadline;       /* after it, fence and release even without a successor */
+        bool demote_done;             /* the hand-over (or the fence) happened */
+        /* Synchronous mode: standbys added to synchronous_standby_names and
+         * the primary's LSN when they were, waiting to be published once
+         * they have flushed up to it (safety rule 4). */
+        char **sync_pending;
+        uint64_t *sync_pending_lsn;
+        size_t n_sync_pending;
         struct decide_options opt;
 };
 
@@ -62,6 +71,11 @@ enum action_kind {
         ACTION_REJOIN,        /* former primary: rewind (or re-clone) from target, then start as standby */
         ACTION_RECORD_PROMOTION, /* history row + optime after a promotion */
         ACTION_EVENT,         /* log line, metadata row, Kubernetes Event */
+        ACTION_SET_SYNC,      /* synchronous_standby_names = names (k = their number; "*" alone in strict mode) */
+        ACTION_SWITCHOVER,    /* checkpoint, fast stop, final LSN, release naming target */
+        ACTION_CLEAR_SWITCHOVER, /* refuse a switchover request: clear the annotation */
+        ACTION_STOP,          /* stop the local Postgres cleanly and keep it down (pre-stop on a standby) */
+        ACTION_DEMOTE_DONE,   /* complete the pending pre-stop request: lsn = 1 ok, 0 failed */
         _ACTION_KIND_MAX,
 };
 
@@ -73,6 +87,9 @@ struct action {
         int port;
         uint64_t lsn;
         uint32_t timeline;
+        /* ACTION_RENEW with set_sync, ACTION_SET_SYNC: NULL-terminated */
+        bool set_sync;
+        char **names;
         /* ACTION_EVENT */
         enum log_level level;
         char *event;

@@ -41,6 +41,11 @@ struct node {
         usec_t last_publish;
         char *last_published;         /* JSON of the last member record written */
         usec_t tick_started;
+
+        /* Called when a pre-stop demote finished (the agent's control
+         * socket answers the waiting hook). */
+        void (*demote_done)(void *userdata, bool ok, const char *message);
+        void *demote_userdata;
 };
 
 /* Resolves paths and passwords and creates the DCS client. Nothing is sent

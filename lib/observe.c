@@ -15,6 +15,73 @@ static int strdup_or_null(const char *s, char **ret) {
         return (s && !*ret) ? -ENOMEM : 0;
 }
 
+/* Parses what decide() writes into synchronous_standby_names
+ * ('ANY k ("a", "b")', or "*") and the plain forms an operator may have
+ * set ('a, b', 'FIRST 1 (a)'). */
+int observe_parse_sync_names(const char *value, char ***ret) {
+        _cleanup_free_ char *copy = NULL;
+        _cleanup_strv_free_ char **items = NULL, **names = calloc(1, sizeof(char *));
+        char *list, *close;
+        int r;
+
+        if (!names)
+                return -ENOMEM;
+        copy = strdup(strempty(value));
+        if (!copy)
+                return -ENOMEM;
+        list = strchr(copy, '(');
+        if (list) {
+                list++;
+                close = strrchr(list, ')');
+                if (close)
+                        *close = '\0';
+        } else
+                list = copy;
+        r = strv_split_comma(list, &items);
+        if (r < 0)
+                return r;
+        for (char **i = items; *i; i++) {
+                char *v = *i;
+                size_t len = strlen(v);
+
+                if (len >= 2 && v[0] == '"' && v[len - 1] == '"') {
+                        v[len - 1] = '\0';
+                        v++;
+                }
+                if (*v && (r = strv_extend(&names, v)) < 0)
+                        return r;
+        }
+        *ret = TAKE_PTR(names);
+        return 0;
+}
+
+static void observe_replication(PGconn *c, struct observation *o) {
+        _cleanup_(pgresult_clearp) PGresult *res = NULL;
+        int n;
+
+        if (pgconn_exec(c, "SELECT current_setting('synchronous_standby_names')", 0, NULL, &res, NULL) < 0 ||
+            observe_parse_sync_names(PQgetvalue(res, 0, 0), &o->pg_sync_names) < 0)
+                return;
+        res = pgresult_clear(res);
+        if (pgconn_exec(c, "SELECT application_name, state = 'streaming', COALESCE(flush_lsn::text, '0/0') "
+                           "FROM pg_stat_replication WHERE application_name <> ''", 0, NULL, &res, NULL) < 0)
+                return;
+        n = PQntuples(res);
+        o->replicas = calloc(n > 0 ? (size_t) n : 1, sizeof *o->replicas);
+        if (!o->replicas)
+                return;
+        for (int i = 0; i < n; i++) {
+                struct replica_observation *r = &o->replicas[o->n_replicas];
+
+                r->name = strdup(PQgetvalue(res, i, 0));
+                if (!r->name)
+                        return;
+                r->streaming = streq(PQgetvalue(res, i, 1), "t");
+                (void) pg_lsn_parse(PQgetvalue(res, i, 2), &r->flush_lsn);
+                o->n_replicas++;
+        }
+}
+
 static void observe_local(struct node *n, struct observation *o) {
         struct pg_node_status st = {};
         PGconn *c;
@@ -44,6 +111,8 @@ static void observe_local(struct node *n, struct observation *o) {
         o->pg_upstream_host = TAKE_PTR(st.upstream_host);
         o->pg_upstream_port = st.upstream_port;
         pg_node_status_done(&st);
+        if (!o->pg_in_recovery)
+                observe_replication(c, o);
 }
 
 static int observe_lease(struct node *n, struct observation *o, usec_t now) {

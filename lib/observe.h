@@ -26,6 +26,12 @@ struct peer_observation {
         uint64_t replay_lsn;
 };
 
+struct replica_observation {
+        char *name;                   /* application_name */
+        bool streaming;               /* state = 'streaming' */
+        uint64_t flush_lsn;
+};
+
 struct observation {
         usec_t now;
         usec_t tick_gap;              /* time since the previous tick started; 0 on the first */
@@ -43,6 +49,12 @@ struct observation {
         bool pg_streaming;
         char *pg_upstream_host;
         int pg_upstream_port;
+
+        /* As a primary: the effective synchronous_standby_names (the names
+         * in it; "*" kept as is) and the standbys in pg_stat_replication. */
+        char **pg_sync_names;
+        size_t n_replicas;
+        struct replica_observation *replicas;
 
         /* The leader lease, as judged by election at `now`. */
         bool lease_read;              /* this tick's read succeeded (or said "no record") */
@@ -72,6 +84,9 @@ struct observation {
 
 void observation_done(struct observation *o);
 const struct peer_observation *observation_peer(const struct observation *o, const char *name);
+
+/* The standby names in a synchronous_standby_names value. */
+int observe_parse_sync_names(const char *value, char ***ret);
 
 struct node;
 /* Takes the snapshot. Failures to reach Postgres, the API server or a peer

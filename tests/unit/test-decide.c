@@ -510,6 +510,284 @@ static void test_restarted_holder_takes_its_lease_back(void **state) {
         agent_state_done(&s);
 }
 
+static char **names(const char *a, const char *b) {
+        char **l = calloc(3, sizeof(char *));
+
+        if (a)
+                l[0] = strdup(a);
+        if (b)
+                l[1] = strdup(b);
+        return l;
+}
+
+/* pg-1 is the primary; pg-0 and pg-2 stream from it. */
+static void sync_primary_view(struct observation *o) {
+        primary_view(o);
+        for (size_t i = 0; i < 2; i++) {
+                o->peers[i].reachable = true;
+                o->peers[i].in_recovery = true;
+                o->peers[i].timeline = 2;
+                o->peers[i].receive_lsn = 0x5000000;
+        }
+        o->n_replicas = 2;
+        o->replicas = calloc(2, sizeof *o->replicas);
+        o->replicas[0] = (struct replica_observation) { .name = strdup("pg-0"), .streaming = true, .flush_lsn = 0x5000000 };
+        o->replicas[1] = (struct replica_observation) { .name = strdup("pg-2"), .streaming = true, .flush_lsn = 0x4000000 };
+        o->pg_sync_names = names(NULL, NULL);
+}
+
+static void test_sync_standby_is_listed_before_it_is_published(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+        const struct action *a;
+
+        state_for(&s, "pg-1");
+        s.kind = AGENT_PRIMARY;
+        s.opt.synchronous_mode = SYNCHRONOUS_ON;
+        sync_primary_view(&o);
+
+        /* Tick 1: the most caught-up standby enters synchronous_standby_names; nothing is published yet. */
+        decide(&o, &s, T0, &l);
+        a = action_list_find(&l, ACTION_SET_SYNC);
+        assert_non_null(a);
+        assert_int_equal(strv_length(a->names), 1);
+        assert_string_equal(a->names[0], "pg-0");
+        a = action_list_find(&l, ACTION_RENEW);
+        assert_non_null(a);
+        assert_false(a->set_sync);
+        action_list_done(&l);
+
+        /* Tick 2: the setting is effective and pg-0 has flushed past the point it was added: publish it. */
+        strv_free(o.pg_sync_names);
+        o.pg_sync_names = names("pg-0", NULL);
+        decide(&o, &s, T0 + 2 * SEC, &l);
+        assert_false(action_list_has(&l, ACTION_SET_SYNC));
+        a = action_list_find(&l, ACTION_RENEW);
+        assert_true(a->set_sync);
+        assert_string_equal(a->names[0], "pg-0");
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+static void test_sync_standby_that_left_is_unpublished_before_it_is_unlisted(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+        const struct action *a;
+
+        state_for(&s, "pg-1");
+        s.kind = AGENT_PRIMARY;
+        s.opt.synchronous_mode = SYNCHRONOUS_ON;
+        sync_primary_view(&o);
+        o.sync = names("pg-0", NULL);
+        strv_free(o.pg_sync_names);
+        o.pg_sync_names = names("pg-0", NULL);
+        o.replicas[0].streaming = false; /* pg-0 fell away */
+
+        /* Tick 1: pg-2 joins the list first, next to pg-0 (ANY 2 of 2). */
+        decide(&o, &s, T0, &l);
+        a = action_list_find(&l, ACTION_SET_SYNC);
+        assert_non_null(a);
+        assert_int_equal(strv_length(a->names), 2);
+        action_list_done(&l);
+
+        /* Tick 2: effective; pg-2 flushed past that point: published next to pg-0. */
+        strv_free(o.pg_sync_names);
+        o.pg_sync_names = names("pg-0", "pg-2");
+        decide(&o, &s, T0 + 2 * SEC, &l);
+        a = action_list_find(&l, ACTION_RENEW);
+        assert_false(a->set_sync); /* pg-2 has not flushed up to where it was listed */
+        action_list_done(&l);
+        o.replicas[1].flush_lsn = 0x5000000;
+        decide(&o, &s, T0 + 3 * SEC, &l);
+        a = action_list_find(&l, ACTION_RENEW);
+        assert_true(a->set_sync);
+        assert_int_equal(strv_length(a->names), 2);
+        assert_false(action_list_has(&l, ACTION_SET_SYNC));
+        action_list_done(&l);
+
+        /* Tick 3: both published: pg-0 leaves the publication, still listed. */
+        strv_free(o.sync);
+        o.sync = names("pg-0", "pg-2");
+        decide(&o, &s, T0 + 4 * SEC, &l);
+        a = action_list_find(&l, ACTION_RENEW);
+        assert_true(a->set_sync);
+        assert_int_equal(strv_length(a->names), 1);
+        assert_string_equal(a->names[0], "pg-2");
+        assert_false(action_list_has(&l, ACTION_SET_SYNC));
+        action_list_done(&l);
+
+        /* Tick 4: unpublished: now it leaves synchronous_standby_names. */
+        strv_free(o.sync);
+        o.sync = names("pg-2", NULL);
+        decide(&o, &s, T0 + 6 * SEC, &l);
+        a = action_list_find(&l, ACTION_SET_SYNC);
+        assert_non_null(a);
+        assert_int_equal(strv_length(a->names), 1);
+        assert_string_equal(a->names[0], "pg-2");
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+static void test_sync_on_falls_back_and_strict_blocks(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+        const struct action *a;
+
+        state_for(&s, "pg-1");
+        s.kind = AGENT_PRIMARY;
+        s.opt.synchronous_mode = SYNCHRONOUS_ON;
+        sync_primary_view(&o);
+        o.sync = names("pg-0", NULL);
+        strv_free(o.pg_sync_names);
+        o.pg_sync_names = names("pg-0", NULL);
+        o.replicas[0].streaming = false;
+        o.replicas[1].streaming = false;
+
+        decide(&o, &s, T0, &l);
+        a = action_list_find(&l, ACTION_RENEW);
+        assert_true(a->set_sync);
+        assert_int_equal(strv_length(a->names), 0);
+        assert_false(action_list_has(&l, ACTION_SET_SYNC));
+        action_list_done(&l);
+
+        s.opt.synchronous_mode = SYNCHRONOUS_STRICT;
+        decide(&o, &s, T0, &l);
+        a = action_list_find(&l, ACTION_RENEW);
+        assert_false(a->set_sync);
+        assert_false(action_list_has(&l, ACTION_SET_SYNC));
+        action_list_done(&l);
+
+        /* Strict with nobody listed at all: '*' keeps writes waiting. */
+        strv_free(o.sync);
+        o.sync = NULL;
+        strv_free(o.pg_sync_names);
+        o.pg_sync_names = names(NULL, NULL);
+        decide(&o, &s, T0, &l);
+        a = action_list_find(&l, ACTION_SET_SYNC);
+        assert_non_null(a);
+        assert_string_equal(a->names[0], "*");
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+static void test_switchover_hands_over_to_the_named_standby(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+        const struct action *a;
+
+        state_for(&s, "pg-1");
+        s.kind = AGENT_PRIMARY;
+        sync_primary_view(&o);
+        o.switchover = strdup("pg-2");
+        decide(&o, &s, T0, &l);
+        a = action_list_find(&l, ACTION_SWITCHOVER);
+        assert_non_null(a);
+        assert_string_equal(a->target, "pg-2");
+        assert_false(action_list_has(&l, ACTION_RENEW));
+        assert_int_equal(s.kind, AGENT_DEMOTING);
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+static void test_switchover_to_an_unfit_standby_is_refused(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+
+        state_for(&s, "pg-1");
+        s.kind = AGENT_PRIMARY;
+        sync_primary_view(&o);
+        o.peers[1].nofailover = true;
+        o.switchover = strdup("pg-2");
+        decide(&o, &s, T0, &l);
+        assert_false(action_list_has(&l, ACTION_SWITCHOVER));
+        assert_true(action_list_has(&l, ACTION_CLEAR_SWITCHOVER));
+        assert_true(action_list_has(&l, ACTION_RENEW));
+        assert_int_equal(s.kind, AGENT_PRIMARY);
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+static void test_switchover_successor_takes_the_lease_even_on_a_tie(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+
+        state_for(&s, "pg-2");
+        failover_view(&o, 0x3000000, 0x3000000);
+        free(o.peers[1].name);
+        o.peers[1].name = strdup("pg-1"); /* a lower name, same LSN */
+        free(o.lease_holder);
+        o.lease_holder = strdup("");
+        o.successor = strdup("pg-2");
+        o.successor_lsn = 0x3000000;
+        assert_string_equal(decide_best_candidate(&o, &s), "pg-1");
+        decide(&o, &s, T0, &l);
+        assert_true(action_list_has(&l, ACTION_ACQUIRE));
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+static void test_demote_without_successor_fences_at_the_deadline(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+
+        state_for(&s, "pg-1");
+        s.kind = AGENT_PRIMARY;
+        primary_view(&o); /* no reachable standby */
+        s.demote_requested = true;
+        s.demote_deadline = T0 + 5 * SEC;
+        decide(&o, &s, T0, &l);
+        assert_false(action_list_has(&l, ACTION_FENCE));
+        assert_true(action_list_has(&l, ACTION_RENEW));
+        action_list_done(&l);
+        decide(&o, &s, T0 + 5 * SEC, &l);
+        assert_true(action_list_has(&l, ACTION_FENCE));
+        assert_true(action_list_has(&l, ACTION_RELEASE));
+        const struct action *d = action_list_find(&l, ACTION_DEMOTE_DONE);
+        assert_non_null(d);
+        assert_int_equal(d->lsn, 0);
+        assert_int_equal(s.kind, AGENT_STOPPED);
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+static void test_demote_on_a_standby_stops_it_and_keeps_it_down(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+
+        state_for(&s, "pg-1");
+        s.kind = AGENT_REPLICA;
+        standby_view(&o, "pg-0");
+        s.demote_requested = true;
+        s.demote_deadline = T0 + 30 * SEC;
+        decide(&o, &s, T0, &l);
+        assert_true(action_list_has(&l, ACTION_STOP));
+        assert_true(action_list_has(&l, ACTION_DEMOTE_DONE));
+        action_list_done(&l);
+        o.pg_running = false;
+        o.pg_accepting = false;
+        decide(&o, &s, T0 + 2 * SEC, &l);
+        assert_false(action_list_has(&l, ACTION_START_STANDBY));
+        assert_false(action_list_has(&l, ACTION_STOP));
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_replica_follows_the_leader),
@@ -532,6 +810,14 @@ int main(void) {
                 cmocka_unit_test(test_sync_mode_only_published_standby_promotes),
                 cmocka_unit_test(test_switchover_successor_waits_for_the_final_lsn),
                 cmocka_unit_test(test_restarted_holder_takes_its_lease_back),
+                cmocka_unit_test(test_sync_standby_is_listed_before_it_is_published),
+                cmocka_unit_test(test_sync_standby_that_left_is_unpublished_before_it_is_unlisted),
+                cmocka_unit_test(test_sync_on_falls_back_and_strict_blocks),
+                cmocka_unit_test(test_switchover_hands_over_to_the_named_standby),
+                cmocka_unit_test(test_switchover_to_an_unfit_standby_is_refused),
+                cmocka_unit_test(test_switchover_successor_takes_the_lease_even_on_a_tie),
+                cmocka_unit_test(test_demote_without_successor_fences_at_the_deadline),
+                cmocka_unit_test(test_demote_on_a_standby_stops_it_and_keeps_it_down),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
