@@ -123,3 +123,95 @@ def binaries(request):
                                 sql_dir=os.path.join(SOURCE_DIR, "sql"),
                                 **staged)
     shutil.rmtree(os.path.dirname(stage_dir), ignore_errors=True)
+
+
+# --------------------------------------------------------------------------
+# local clusters (tests/integration/cluster.py)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):  # pylint: disable=unused-argument
+    """Remember each phase's report on the item, so that fixtures can tell
+    at teardown whether the test failed."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, "rep_" + report.when, report)
+
+
+def _test_failed(request):
+    report = getattr(request.node, "rep_call", None)
+    return report is not None and report.failed
+
+
+class ClusterFactory:
+    """cluster_factory(n=3, settings=None, start=True, **kwargs) -> a
+    LocalCluster under the test's workdir (kwargs as LocalCluster's:
+    cluster_name, namespace, tls, node_settings). With start=True it is
+    started, and the test is skipped if the agent reports a step it does
+    not implement yet (cluster.AgentFeatureMissing); every other failure
+    fails the test."""
+
+    def __init__(self, workdir_path, binaries, proc_reaper):
+        self.workdir = workdir_path
+        self.binaries = binaries
+        self.reaper = proc_reaper
+        self.clusters = []
+
+    def __call__(self, n=3, settings=None, start=True, timeout=120,
+                 **kwargs):
+        import cluster  # pylint: disable=import-outside-toplevel
+        path = pgharness.make_dir(os.path.join(
+            self.workdir, f"cluster{len(self.clusters)}"))
+        local = cluster.LocalCluster(path, self.binaries, self.reaper, n=n,
+                                     settings=settings, **kwargs)
+        self.clusters.append(local)
+        if start:
+            try:
+                local.start(timeout=timeout)
+            except cluster.AgentFeatureMissing as exc:
+                pytest.skip(str(exc))
+        return local
+
+    def report(self):
+        out = []
+        for local in self.clusters:
+            if local.emulator is None:
+                continue
+            try:
+                out.append(local.describe())
+            except Exception as exc:  # pylint: disable=broad-except
+                out.append(f"(cannot describe {local}: {exc!r})")
+            for node in local.nodes:
+                out.append(node.logs(lines=15))
+        return "\n".join(out)
+
+    def stop_all(self):
+        errors = []
+        for local in self.clusters:
+            try:
+                local.stop()
+            except AssertionError as exc:
+                errors.append(f"{local}: {exc}")
+        return errors
+
+
+@pytest.fixture
+def cluster_factory(request, workdir, binaries, reaper):
+    """Makes LocalClusters (see ClusterFactory); all are stopped at
+    teardown, and on failure their state and log tails are printed."""
+    factory = ClusterFactory(workdir, binaries, reaper)
+    yield factory
+    failed = _test_failed(request)
+    if failed:
+        sys.stderr.write("\n" + factory.report() + "\n")
+    errors = factory.stop_all()
+    if errors and not failed:
+        pytest.fail("cluster teardown: " + "; ".join(errors))
+    elif errors:
+        sys.stderr.write("cluster teardown: " + "; ".join(errors) + "\n")
+
+
+@pytest.fixture
+def cluster(cluster_factory):  # pylint: disable=redefined-outer-name
+    """A started three-node LocalCluster with the default test timings."""
+    return cluster_factory()

@@ -24,13 +24,14 @@ import psycopg2
 
 PG_MAJOR = 15
 TEST_USER = "pglease-test"
-TAG_ENV = "PGLEASE_IT_TAG"
+# Not PGLEASE_*: the agent reads PGLEASE_<KEY> variables as configuration.
+TAG_ENV = "IT_REAPER_TAG"
 
 __all__ = [
     "PG_MAJOR", "TEST_USER", "TAG_ENV", "Runner", "Reaper", "ProcessGroup",
     "PgServer", "pg_bindir", "free_port", "wait_for", "runner",
     "make_workdir", "make_dir", "chown_to_runner", "runner_can_access",
-    "pid_alive",
+    "pid_alive", "reap_adopted",
 ]
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -269,11 +270,24 @@ def _child_env(tag, env=None, home=None):
     return out
 
 
+def reap_adopted(keep=()):
+    """Collect the zombies of processes we adopted as subreaper (a killed
+    supervisor's postmaster...): while one lingers, its pid still exists and
+    a new postmaster refuses the data directory. Pids in `keep` (Popen
+    objects' children, whose exit status belongs to their Popen) are left."""
+    for pid, (state, ppid, _, _) in _process_table().items():
+        if ppid == os.getpid() and state == "Z" and pid not in keep:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+
+
 class Reaper:
     """Starts child processes and guarantees they die.
 
     Each child gets its own process group (start_new_session) and the
-    environment variable PGLEASE_IT_TAG=<unique tag>, which its own children
+    environment variable IT_REAPER_TAG=<unique tag>, which its own children
     (postgres backends, a postmaster started by a supervisor) inherit.
     kill_all() SIGKILLs every recorded process group, then every process
     still carrying the tag, and waits until they are gone."""
@@ -381,15 +395,7 @@ class Reaper:
         return sorted(pid for pid in owned if table[pid][0] != "Z")
 
     def _reap_adopted(self):
-        """Collect zombie children we adopted as subreaper (never a Popen
-        we track: its exit status belongs to its Popen)."""
-        started = {p.pid for p in self.procs}
-        for pid, (state, ppid, _, _) in _process_table().items():
-            if ppid == os.getpid() and state == "Z" and pid not in started:
-                try:
-                    os.waitpid(pid, os.WNOHANG)
-                except ChildProcessError:
-                    pass
+        reap_adopted({p.pid for p in self.procs})
 
     def kill_all(self, timeout=10.0):
         """SIGKILL everything this reaper owns (see owned_pids) and wait
