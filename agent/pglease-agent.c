@@ -6,6 +6,7 @@
 
 #include "agent.h"
 #include "exit-codes.h"
+#include "init.h"
 #include "pglease-build.h"
 #include "run-postgres.h"
 #include "util.h"
@@ -174,9 +175,7 @@ int main(int argc, char **argv) {
                 break;
         }
         case MODE_INIT:
-                fprintf(stderr, "pglease-agent: init is not available in this build yet\n");
-                status = EXIT_FAIL;
-                (void) dry_run;
+                status = agent_init_main(&a, dry_run);
                 break;
         default:
                 status = agent_run(&a);
