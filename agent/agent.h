@@ -25,6 +25,7 @@ struct agent {
         bool have_node;
         struct agent_state state;
         bool have_state;
+        struct control_handlers *control; /* the control socket (control-handlers.c) */
 
         sd_event *event;
         sd_event_source *tick_source;

@@ -8,6 +8,7 @@
 
 #include "act.h"
 #include "agent.h"
+#include "control-handlers.h"
 #include "exit-codes.h"
 #include "pglease-build.h"
 #include "util.h"
@@ -268,6 +269,14 @@ int agent_run(struct agent *a) {
                 return EXIT_FAIL;
         }
         (void) sd_event_set_watchdog(a->event, true);
+        {
+                _cleanup_free_ char *err = NULL;
+
+                r = control_handlers_attach(a, &err);
+                if (r < 0)
+                        agent_log(a, LOG_LEVEL_ERROR, "control", "no control socket (agentctl and the pre-stop hook cannot reach this agent): %s",
+                                  err ? err : strerror(-r));
+        }
 
         agent_log(a, LOG_LEVEL_INFO, "start", "pglease-agent %s starting: cluster %s, retry_period %" PRIu64 "ms",
                   PGLEASE_VERSION, a->config.cluster_name, a->config.retry_period / USEC_PER_MSEC);
@@ -276,6 +285,7 @@ int agent_run(struct agent *a) {
         r = sd_event_loop(a->event);
         status = r < 0 ? EXIT_FAIL : r;
         agent_shutdown(a);
+        control_handlers_detach(a);
         if (a->have_state)
                 agent_state_done(&a->state);
         if (a->have_node)
