@@ -193,6 +193,10 @@ class Node:
         self.agent_log_path = os.path.join(self.dir, "agent.log")
         self.agent_proc = None
         self.supervisor_proc = None
+        # What should be running: a process that exits while wanted is an
+        # error (check_processes); kill_pod() and stop_*() clear these.
+        self.want_agent = False
+        self.want_supervisor = False
         self._stopped = set()       # pids held by sigstop()
 
     def __repr__(self):
@@ -266,6 +270,7 @@ class Node:
         if self.supervisor_alive():
             raise ClusterError(f"{self.name}: supervisor already running")
         self.cluster.probe_run_postgres()
+        self.want_supervisor = True
         self.supervisor_proc = self.cluster.reaper.spawn(
             self.supervisor_argv(), logfile=self.supervisor_log, cwd=self.dir,
             env=_child_env())
@@ -274,6 +279,7 @@ class Node:
     def start_agent(self):
         if self.agent_alive():
             raise ClusterError(f"{self.name}: agent already running")
+        self.want_agent = True
         self.agent_proc = self.cluster.reaper.spawn(
             self._agent_argv(), logfile=self.agent_log_path, cwd=self.dir,
             env=_child_env())
@@ -294,13 +300,14 @@ class Node:
             self.supervisor_proc.poll() is None
 
     def check_processes(self):
-        """Raise ClusterError if the agent or supervisor we started has
-        exited (they should run until we stop them)."""
-        for what, proc, log in (("agent", self.agent_proc,
-                                 self.agent_log_path),
-                                ("supervisor", self.supervisor_proc,
-                                 self.supervisor_log)):
-            if proc is not None and proc.poll() is not None:
+        """Raise ClusterError if the agent or supervisor has exited while
+        it should run (started, and not stopped or killed by us)."""
+        for what, proc, wanted, log in (
+                ("agent", self.agent_proc, self.want_agent,
+                 self.agent_log_path),
+                ("supervisor", self.supervisor_proc, self.want_supervisor,
+                 self.supervisor_log)):
+            if wanted and proc is not None and proc.poll() is not None:
                 raise ClusterError(f"{self.name}: the {what} exited with "
                                    f"{proc.returncode}; log tail:\n"
                                    f"{_log_tail(log)}")
@@ -348,6 +355,7 @@ class Node:
     def kill_pod(self, timeout=10):
         """kill -9 the whole pod: agent, supervisor, postgres and every
         descendant, and wait until they are gone."""
+        self.want_agent = self.want_supervisor = False
         first = self.pod_pids()
         popens = {p.pid for p in self.cluster.reaper.procs}
 
@@ -385,11 +393,13 @@ class Node:
 
     def stop_agent(self, timeout=15, sig=signal.SIGTERM):
         """SIGTERM the agent and wait for it; returns its exit status."""
+        self.want_agent = False
         return self._stop_proc(self.agent_proc, sig, timeout, "agent")
 
     def stop_supervisor(self, timeout=30, sig=signal.SIGTERM):
         """Stop the postgres container: the supervisor forwards the signal
         to the postmaster and exits when it is down."""
+        self.want_supervisor = False
         return self._stop_proc(self.supervisor_proc, sig, timeout,
                                "supervisor")
 
@@ -921,8 +931,11 @@ class SplitBrainChecker:
                 busy = self._busy.get(node.name)
                 if busy is not None and not busy.done():
                     continue
-                asked[node.name] = self._busy[node.name] = \
-                    self._pools[node.name].submit(self._ask, node)
+                try:
+                    asked[node.name] = self._busy[node.name] = \
+                        self._pools[node.name].submit(self._ask, node)
+                except RuntimeError:    # the interpreter is exiting
+                    return
             concurrent.futures.wait(list(asked.values()),
                                     timeout=self.max_sample)
             writable = []
