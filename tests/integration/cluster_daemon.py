@@ -128,7 +128,12 @@ def node_state(cluster):
             "supervisor_pid": node.supervisor_proc.pid
             if node.supervisor_alive() else None,
             "postmaster_pid": node.postmaster_pid()})
+    try:
+        primary = cluster.lease_holder() if cluster.emulator else None
+    except (OSError, kubeemu.EmulatorError):
+        primary = None
     return {"cluster": cluster.cluster_name, "data_dir": cluster.workdir,
+            "primary": primary,
             "emulator_url": cluster.emulator.url if cluster.emulator else None,
             "emulator_pid": cluster.emulator.proc.pid
             if cluster.emulator and cluster.emulator.proc else None,
@@ -379,7 +384,28 @@ def cmd_start(args):
         return 1
     print(f"cluster {state['cluster']} running; data, configuration and "
           f"logs under {state['data_dir']}")
-    return cmd_status(args)
+    status = cmd_status(args)
+    print(failover_hints(args, state))
+    return status
+
+
+def failover_hints(args, state):
+    """How to watch a failover, naming the current primary."""
+    prog = args.prog or \
+        f"python3 {os.path.abspath(__file__)} ... --dir {args.dir}"
+    primary = state.get("primary") or "<primary>"
+    return "\n".join([
+        "",
+        "Watch a failover:",
+        f"  {prog} kill {primary}       # kill -9 the primary's whole pod",
+        f"  watch -n1 {prog} status     # within a lease duration (4s) a "
+        "standby takes the lease,",
+        "                                    # promotes, and the other "
+        "follows it",
+        f"  {prog} revive {primary}     # the old primary rejoins as a "
+        "standby",
+        f"Agent logs: {state.get('data_dir')}/<node>/agent.log; "
+        f"stop with: {prog} stop"])
 
 
 def cmd_status(args):
@@ -472,7 +498,7 @@ def main(argv=None):
                     "(scripts/demo uses this).")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("start", "stop", "status", "kill-pod", "start-pod",
-                 "kill-postmaster", "stop-agent"):
+                 "kill-postmaster", "stop-agent", "kill", "revive"):
         cmd = sub.add_parser(name)
         cmd.add_argument("--dir", required=True,
                          help="state directory (pids, socket, keeper log)")
@@ -485,10 +511,14 @@ def main(argv=None):
                                   "under /tmp)")
             cmd.add_argument("--nodes", type=int, default=3)
             cmd.add_argument("--timeout", type=float, default=180)
+            cmd.add_argument("--prog", default=None,
+                             help="command to name in the hints printed")
         if name in ("kill-pod", "start-pod", "kill-postmaster",
-                    "stop-agent"):
+                    "stop-agent", "kill", "revive"):
             cmd.add_argument("node")
     args = parser.parse_args(argv)
+    args.command = {"kill": "kill-pod", "revive": "start-pod"}.get(
+        args.command, args.command)
     handler = {"start": cmd_start, "stop": cmd_stop,
                "status": cmd_status}.get(args.command, cmd_node)
     return handler(args)
