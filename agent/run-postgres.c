@@ -20,9 +20,13 @@ static void usage(FILE *f) {
         fputs("Usage: pglease-agent run-postgres [OPTIONS] -- postgres -D PGDATA [ARGS...]\n"
               "\n"
               "Runs Postgres as a child, forwards SIGTERM/SIGINT/SIGQUIT/SIGHUP to it and\n"
-              "restarts it when it exits, unless RUN_DIR/hold exists.\n"
+              "restarts it when it exits, unless RUN_DIR/hold exists. When RUN_DIR/lease-expiry\n"
+              "(written by the agent while it leads) names a CLOCK_MONOTONIC time that has\n"
+              "passed, fences Postgres: writes DATA_DIR/standby.signal, creates the hold\n"
+              "file and stops Postgres immediately (SIGQUIT).\n"
               "\n"
               "  --run-dir DIR          shared run directory (default $PGLEASE_RUN_DIR or " DEFAULT_RUN_DIR ")\n"
+              "  --data-dir DIR         Postgres data directory (default: -D of the command, else $PGDATA)\n"
               "  --restart-delay DUR    first restart delay, doubled per quick crash (default 1s)\n"
               "  --restart-delay-max DUR  (default 16s)\n"
               "  --stop-timeout DUR     after a stop signal, SIGQUIT Postgres if still up (default: never)\n"
@@ -41,11 +45,12 @@ static int parse_duration_arg(const char *name, const char *value, usec_t *ret) 
         return 0;
 }
 
-enum { ARG_RUN_DIR = 0x100, ARG_RESTART_DELAY, ARG_RESTART_DELAY_MAX, ARG_STOP_TIMEOUT };
+enum { ARG_RUN_DIR = 0x100, ARG_DATA_DIR, ARG_RESTART_DELAY, ARG_RESTART_DELAY_MAX, ARG_STOP_TIMEOUT };
 
 static int parse_args(int argc, char **argv, struct supervisor_config *c, char ***ret_cmd) {
         static const struct option options[] = {
                 { "run-dir", required_argument, NULL, ARG_RUN_DIR },
+                { "data-dir", required_argument, NULL, ARG_DATA_DIR },
                 { "restart-delay", required_argument, NULL, ARG_RESTART_DELAY },
                 { "restart-delay-max", required_argument, NULL, ARG_RESTART_DELAY_MAX },
                 { "stop-timeout", required_argument, NULL, ARG_STOP_TIMEOUT },
@@ -59,6 +64,9 @@ static int parse_args(int argc, char **argv, struct supervisor_config *c, char *
                 switch (opt) {
                 case ARG_RUN_DIR:
                         c->run_dir = optarg;
+                        break;
+                case ARG_DATA_DIR:
+                        c->data_dir = optarg;
                         break;
                 case ARG_RESTART_DELAY:
                         if (parse_duration_arg("restart-delay", optarg, &c->restart_delay) < 0)
@@ -102,6 +110,9 @@ int run_postgres_main(int argc, char **argv) {
         if (r <= 0)
                 return r < 0 ? SUPERVISOR_EXIT_USAGE : SUPERVISOR_EXIT_CLEAN;
         c.argv = cmd;
+        /* postgres itself reads PGDATA when there is no -D. */
+        if (isempty(c.data_dir))
+                c.data_dir = supervisor_data_dir_from_argv(cmd) ?: getenv("PGDATA");
         /* An emptyDir mount exists already; outside a pod, make it. */
         if (mkdir(c.run_dir, 0755) < 0 && errno != EEXIST) {
                 fprintf(stderr, "run-postgres: cannot create run directory %s: %m\n", c.run_dir);

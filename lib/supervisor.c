@@ -1,5 +1,6 @@
 /* supervisor.c: the run-postgres supervisor, PID 1 of the postgres container:
- * starts Postgres, forwards signals, restarts it unless held, reaps orphans. */
+ * starts Postgres, forwards signals, restarts it unless held, reaps orphans,
+ * and fences it when the agent's lease expires unrenewed. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -13,8 +14,10 @@
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/wait.h>
 
+#include "lease-file.h"
 #include "pgctl.h"
 #include "supervisor.h"
 #include "util.h"
@@ -154,6 +157,44 @@ usec_t supervisor_next_delay(usec_t current, usec_t initial, usec_t max, usec_t 
         return current * 2;
 }
 
+/* postgres's own option string (PostgreSQL 15, src/backend/main and
+ * postmaster): the letters followed by ':' take an argument. */
+#define POSTGRES_OPTSTRING "B:bc:C:D:d:EeFf:h:ijk:lN:nOPp:r:S:sTt:W:-:"
+
+static bool postgres_option_takes_argument(char opt) {
+        const char *p = opt == ':' ? NULL : strchr(POSTGRES_OPTSTRING, opt);
+
+        return p && p[1] == ':';
+}
+
+const char *supervisor_data_dir_from_argv(char *const *argv) {
+        const char *found = NULL;
+
+        if (!argv || !argv[0])
+                return NULL;
+        /* The same walk as getopt, so that "-c foo=-Dx" or "-k -D" is not
+         * taken for a data directory. */
+        for (size_t i = 1; argv[i]; i++) {
+                const char *a = argv[i];
+
+                if (a[0] != '-' || a[1] == '\0')
+                        continue;
+                for (size_t j = 1; a[j]; j++) {
+                        const char *value;
+
+                        if (!postgres_option_takes_argument(a[j]))
+                                continue;
+                        value = a[j + 1] ? a + j + 1 : argv[i + 1];
+                        if (!a[j + 1] && argv[i + 1])
+                                i++;
+                        if (a[j] == 'D' && value)
+                                found = value;
+                        break;
+                }
+        }
+        return found;
+}
+
 static void slog(const struct supervisor *s, const char *fmt, ...) _printf_(2, 3);
 static void slog(const struct supervisor *s, const char *fmt, ...) {
         _cleanup_free_ char *line = NULL;
@@ -167,6 +208,22 @@ static void slog(const struct supervisor *s, const char *fmt, ...) {
         va_end(ap);
         if (line)
                 s->config->log(s->config->log_userdata, line);
+}
+
+/* A CLOCK_MONOTONIC time for the log, with how long ago it was. Two
+ * numbers: the buffer cannot truncate. */
+struct monotonic_text {
+        char text[96];
+};
+
+static struct monotonic_text format_monotonic(usec_t t, usec_t now) {
+        struct monotonic_text m;
+        usec_t ago = now > t ? now - t : 0;
+
+        (void) snprintf(m.text, sizeof(m.text), "%" PRIu64 ".%03" PRIu64 "s (monotonic, %" PRIu64 ".%03" PRIu64 "s ago)",
+                        t / USEC_PER_SEC, t % USEC_PER_SEC / USEC_PER_MSEC,
+                        ago / USEC_PER_SEC, ago % USEC_PER_SEC / USEC_PER_MSEC);
+        return m;
 }
 
 static const char *signal_name(int sig) {
@@ -238,15 +295,29 @@ void supervisor_on_exit(struct supervisor *s, int wstatus, bool held, usec_t now
         slog(s, "restarting postgres in %.1fs", (double) s->delay / USEC_PER_SEC);
 }
 
+static bool lease_expired(const struct supervisor *s, usec_t now) {
+        return s->lease_known && now >= s->lease_expiry;
+}
+
+/* When a waiting phase must look again because of the lease. */
+static usec_t lease_wait(const struct supervisor *s, usec_t wait_until) {
+        return s->lease_known ? MIN(wait_until, s->lease_expiry) : wait_until;
+}
+
 static enum supervisor_action tick_stopping(struct supervisor *s, usec_t now, int *ret_signal, usec_t *ret_wait_until) {
         usec_t timeout = s->config->stop_timeout;
 
+        /* Safety rule 1: a smart shutdown can leave a primary serving its
+         * sessions for long; the lease does not wait for it. */
+        if (s->postmaster_pid > 0 && lease_expired(s, now))
+                return SUPERVISOR_ACTION_FENCE;
+
         if (timeout == 0 || s->escalated || s->stop_signal == SIGQUIT) {
-                *ret_wait_until = USEC_INFINITY;
+                *ret_wait_until = lease_wait(s, USEC_INFINITY);
                 return SUPERVISOR_ACTION_WAIT;
         }
         if (now < s->stop_at + timeout) {
-                *ret_wait_until = s->stop_at + timeout;
+                *ret_wait_until = lease_wait(s, s->stop_at + timeout);
                 return SUPERVISOR_ACTION_WAIT;
         }
         s->escalated = true;
@@ -268,6 +339,12 @@ enum supervisor_action supervisor_tick(struct supervisor *s, bool held, usec_t n
                         *ret_wait_until = USEC_INFINITY;
                         return SUPERVISOR_ACTION_WAIT;
                 }
+                if (lease_expired(s, now)) {
+                        slog(s, "hold file removed: discarding the lease that expired at %s",
+                             format_monotonic(s->lease_expiry, now).text);
+                        s->lease_spent = s->lease_expiry;
+                        s->lease_known = false;
+                }
                 slog(s, "hold file removed: starting postgres");
                 s->delay = 0;
                 return SUPERVISOR_ACTION_START;
@@ -278,15 +355,105 @@ enum supervisor_action supervisor_tick(struct supervisor *s, bool held, usec_t n
                         *ret_wait_until = USEC_INFINITY;
                         return SUPERVISOR_ACTION_WAIT;
                 }
-                if (now >= s->next_start)
-                        return SUPERVISOR_ACTION_START;
-                *ret_wait_until = s->next_start;
-                return SUPERVISOR_ACTION_WAIT;
+                if (now < s->next_start) {
+                        *ret_wait_until = s->next_start;
+                        return SUPERVISOR_ACTION_WAIT;
+                }
+                /* Safety rule 3: no start as a primary without a lease. */
+                if (lease_expired(s, now))
+                        return SUPERVISOR_ACTION_FENCE;
+                return SUPERVISOR_ACTION_START;
         case SUPERVISOR_RUNNING:
         default:
-                *ret_wait_until = USEC_INFINITY;
+                if (lease_expired(s, now))
+                        return SUPERVISOR_ACTION_FENCE;
+                *ret_wait_until = lease_wait(s, USEC_INFINITY);
                 return SUPERVISOR_ACTION_WAIT;
         }
+}
+
+void supervisor_on_lease(struct supervisor *s, int r, usec_t expiry, usec_t now) {
+        s->lease_known = false;
+        if (r == -ENOENT) {
+                s->lease_bad_logged = false;
+                return;
+        }
+        if (r >= 0 && expiry > now && expiry - now > SUPERVISOR_LEASE_MAX_AHEAD)
+                r = -ERANGE;
+        if (r < 0) {
+                if (!s->lease_bad_logged)
+                        slog(s, "ignoring %s/" LEASE_FILE_NAME ": %s (no lease watchdog until it is rewritten)",
+                             s->config->run_dir,
+                             r == -EBADMSG ? "not a monotonic time" :
+                             r == -ERANGE ? "more than an hour ahead, not from this boot" : strerror(-r));
+                s->lease_bad_logged = true;
+                return;
+        }
+        s->lease_bad_logged = false;
+        if (expiry == s->lease_spent)
+                return;
+        s->lease_known = true;
+        s->lease_expiry = expiry;
+}
+
+static int fence_system_marker(void *userdata, const char *data_dir) {
+        return pgctl_write_standby_marker(data_dir);
+}
+
+static int fence_system_hold(void *userdata, const char *run_dir, const char *reason) {
+        return pgctl_hold_set(run_dir, reason);
+}
+
+static int fence_system_kill(void *userdata, pid_t pid, int sig) {
+        return kill(pid, sig) < 0 ? -errno : 0;
+}
+
+static int fence_system_lease_remove(void *userdata, const char *run_dir) {
+        return lease_file_remove(run_dir);
+}
+
+const struct supervisor_fence_ops supervisor_fence_system_ops = {
+        .write_standby_marker = fence_system_marker,
+        .hold_set = fence_system_hold,
+        .kill = fence_system_kill,
+        .lease_remove = fence_system_lease_remove,
+};
+
+int supervisor_fence(struct supervisor *s, usec_t now) {
+        const struct supervisor_fence_ops *ops = s->config->fence_ops ?: &supervisor_fence_system_ops;
+        void *ud = s->config->fence_userdata;
+        _cleanup_free_ char *marker_text = NULL, *hold_text = NULL, *kill_text = NULL;
+        pid_t pid = s->postmaster_pid;
+        int marker, hold, killed = 0, removed;
+
+        /* Safety rule 1: the standby marker before the stop, so that no
+         * later start of this data directory is a primary's; the hold
+         * before the stop, so that we do not restart it ourselves. */
+        marker = !isempty(s->config->data_dir) ? ops->write_standby_marker(ud, s->config->data_dir) : -EDESTADDRREQ;
+        hold = ops->hold_set(ud, s->config->run_dir, "lease-expired");
+        if (pid > 0) {
+                killed = ops->kill(ud, pid, SIGQUIT);
+                if (s->phase == SUPERVISOR_STOPPING)
+                        s->escalated = true;
+        }
+        s->lease_spent = s->lease_expiry;
+        s->lease_known = false;
+        s->fences++;
+        removed = ops->lease_remove(ud, s->config->run_dir);
+
+        marker_text = marker >= 0 ? strdup(PGCTL_STANDBY_MARKER " written") :
+                marker == -EDESTADDRREQ ? strdup(PGCTL_STANDBY_MARKER " NOT written: data directory unknown") :
+                strdup_printf(PGCTL_STANDBY_MARKER " NOT written: %s", strerror(-marker));
+        hold_text = hold >= 0 ? strdup("held") : strdup_printf("hold NOT set: %s", strerror(-hold));
+        kill_text = pid <= 0 ? strdup("") : killed >= 0 ? strdup_printf("; sent SIGQUIT to pid %d", (int) pid) :
+                strdup_printf("; SIGQUIT to pid %d failed: %s", (int) pid, strerror(-killed));
+        slog(s, "lease expired at %s without renewal: %s postgres (%s, %s)%s%s%s",
+             format_monotonic(s->lease_spent, now).text, pid > 0 ? "fenced" : "not starting",
+             strempty(marker_text), strempty(hold_text), strempty(kill_text),
+             removed < 0 ? "; cannot remove " LEASE_FILE_NAME ": " : "", removed < 0 ? strerror(-removed) : "");
+        if (marker < 0)
+                return marker;
+        return hold < 0 ? hold : killed < 0 ? killed : removed < 0 ? removed : 0;
 }
 
 /* The process side of the supervisor: fds, files and children. */
@@ -294,6 +461,8 @@ struct supervisor_loop {
         struct supervisor s;
         int signal_fd;
         int inotify_fd;
+        int timer_fd;                   /* CLOCK_MONOTONIC, armed at the lease expiry */
+        usec_t timer_armed;             /* what it is armed at; 0 = disarmed */
         sigset_t old_mask;
         char *pid_path;
         char *state_path;
@@ -439,10 +608,45 @@ static void read_signals(struct supervisor_loop *l, usec_t now) {
 
 static void drain_inotify(struct supervisor_loop *l) {
         char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+        uint64_t expirations;
 
         if (l->inotify_fd >= 0)
                 while (read(l->inotify_fd, buf, sizeof(buf)) > 0)
                         ;
+        if (l->timer_fd >= 0)
+                (void) !read(l->timer_fd, &expirations, sizeof(expirations));
+}
+
+/* The file's time is the kernel's CLOCK_MONOTONIC, which the timerfd reads
+ * too, so that the wake-up does not depend on the poll's millisecond
+ * rounding; the poll fallback covers a failed timerfd. */
+static void arm_lease_timer(struct supervisor_loop *l) {
+        usec_t want = l->s.lease_known ? l->s.lease_expiry : 0;
+        struct itimerspec its = {
+                .it_value = {
+                        .tv_sec = (time_t) (want / USEC_PER_SEC),
+                        .tv_nsec = (long) (want % USEC_PER_SEC * 1000),
+                },
+        };
+
+        if (l->timer_fd < 0 || want == l->timer_armed)
+                return;
+        if (timerfd_settime(l->timer_fd, TFD_TIMER_ABSTIME, &its, NULL) < 0) {
+                slog(&l->s, "cannot arm the lease timer: %s; polling instead", strerror(errno));
+                l->timer_fd = safe_close(l->timer_fd);
+                return;
+        }
+        l->timer_armed = want;
+}
+
+/* Read at every turn of the loop: the loop turns on every change in the
+ * run directory (inotify), on the timer and at least once a second. */
+static void read_lease(struct supervisor_loop *l, usec_t now) {
+        usec_t expiry = 0;
+        int r = lease_file_read(l->s.config->run_dir, &expiry);
+
+        supervisor_on_lease(&l->s, r, expiry, now);
+        arm_lease_timer(l);
 }
 
 /* Whether a start or exit must wait for the old postmaster's orphans. */
@@ -486,6 +690,7 @@ static int loop_setup(struct supervisor_loop *l, const struct supervisor_config 
         if (l->inotify_fd >= 0 &&
             inotify_add_watch(l->inotify_fd, c->run_dir, IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM) < 0)
                 l->inotify_fd = safe_close(l->inotify_fd);
+        l->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
         r = write_file_atomic(l->pid_path, pid_text, 0644);
         if (r < 0)
                 return set_error_msg(reterr_msg, "cannot write %s: %s", l->pid_path, strerror(-r)), r;
@@ -501,6 +706,7 @@ static void loop_done(struct supervisor_loop *l) {
         free(l->state_path);
         l->signal_fd = safe_close(l->signal_fd);
         l->inotify_fd = safe_close(l->inotify_fd);
+        l->timer_fd = safe_close(l->timer_fd);
         (void) sigprocmask(SIG_SETMASK, &l->old_mask, NULL);
 }
 
@@ -529,6 +735,10 @@ static bool loop_act(struct supervisor_loop *l, usec_t now, usec_t *wait_until, 
                 if (l->s.postmaster_pid > 0)
                         (void) kill(l->s.postmaster_pid, sig);
                 return false;
+        case SUPERVISOR_ACTION_FENCE:
+                /* It logs every outcome; the next turn sees the hold. */
+                (void) supervisor_fence(&l->s, now);
+                return false;
         case SUPERVISOR_ACTION_EXIT:
                 if (wait_for_orphans(l, now)) {
                         *wait_until = now + ORPHAN_POLL_INTERVAL;
@@ -544,7 +754,7 @@ static bool loop_act(struct supervisor_loop *l, usec_t now, usec_t *wait_until, 
 
 int supervisor_run(const struct supervisor_config *c, char **reterr_msg) {
         const struct clock_ops *clk = c->clock ?: &clock_system;
-        struct supervisor_loop l = { .signal_fd = -EBADF, .inotify_fd = -EBADF };
+        struct supervisor_loop l = { .signal_fd = -EBADF, .inotify_fd = -EBADF, .timer_fd = -EBADF };
         bool done = false;
         int r;
 
@@ -555,13 +765,18 @@ int supervisor_run(const struct supervisor_config *c, char **reterr_msg) {
                 return r;
         }
         supervisor_init(&l.s, c, clock_now(clk));
+        if (isempty(c->data_dir))
+                slog(&l.s, "no data directory known (--data-dir, -D or PGDATA): a lease fence cannot write "
+                     PGCTL_STANDBY_MARKER);
         while (!done) {
                 usec_t now = clock_now(clk), wait_until = USEC_INFINITY, left;
-                struct pollfd p[2] = {
+                struct pollfd p[3] = {
                         { .fd = l.signal_fd, .events = POLLIN },
                         { .fd = l.inotify_fd, .events = POLLIN },
+                        { .fd = l.timer_fd, .events = POLLIN },
                 };
 
+                read_lease(&l, now);
                 if (!loop_act(&l, now, &wait_until, &done)) {
                         write_state(&l);
                         continue;
@@ -569,7 +784,7 @@ int supervisor_run(const struct supervisor_config *c, char **reterr_msg) {
                 write_state(&l);
                 left = wait_until > now ? wait_until - now : 0;
                 left = MIN(left, HOLD_POLL_INTERVAL);
-                if (poll(p, 2, (int) ((left + USEC_PER_MSEC - 1) / USEC_PER_MSEC)) < 0 && errno != EINTR) {
+                if (poll(p, ELEMENTSOF(p), (int) ((left + USEC_PER_MSEC - 1) / USEC_PER_MSEC)) < 0 && errno != EINTR) {
                         r = -errno;
                         set_error_msg(reterr_msg, "poll: %s", strerror(-r));
                         loop_done(&l);

@@ -1,5 +1,6 @@
 /* test-supervisor.c: the run-postgres supervisor's decisions (start, hold,
- * backoff, stop, escalation), its exit statuses and its state file. */
+ * backoff, stop, escalation, the lease watchdog), its exit statuses, its
+ * state file and the lease-expiry file it shares with the agent. */
 #include <dirent.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -10,11 +11,16 @@
 #include <sys/wait.h>
 #include <cmocka.h>
 
+#include "lease-file.h"
 #include "supervisor.h"
 #include "util.h"
 
 #define EXITED(code) W_EXITCODE(code, 0)
 #define KILLED(sig) W_EXITCODE(0, sig)
+
+/* The fence steps as they were taken, in order: "marker:/data",
+ * "hold:/run:lease-expired", "kill:100:3", "lease_remove:/run". */
+#define MAX_STEPS 16
 
 struct fixture {
         struct clock_scripted clock;
@@ -23,6 +29,42 @@ struct fixture {
         struct supervisor s;
         char *last_log;
         unsigned logs;
+        char *steps[MAX_STEPS];
+        unsigned n_steps;
+        int marker_result;
+};
+
+static int record(struct fixture *f, char *step) {
+        assert_non_null(step);
+        assert_true(f->n_steps < MAX_STEPS);
+        f->steps[f->n_steps++] = step;
+        return 0;
+}
+
+static int fake_marker(void *userdata, const char *data_dir) {
+        struct fixture *f = userdata;
+
+        record(f, strdup_printf("marker:%s", data_dir));
+        return f->marker_result;
+}
+
+static int fake_hold(void *userdata, const char *run_dir, const char *reason) {
+        return record(userdata, strdup_printf("hold:%s:%s", run_dir, reason));
+}
+
+static int fake_kill(void *userdata, pid_t pid, int sig) {
+        return record(userdata, strdup_printf("kill:%d:%d", (int) pid, sig));
+}
+
+static int fake_lease_remove(void *userdata, const char *run_dir) {
+        return record(userdata, strdup_printf("lease_remove:%s", run_dir));
+}
+
+static const struct supervisor_fence_ops fake_fence_ops = {
+        .write_standby_marker = fake_marker,
+        .hold_set = fake_hold,
+        .kill = fake_kill,
+        .lease_remove = fake_lease_remove,
 };
 
 static void capture_log(void *userdata, const char *line) {
@@ -46,6 +88,10 @@ static int setup(void **state) {
                 .clock = &f->clock_ops,
                 .log = capture_log,
                 .log_userdata = f,
+                .run_dir = "/run",
+                .data_dir = "/data",
+                .fence_ops = &fake_fence_ops,
+                .fence_userdata = f,
         };
         supervisor_init(&f->s, &f->config, clock_now(&f->clock_ops));
         *state = f;
@@ -56,6 +102,8 @@ static int teardown(void **state) {
         struct fixture *f = *state;
 
         free(f->last_log);
+        for (unsigned i = 0; i < f->n_steps; i++)
+                free(f->steps[i]);
         free(f);
         return 0;
 }
@@ -285,6 +333,268 @@ static void test_supervisor_pid_file_tells_alive_from_gone(void **state) {
         assert_int_equal(rmdir(dir), 0);
 }
 
+static void assert_steps(struct fixture *f, const char *const *want, unsigned n) {
+        assert_int_equal(f->n_steps, n);
+        for (unsigned i = 0; i < n; i++)
+                assert_string_equal(f->steps[i], want[i]);
+}
+
+static void test_lease_in_future_takes_no_action(void **state) {
+        struct fixture *f = *state;
+        usec_t expiry, wait_until;
+
+        start(f, 100);
+        expiry = now(f) + 5 * USEC_PER_SEC;
+        supervisor_on_lease(&f->s, 0, expiry, now(f));
+        assert_int_equal(tick(f, false, NULL, &wait_until), SUPERVISOR_ACTION_WAIT);
+        /* The loop wakes at the expiry, not later. */
+        assert_true(wait_until == expiry);
+        clock_scripted_advance(&f->clock, 5 * USEC_PER_SEC - 1);
+        assert_int_equal(tick(f, false, NULL, NULL), SUPERVISOR_ACTION_WAIT);
+        assert_int_equal(f->n_steps, 0);
+}
+
+static void test_lease_pushed_forward_never_fences(void **state) {
+        struct fixture *f = *state;
+
+        start(f, 100);
+        for (int i = 0; i < 50; i++) {
+                supervisor_on_lease(&f->s, 0, now(f) + 7 * USEC_PER_SEC, now(f));
+                clock_scripted_advance(&f->clock, 2 * USEC_PER_SEC);
+                assert_int_equal(tick(f, false, NULL, NULL), SUPERVISOR_ACTION_WAIT);
+        }
+        assert_int_equal(f->n_steps, 0);
+        assert_int_equal(f->s.fences, 0);
+}
+
+static void test_fences_when_renew_deadline_passes(void **state) {
+        struct fixture *f = *state;
+        static const char *const want[] = {
+                "marker:/data", "hold:/run:lease-expired", "kill:100:3", "lease_remove:/run",
+        };
+        usec_t expiry;
+
+        assert_int_equal(SIGQUIT, 3);
+        start(f, 100);
+        expiry = now(f) + 2 * USEC_PER_SEC;
+        supervisor_on_lease(&f->s, 0, expiry, now(f));
+        clock_scripted_advance(&f->clock, 2 * USEC_PER_SEC);
+        assert_int_equal(tick(f, false, NULL, NULL), SUPERVISOR_ACTION_FENCE);
+        assert_int_equal(supervisor_fence(&f->s, now(f)), 0);
+        /* Safety rule 1: the marker before the hold before the stop. */
+        assert_steps(f, want, ELEMENTSOF(want));
+        assert_non_null(strstr(f->last_log, "lease expired at 1002.000s"));
+        assert_non_null(strstr(f->last_log, "without renewal: fenced postgres (standby.signal written, held); "
+                                            "sent SIGQUIT to pid 100"));
+        assert_int_equal(f->s.fences, 1);
+
+        /* Nothing more until the postmaster is gone, then it stays down. */
+        assert_int_equal(tick(f, false, NULL, NULL), SUPERVISOR_ACTION_WAIT);
+        supervisor_on_exit(&f->s, KILLED(SIGQUIT), true, now(f));
+        assert_int_equal(f->s.phase, SUPERVISOR_HELD);
+        clock_scripted_advance(&f->clock, 60 * USEC_PER_SEC);
+        assert_int_equal(tick(f, true, NULL, NULL), SUPERVISOR_ACTION_WAIT);
+        assert_int_equal(f->n_steps, ELEMENTSOF(want));
+}
+
+static void test_fenced_expiry_seen_again_is_not_fenced_twice(void **state) {
+        struct fixture *f = *state;
+        usec_t expiry;
+
+        start(f, 100);
+        expiry = now(f) + USEC_PER_SEC;
+        supervisor_on_lease(&f->s, 0, expiry, now(f));
+        clock_scripted_advance(&f->clock, 2 * USEC_PER_SEC);
+        assert_int_equal(tick(f, false, NULL, NULL), SUPERVISOR_ACTION_FENCE);
+        (void) supervisor_fence(&f->s, now(f));
+        /* The file could not be removed, or a late write repeated it. */
+        supervisor_on_lease(&f->s, 0, expiry, now(f));
+        assert_int_equal(tick(f, false, NULL, NULL), SUPERVISOR_ACTION_WAIT);
+        assert_int_equal(f->s.fences, 1);
+}
+
+static void test_removed_lease_file_takes_no_action(void **state) {
+        struct fixture *f = *state;
+        usec_t wait_until;
+
+        start(f, 100);
+        supervisor_on_lease(&f->s, 0, now(f) + USEC_PER_SEC, now(f));
+        /* The agent stopped leading and removed it. */
+        supervisor_on_lease(&f->s, -ENOENT, 0, now(f));
+        clock_scripted_advance(&f->clock, 10 * USEC_PER_SEC);
+        assert_int_equal(tick(f, false, NULL, &wait_until), SUPERVISOR_ACTION_WAIT);
+        assert_true(wait_until == USEC_INFINITY);
+        assert_int_equal(f->n_steps, 0);
+}
+
+static void test_garbage_lease_file_never_fences_and_is_logged_once(void **state) {
+        struct fixture *f = *state;
+        unsigned logs;
+
+        start(f, 100);
+        supervisor_on_lease(&f->s, 0, now(f) + USEC_PER_SEC, now(f));
+        logs = f->logs;
+        supervisor_on_lease(&f->s, -EBADMSG, 0, now(f));
+        assert_int_equal(f->logs, logs + 1);
+        assert_non_null(strstr(f->last_log, "ignoring /run/lease-expiry: not a monotonic time"));
+        for (int i = 0; i < 10; i++) {
+                clock_scripted_advance(&f->clock, USEC_PER_SEC);
+                supervisor_on_lease(&f->s, -EBADMSG, 0, now(f));
+                assert_int_equal(tick(f, false, NULL, NULL), SUPERVISOR_ACTION_WAIT);
+        }
+        assert_int_equal(f->logs, logs + 1);
+        assert_int_equal(f->n_steps, 0);
+
+        /* A good write ends it; garbage after that is reported again. */
+        supervisor_on_lease(&f->s, 0, now(f) + USEC_PER_SEC, now(f));
+        supervisor_on_lease(&f->s, -EIO, 0, now(f));
+        assert_int_equal(f->logs, logs + 2);
+}
+
+static void test_lease_from_another_boot_is_ignored(void **state) {
+        struct fixture *f = *state;
+
+        start(f, 100);
+        supervisor_on_lease(&f->s, 0, now(f) + SUPERVISOR_LEASE_MAX_AHEAD + 1, now(f));
+        assert_false(f->s.lease_known);
+        assert_non_null(strstr(f->last_log, "not from this boot"));
+        supervisor_on_lease(&f->s, 0, now(f) + SUPERVISOR_LEASE_MAX_AHEAD, now(f));
+        assert_true(f->s.lease_known);
+}
+
+static void test_crashed_postgres_is_not_restarted_after_lease_expired(void **state) {
+        struct fixture *f = *state;
+        static const char *const want[] = { "marker:/data", "hold:/run:lease-expired", "lease_remove:/run" };
+
+        start(f, 100);
+        supervisor_on_lease(&f->s, 0, now(f) + 5 * USEC_PER_SEC, now(f));
+        supervisor_on_exit(&f->s, KILLED(SIGKILL), false, now(f));
+        clock_scripted_advance(&f->clock, 10 * USEC_PER_SEC);
+        /* Safety rule 3: not as a primary without the lease. */
+        assert_int_equal(tick(f, false, NULL, NULL), SUPERVISOR_ACTION_FENCE);
+        assert_int_equal(supervisor_fence(&f->s, now(f)), 0);
+        assert_steps(f, want, ELEMENTSOF(want));
+        assert_non_null(strstr(f->last_log, "without renewal: not starting postgres (standby.signal written, held)"));
+        assert_int_equal(tick(f, true, NULL, NULL), SUPERVISOR_ACTION_WAIT);
+        assert_int_equal(f->s.phase, SUPERVISOR_HELD);
+}
+
+static void test_cleared_hold_discards_expired_lease_and_starts(void **state) {
+        struct fixture *f = *state;
+
+        assert_int_equal(tick(f, true, NULL, NULL), SUPERVISOR_ACTION_WAIT);
+        supervisor_on_lease(&f->s, 0, now(f) + USEC_PER_SEC, now(f));
+        clock_scripted_advance(&f->clock, 5 * USEC_PER_SEC);
+        /* Held, nothing runs: nothing to fence. */
+        assert_int_equal(tick(f, true, NULL, NULL), SUPERVISOR_ACTION_WAIT);
+        /* Whoever cleared the hold (the agent rejoining) is in charge. */
+        start(f, 101);
+        assert_false(f->s.lease_known);
+        supervisor_on_lease(&f->s, 0, f->s.lease_spent, now(f));
+        assert_int_equal(tick(f, false, NULL, NULL), SUPERVISOR_ACTION_WAIT);
+        assert_int_equal(f->n_steps, 0);
+}
+
+static void test_stopping_postgres_is_fenced_when_lease_expires(void **state) {
+        struct fixture *f = *state;
+        usec_t wait_until;
+
+        f->config.stop_timeout = 60 * USEC_PER_SEC;
+        start(f, 100);
+        supervisor_on_lease(&f->s, 0, now(f) + 2 * USEC_PER_SEC, now(f));
+        assert_int_equal(supervisor_on_signal(&f->s, SIGTERM, now(f)), SIGTERM);
+        assert_int_equal(tick(f, false, NULL, &wait_until), SUPERVISOR_ACTION_WAIT);
+        assert_true(wait_until == now(f) + 2 * USEC_PER_SEC);
+        clock_scripted_advance(&f->clock, 2 * USEC_PER_SEC);
+        assert_int_equal(tick(f, false, NULL, NULL), SUPERVISOR_ACTION_FENCE);
+        assert_int_equal(supervisor_fence(&f->s, now(f)), 0);
+        assert_int_equal(f->n_steps, 4);
+        assert_string_equal(f->steps[2], "kill:100:3");
+        /* Already SIGQUIT: no second escalation at the stop timeout. */
+        clock_scripted_advance(&f->clock, 60 * USEC_PER_SEC);
+        assert_int_equal(tick(f, false, NULL, NULL), SUPERVISOR_ACTION_WAIT);
+}
+
+static void test_fence_stops_postgres_even_when_marker_fails(void **state) {
+        struct fixture *f = *state;
+
+        f->marker_result = -EACCES;
+        start(f, 100);
+        supervisor_on_lease(&f->s, 0, now(f), now(f));
+        assert_int_equal(tick(f, false, NULL, NULL), SUPERVISOR_ACTION_FENCE);
+        assert_int_equal(supervisor_fence(&f->s, now(f)), -EACCES);
+        assert_int_equal(f->n_steps, 4);
+        assert_string_equal(f->steps[1], "hold:/run:lease-expired");
+        assert_string_equal(f->steps[2], "kill:100:3");
+        assert_non_null(strstr(f->last_log, "(standby.signal NOT written: Permission denied, held)"));
+}
+
+static void test_fence_without_data_dir_still_holds_and_stops(void **state) {
+        struct fixture *f = *state;
+        static const char *const want[] = { "hold:/run:lease-expired", "kill:100:3", "lease_remove:/run" };
+
+        f->config.data_dir = NULL;
+        start(f, 100);
+        supervisor_on_lease(&f->s, 0, now(f), now(f));
+        assert_int_equal(tick(f, false, NULL, NULL), SUPERVISOR_ACTION_FENCE);
+        assert_int_equal(supervisor_fence(&f->s, now(f)), -EDESTADDRREQ);
+        assert_steps(f, want, ELEMENTSOF(want));
+        assert_non_null(strstr(f->last_log, "standby.signal NOT written: data directory unknown"));
+}
+
+static void test_data_dir_is_found_in_postgres_argv(void **state) {
+        char *const plain[] = { "postgres", "-D", "/pg/data", "-p", "5432", NULL };
+        char *const joined[] = { "postgres", "-D/pg/joined", NULL };
+        char *const last_wins[] = { "postgres", "-D", "/a", "-D", "/b", NULL };
+        char *const in_values[] = { "postgres", "-c", "x=-D", "-k", "-D", "-cfoo=-Dy", NULL };
+        char *const bundled[] = { "postgres", "-nD", "/bundled", NULL };
+        char *const none[] = { "postgres", "-p", "5432", NULL };
+        char *const dangling[] = { "postgres", "-D", NULL };
+
+        assert_string_equal(supervisor_data_dir_from_argv(plain), "/pg/data");
+        assert_string_equal(supervisor_data_dir_from_argv(joined), "/pg/joined");
+        assert_string_equal(supervisor_data_dir_from_argv(last_wins), "/b");
+        assert_null(supervisor_data_dir_from_argv(in_values));
+        assert_string_equal(supervisor_data_dir_from_argv(bundled), "/bundled");
+        assert_null(supervisor_data_dir_from_argv(none));
+        assert_null(supervisor_data_dir_from_argv(dangling));
+        assert_null(supervisor_data_dir_from_argv(NULL));
+}
+
+static void test_lease_file_round_trips_and_rejects_garbage(void **state) {
+        static const char *const garbage[] = { "", "\n", "abc\n", "-5\n", "0\n", "12 34\n", "1e6\n", "+7\n",
+                                               "99999999999999999999999\n" };
+        char dir[] = "/tmp/test-lease-file-XXXXXX";
+        _cleanup_free_ char *path = NULL, *text = NULL;
+        usec_t v = 77;
+
+        assert_non_null(mkdtemp(dir));
+        path = strdup_printf("%s/" LEASE_FILE_NAME, dir);
+        assert_int_equal(lease_file_read(dir, &v), -ENOENT);
+        assert_int_equal(lease_file_remove(dir), 0);
+        assert_int_equal(lease_file_write(dir, 123456789012ULL), 0);
+        assert_int_equal(read_full_file(path, &text, NULL), 0);
+        assert_string_equal(text, "123456789012\n");
+        assert_int_equal(lease_file_read(dir, &v), 0);
+        assert_true(v == 123456789012ULL);
+        assert_int_equal(lease_file_write(dir, 0), -EINVAL);
+        assert_int_equal(lease_file_write(NULL, 5), -EINVAL);
+
+        for (size_t i = 0; i < ELEMENTSOF(garbage); i++) {
+                v = 77;
+                assert_int_equal(write_file_atomic(path, garbage[i], 0644), 0);
+                assert_int_equal(lease_file_read(dir, &v), -EBADMSG);
+                assert_true(v == 77);
+        }
+        assert_int_equal(lease_file_parse(" 42 \n", &v), 0);
+        assert_true(v == 42);
+        assert_int_equal(lease_file_parse(NULL, &v), -EBADMSG);
+
+        assert_int_equal(lease_file_remove(dir), 0);
+        assert_int_equal(lease_file_read(dir, &v), -ENOENT);
+        assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_exit_status_maps_postgres_outcomes),
@@ -302,6 +612,20 @@ int main(void) {
                 cmocka_unit_test(test_status_file_round_trips),
                 cmocka_unit_test(test_status_file_garbage_is_rejected),
                 cmocka_unit_test(test_supervisor_pid_file_tells_alive_from_gone),
+                cmocka_unit_test_setup_teardown(test_lease_in_future_takes_no_action, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_lease_pushed_forward_never_fences, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_fences_when_renew_deadline_passes, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_fenced_expiry_seen_again_is_not_fenced_twice, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_removed_lease_file_takes_no_action, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_garbage_lease_file_never_fences_and_is_logged_once, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_lease_from_another_boot_is_ignored, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_crashed_postgres_is_not_restarted_after_lease_expired, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_cleared_hold_discards_expired_lease_and_starts, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_stopping_postgres_is_fenced_when_lease_expires, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_fence_stops_postgres_even_when_marker_fails, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_fence_without_data_dir_still_holds_and_stops, setup, teardown),
+                cmocka_unit_test(test_data_dir_is_found_in_postgres_argv),
+                cmocka_unit_test(test_lease_file_round_trips_and_rejects_garbage),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
