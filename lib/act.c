@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "act.h"
+#include "lease-file.h"
 #include "pgconn.h"
 #include "pglease-build.h"
 #include "util.h"
@@ -335,6 +336,8 @@ static int act_one(struct node *n, const struct logger *log, struct agent_state 
                 publish_from(o, &pub);
                 r = election_acquire(&n->election, &pub, &err);
                 if (r >= 0) {
+                        /* The supervisor's watchdog (safety rule 1), see lease-file.h. */
+                        (void) lease_file_write(n->cfg->run_dir, n->election.last_renew_sent + n->cfg->renew_deadline);
                         event_emit(n, log, LOG_LEVEL_INFO, "acquire", "took the leader lease");
                         *redecide = true;
                 } else
@@ -347,12 +350,15 @@ static int act_one(struct node *n, const struct logger *log, struct agent_state 
                 pub.set_sync = a->set_sync;
                 pub.sync = a->names;
                 r = election_renew(&n->election, &pub, &err);
-                if (r < 0)
+                if (r >= 0)
+                        (void) lease_file_write(n->cfg->run_dir, n->election.last_renew_sent + n->cfg->renew_deadline);
+                else
                         log_write(log, clock_realtime(n->clock), LOG_LEVEL_WARNING, "renew", "renewal failed: %s (%" PRIu64 "ms left before fencing)",
                                   err ? err : strerror(-r), election_renew_remaining(&n->election, clock_now(n->clock)) / USEC_PER_MSEC);
                 break;
         case ACTION_RELEASE:
                 r = election_release(&n->election, a->target, a->lsn, &err);
+                (void) lease_file_remove(n->cfg->run_dir);
                 event_emit(n, log, r < 0 ? LOG_LEVEL_ERROR : LOG_LEVEL_INFO, "release", "%s the lease%s%s%s%s",
                            r < 0 ? "could not release" : "released", a->target ? " to " : "", strempty(a->target),
                            r < 0 ? ": " : "", r < 0 ? strempty(err) : "");
@@ -366,6 +372,7 @@ static int act_one(struct node *n, const struct logger *log, struct agent_state 
                 break;
         case ACTION_FENCE:
                 r = pgctl_fence(&n->pgctl, n->cfg->stop_timeout, &err);
+                (void) lease_file_remove(n->cfg->run_dir);
                 n->election.leader = false;
                 n->schema_ready = false;
                 node_local_reset(n);
@@ -393,6 +400,7 @@ static int act_one(struct node *n, const struct logger *log, struct agent_state 
                 break;
         case ACTION_SWITCHOVER:
                 r = do_switchover(n, log, s, o, a);
+                (void) lease_file_remove(n->cfg->run_dir);
                 break;
         case ACTION_CLEAR_SWITCHOVER:
                 r = election_update_annotations(&n->election, clear_switchover, NULL, &err);
