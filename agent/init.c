@@ -504,8 +504,11 @@ static int bootstrap_finish(struct init_ctx *c, const struct bootstrap_options *
 
         (void) mkdir(c->n.cfg->socket_dir, 0755);
         r = temporary_server(c, true, &err);
-        if (r < 0)
+        if (r < 0) {
+                /* pg_ctl may have given up on a postmaster that still starts. */
+                (void) temporary_server(c, false, NULL);
                 return fail(c, EXIT_FAIL, "cannot start the new server: %s", err ? err : strerror(-r));
+        }
         say(c, LOG_LEVEL_INFO, "started PostgreSQL temporarily (local connections only)");
         status = bootstrap_populate(c, o);
         if (status == EXIT_OK && unlink(marker) < 0 && errno != ENOENT)
@@ -668,7 +671,7 @@ static int clone_from(struct init_ctx *c, const struct dcs_member *leader) {
                 return fail(c, EXIT_FAIL, "the clone was interrupted by a signal");
         if (error_is_permanent(r))
                 return fail(c, EXIT_FAIL, "cannot clone from %s: %s", leader->name, err ? err : strerror(-r));
-        note(c, LOG_LEVEL_WARNING, "the clone from %s failed, will retry: %s", leader->name,
+        note(c, LOG_LEVEL_WARNING, "the clone from %s failed: %s", leader->name,
              err ? err : strerror(-r));
         return INIT_RETRY;
 }
@@ -977,12 +980,8 @@ static int rejoin(struct init_ctx *c, const struct dcs_member *leader) {
 static int init_existing(struct init_ctx *c) {
         const char *datadir = c->n.cfg->data_dir;
         _cleanup_(view_done) struct view v = {};
-        pid_t pid = 0;
         int r, status;
 
-        if (pgctl_is_running(&c->n.pgctl, &pid) > 0)
-                return fail(c, EXIT_FAIL, "PostgreSQL is running on %s (pid %d): init prepares a stopped data "
-                            "directory", datadir, (int) pid);
         status = read_view(c, &v);
         if (status != EXIT_OK)
                 return status;
@@ -1025,8 +1024,12 @@ static void init_signals(void) {
 
 static int init_dispatch(struct init_ctx *c) {
         enum data_state state = DATA_UNKNOWN;
+        pid_t pid = 0;
         int r, status;
 
+        if (pgctl_is_running(&c->n.pgctl, &pid) > 0)
+                return fail(c, EXIT_FAIL, "PostgreSQL is running on %s (pid %d): init prepares a stopped data "
+                            "directory; stop it first", c->n.cfg->data_dir, (int) pid);
         r = data_dir_state(c, &state);
         if (r < 0)
                 return fail(c, EXIT_FAIL, "cannot read %s: %s", c->n.cfg->data_dir, strerror(-r));

@@ -151,18 +151,19 @@ def env(binaries):
     workdir = pgharness.make_workdir("pglease-it-init-")
     reaper = pgharness.Reaper(home=workdir)
     servers = Servers(reaper)
-    clusters = []
+    clusters = {}
 
     def make(name, n):
-        cl = _make_cluster(workdir, binaries, reaper, name, n)
-        clusters.append(cl)
-        return cl
+        """The cluster of that name, created on first use."""
+        if name not in clusters:
+            clusters[name] = _make_cluster(workdir, binaries, reaper, name, n)
+        return clusters[name]
 
     try:
         yield make, servers
     finally:
         servers.stop_all()
-        for cl in clusters:
+        for cl in clusters.values():
             if cl.emulator is not None:
                 cl.emulator.close()
         reaper.kill_all()
@@ -363,3 +364,26 @@ def test_two_members_racing_on_an_empty_cluster(env):
     assert os.path.exists(os.path.join(loser.data_dir, "standby.signal"))
     assert race.lease_holder() == winner.name
     assert time.monotonic() - started < 90
+
+
+def test_existing_data_is_left_to_the_holder_and_made_standby_without_leader(
+        env):
+    make, servers = env
+    race = make("race", 2)
+    holder = race.node(race.lease_holder())
+    servers.stop(holder)
+    marker = os.path.join(holder.data_dir, "standby.signal")
+
+    res = run_init(holder)
+    assert res.returncode == EXIT_OK, res.stderr
+    assert "the lease names this member" in res.stderr
+    assert not os.path.exists(marker)
+
+    status, body = race.emulator.delete(
+        race.emulator.lease_path(race.namespace, race.lease_name))
+    assert status == 200, body
+    res = run_init(holder)
+    assert res.returncode == EXIT_OK, res.stderr
+    assert "no leader with a member record (lease missing)" in res.stderr
+    assert os.path.exists(marker)
+    assert race.lease() is None
