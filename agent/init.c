@@ -694,6 +694,13 @@ static int no_leader(struct init_ctx *c, const struct view *v) {
                 note(c, LOG_LEVEL_INFO, "no lease yet and bootstrap = never: waiting for a leader to clone from");
                 return INIT_RETRY;
         }
+        if (v->lease_missing && v->cluster_ran) {
+                /* The Lease was deleted under a running cluster: its members
+                 * re-create it; a bootstrap now would start a second one. */
+                note(c, LOG_LEVEL_WARNING, "no lease, but members have published records: waiting for one of "
+                     "them to take the lease");
+                return INIT_RETRY;
+        }
         if (v->lease_missing) {
                 if (c->dry_run) {
                         say(c, LOG_LEVEL_INFO, "no lease: this member would try to create it and bootstrap");

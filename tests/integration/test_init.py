@@ -330,6 +330,19 @@ def test_diverged_former_primary_is_rewound(cl, servers):
         ignore=(Exception,))
 
 
+def test_no_bootstrap_when_the_lease_is_deleted_under_a_running_cluster(cl):
+    pg2 = cl.nodes[2]
+    status, body = cl.emulator.delete(
+        cl.emulator.lease_path(cl.namespace, cl.lease_name))
+    assert status == 200, body
+    res = run_init(pg2, "--dry-run")
+    assert res.returncode == EXIT_OK, res.stderr
+    assert "no lease, but members have published records" in res.stdout
+    assert "initdb" not in res.stdout
+    assert cl.lease() is None
+    assert not os.path.exists(pg2.data_dir)
+
+
 def test_two_members_racing_on_an_empty_cluster(env):
     make, servers = env
     race = make("race", 2)
