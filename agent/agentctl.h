@@ -1,0 +1,88 @@
+/* agentctl.h: what the verb groups of agentctl share: the global options,
+ * the configuration, the call to the local agent, the direct reads of the
+ * DCS and Postgres, and the mapping of failures to exit codes. */
+#ifndef PGLEASE_AGENTCTL_H
+#define PGLEASE_AGENTCTL_H
+
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <libpq-fe.h>
+
+#include "clusterview.h"
+#include "config.h"
+#include "dcs.h"
+#include "macro.h"
+
+#define CTL_DEFAULT_TIMEOUT (5 * USEC_PER_SEC)
+
+struct ctl {
+        char *config_path;           /* -c; NULL: $PGLEASE_CONFIG, else the default file if it exists */
+        char *socket_override;       /* --socket */
+        usec_t timeout;              /* --timeout */
+        bool json;                   /* --json */
+
+        struct config config;
+        bool have_config;
+        char *socket;                /* the resolved control socket path */
+};
+
+/* Options every verb takes after its name, so that "agentctl cluster show
+ * --json" and "agentctl --json cluster show" both work. */
+enum {
+        CTL_ARG_JSON = 0x1000,
+        CTL_ARG_SOCKET,
+        CTL_ARG_TIMEOUT,
+        CTL_ARG_CONFIG = 'c',
+};
+#define CTL_COMMON_OPTIONS                                              \
+        { "json", no_argument, NULL, CTL_ARG_JSON },                    \
+        { "socket", required_argument, NULL, CTL_ARG_SOCKET },          \
+        { "timeout", required_argument, NULL, CTL_ARG_TIMEOUT },        \
+        { "config", required_argument, NULL, CTL_ARG_CONFIG },          \
+        { "help", no_argument, NULL, 'h' }
+
+/* Handles one of the common options; returns 1 if it was one, 0 if not,
+ * a negative errno (message printed) when its value is bad. */
+int ctl_common_option(struct ctl *c, int opt, const char *arg);
+
+/* Prints "agentctl: <message>" on stderr; returns status. */
+int ctl_fail(int status, const char *fmt, ...) _printf_(2, 3);
+/* Exit status for a failed control_call() or direct read. */
+int ctl_status_for_errno(int r);
+
+/* The configuration (for run_dir, control_socket, the DCS, Postgres). */
+int ctl_load_config(struct ctl *c);
+
+/* One request to the local agent (the request is taken, NULL is "out of
+ * memory"). On a transport failure prints the
+ * one-line reason and returns its exit status; on an {"ok": false} answer
+ * prints the agent's error and returns the status its "code" maps to. With
+ * quiet, nothing is printed (the caller falls back to something else). */
+int ctl_call(struct ctl *c, cJSON *request, usec_t timeout, bool quiet, cJSON **ret);
+/* {"command": command}, or NULL. */
+cJSON *ctl_request(const char *command);
+
+/* The DCS from the configuration, read directly (no agent needed). */
+int ctl_read_dcs(struct ctl *c, struct dcs_leader **ret_lease, struct dcs_member_list **ret_members, char **reterr_msg);
+
+/* The agent's status answer turned back into records. */
+int ctl_status_records(const cJSON *status, struct dcs_leader **ret_lease, struct dcs_member_list **ret_members);
+
+/* A superuser connection to host:port (NULL host: the local server over
+ * its socket directory), with the passfile the agent writes. */
+int ctl_connect(struct ctl *c, const char *host, int port, usec_t timeout, PGconn **ret, char **reterr_msg);
+
+/* Prints a cJSON value, pretty, with a newline. */
+void ctl_print_json(const cJSON *j);
+
+double ctl_json_number(const cJSON *o, const char *key, double fallback);
+const char *ctl_json_string(const cJSON *o, const char *key);
+
+/* The verb groups. argv[0] is the verb group's name. */
+int ctl_cluster_main(struct ctl *c, int argc, char **argv);
+int ctl_node_main(struct ctl *c, int argc, char **argv);
+int ctl_switchover_main(struct ctl *c, int argc, char **argv);
+int ctl_demote_main(struct ctl *c, int argc, char **argv);
+int ctl_pause_main(struct ctl *c, int argc, char **argv, bool pause);
+
+#endif
