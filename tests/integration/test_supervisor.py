@@ -2,7 +2,10 @@
 a killed postmaster is restarted; a held server stays down until the hold is
 cleared; SIGTERM stops Postgres cleanly and the supervisor exits 0; fence
 writes standby.signal before the server goes down, and the server comes back
-only as a standby; nothing is left running.
+only as a standby; nothing is left running. The lease watchdog: a
+lease-expiry time that passes fences the server (marker first, then hold,
+then SIGQUIT) and it stays down until the hold is cleared; one that keeps
+being pushed forward, or garbage, never fences.
 
 The supervisor is `pglease-agent run-postgres` once the agent dispatches that
 mode, else tests/run-postgres-main (the same run_postgres_main()); pgctl is
@@ -17,6 +20,7 @@ import time
 
 import pytest
 
+import cluster as cluster_mod
 import pgharness
 from pgharness import wait_for
 
@@ -109,6 +113,28 @@ class Supervised:
         with open(os.path.join(self.run_dir, "supervisor.state"),
                   encoding="ascii") as fh:
             return dict(line.split("=", 1) for line in fh.read().split())
+
+    def lease_path(self):
+        return os.path.join(self.run_dir, "lease-expiry")
+
+    def write_lease(self, content):
+        """As the agent does: a whole file through a rename."""
+        tmp = os.path.join(self.run_dir, ".lease-expiry.test")
+        with open(tmp, "w", encoding="ascii") as fh:
+            fh.write(content)
+        pgharness.chown_to_runner(tmp)
+        os.replace(tmp, self.lease_path())
+
+    def write_lease_expiry(self, seconds_ahead):
+        """A renew deadline seconds_ahead from now on CLOCK_MONOTONIC, the
+        clock this process shares with the supervisor; returns it (us)."""
+        expiry = monotonic_usec() + int(seconds_ahead * 1e6)
+        self.write_lease(f"{expiry}\n")
+        return expiry
+
+
+def monotonic_usec():
+    return int(time.clock_gettime(time.CLOCK_MONOTONIC) * 1e6)
 
 
 @pytest.fixture
@@ -291,3 +317,130 @@ def test_pg_ctl_backend_starts_stops_and_fences(pg_factory, reaper, tools,
     assert pgctl("running") == "stopped"
     assert pgctl("start", 60) == "ok"
     assert pg.in_recovery() is True
+
+
+def watch_marker_while_down(sup, pid):
+    """Starts a thread that records whether the server was ever seen down
+    without its standby marker, and when it was first seen down."""
+    seen = {"down_without_marker": False, "down_at": None, "done": False}
+
+    def watch():
+        while not seen["done"]:
+            alive = pgharness.pid_alive(pid)
+            marker = os.path.exists(sup.marker_path())
+            if not alive:
+                if seen["down_at"] is None:
+                    seen["down_at"] = monotonic_usec()
+                if not marker:
+                    seen["down_without_marker"] = True
+            time.sleep(0.001)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    return seen, watcher
+
+
+def test_expired_lease_fences_primary_marker_first_and_holds_it_down(
+        supervised):
+    pg = supervised.pg
+    pg.sql("CREATE TABLE watched (x int)")
+    pid = pg.pid()
+    assert pg.in_recovery() is False
+    seen, watcher = watch_marker_while_down(supervised, pid)
+    try:
+        expiry = supervised.write_lease_expiry(2.0)
+        wait_for(lambda: not pgharness.pid_alive(pid), 15,
+                 "the watchdog to stop postgres\n" + supervised.log_text())
+    finally:
+        seen["done"] = True
+        watcher.join()
+    # Safety rule 1: not before the deadline, marker before the stop.
+    assert seen["down_at"] >= expiry
+    assert not seen["down_without_marker"]
+    assert os.path.exists(supervised.marker_path())
+    assert os.path.exists(supervised.hold_path())
+    assert not os.path.exists(supervised.lease_path())
+    log = supervised.log_text()
+    assert "without renewal: fenced postgres (standby.signal written, " \
+        "held)" in log, log
+    assert f"sent SIGQUIT to pid {pid}" in log
+    assert f"postgres pid {pid} was killed by signal" in log or \
+        f"postgres pid {pid} exited" in log
+    wait_for(lambda: supervised.state()["phase"] == "held", 10,
+             "the supervisor to report held")
+    assert_stays(lambda: supervised.pgctl("running") == "stopped", 1.5,
+                 "fenced postgres restarted while held")
+
+    # The agent rejoining clears the hold: back, but only as a standby.
+    os.unlink(supervised.hold_path())
+    supervised.wait_ready()
+    assert pg.in_recovery() is True
+    with pytest.raises(Exception, match="read-only"):
+        pg.sql("INSERT INTO watched VALUES (1)")
+    assert supervised.proc.poll() is None
+
+
+def test_lease_pushed_forward_never_fences(supervised):
+    pid = supervised.pg.pid()
+    # Renewed every 200 ms with a 1 s deadline, for three deadlines.
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:
+        supervised.write_lease_expiry(1.0)
+        assert pgharness.pid_alive(pid), supervised.log_text()
+        time.sleep(0.2)
+    # The leader stops leading cleanly: the file goes, nothing happens.
+    os.unlink(supervised.lease_path())
+    assert_stays(lambda: pgharness.pid_alive(pid), 1.5,
+                 "postgres stopped after the lease file was removed")
+    assert supervised.pg.pid() == pid
+    assert not os.path.exists(supervised.hold_path())
+    assert not os.path.exists(supervised.marker_path())
+    assert "lease expired" not in supervised.log_text()
+
+
+def test_garbage_lease_file_never_fences(supervised):
+    pid = supervised.pg.pid()
+    supervised.write_lease("not a time\n")
+    assert_stays(lambda: pgharness.pid_alive(pid), 2.0,
+                 "postgres fenced on a garbage lease file")
+    log = supervised.log_text()
+    assert log.count("ignoring " + supervised.lease_path()) == 1, log
+    assert not os.path.exists(supervised.hold_path())
+    assert not os.path.exists(supervised.marker_path())
+
+
+def test_frozen_agent_of_the_primary_is_fenced_before_anyone_acquires(
+        cluster):
+    """The case the watchdog exists for: only the primary's agent stops
+    (SIGSTOP), its Postgres keeps running. The supervisor fences it by the
+    renew deadline, while the lease still names the frozen holder: the
+    others wait a whole lease duration, so no two primaries ever overlap."""
+    primary = cluster.wait_healthy(30)
+    pid = primary.postmaster_pid()
+    seconds = cluster_mod._seconds  # pylint: disable=protected-access
+    renew_deadline = seconds(cluster.settings["renew_deadline"])
+    lease_duration = seconds(cluster.settings["lease_duration"])
+    lease_file = os.path.join(primary.run_dir, "lease-expiry")
+    wait_for(lambda: os.path.exists(lease_file), 10,
+             "the leader to publish its renew deadline")
+    agent = primary.agent_proc.pid
+    os.kill(agent, signal.SIGSTOP)
+    try:
+        wait_for(lambda: not pgharness.pid_alive(pid), renew_deadline + 2,
+                 "the supervisor to fence the primary\n"
+                 + cluster.describe())
+        assert cluster.lease_holder() == primary.name
+        assert os.path.exists(os.path.join(primary.data_dir,
+                                           "standby.signal"))
+        assert os.path.exists(os.path.join(primary.run_dir, "hold"))
+        with open(primary.supervisor_log, encoding="utf-8",
+                  errors="replace") as fh:
+            assert "without renewal: fenced postgres (standby.signal " \
+                "written, held)" in fh.read()
+        # Failover goes ahead; the fenced server stays down meanwhile.
+        wait_for(lambda: cluster.lease_holder() not in ("", primary.name),
+                 lease_duration + 10, "another member to take the lease\n"
+                 + cluster.describe(), interval=0.2)
+        assert primary.postmaster_pid() is None
+    finally:
+        os.kill(agent, signal.SIGCONT)
