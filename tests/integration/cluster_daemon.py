@@ -34,7 +34,7 @@ import psycopg2  # noqa: E402  pylint: disable=wrong-import-position
 
 from cluster import (  # noqa: E402  pylint: disable=wrong-import-position
     LocalCluster, Node, ClusterError, ROLE_LABEL, SOURCE_DIR, _wait,
-    _descendants, _signal_all)
+    _descendants, _signal_all, _seconds)
 import kubeemu  # noqa: E402  pylint: disable=wrong-import-position
 import pgharness  # noqa: E402  pylint: disable=wrong-import-position
 
@@ -44,6 +44,7 @@ KEEPER_PID = "keeper.pid"
 KEEPER_SOCK = "keeper.sock"
 KEEPER_LOG = "keeper.log"
 KEEPER_LOCK = "keeper.lock"
+STATUS_ANNOTATION = "pglease.io/status"
 
 
 def _read_json(path):
@@ -222,6 +223,7 @@ class Keeper:
                                         binaries, reaper, n=self.args.nodes)
             self.state("starting")
             self.cluster.start(timeout=self.args.timeout)
+            self._wait_labels()
         except Exception as exc:  # pylint: disable=broad-except
             describe = self.cluster.describe() if self.cluster and \
                 self.cluster.emulator else ""
@@ -244,6 +246,47 @@ class Keeper:
             self._shutdown(reaper)
             self.state("stopped")
         return 0
+
+    def _wait_labels(self):
+        """Show the demo with every pod's role label and status annotation
+        published: the agents write them within a status_interval or two.
+        Not fatal: status shows what is there."""
+        cluster = self.cluster
+        limit = 2 * _seconds(cluster.settings["status_interval"]) + 2
+
+        def published(node, pod):
+            meta = pod.get("metadata", {})
+            try:
+                status = json.loads(meta.get("annotations", {}).get(
+                    STATUS_ANNOTATION, "{}"))
+            except ValueError:
+                status = {}
+            role = node.role()
+            return meta.get("labels", {}).get(ROLE_LABEL) == role and \
+                status.get("role") == role
+
+        def agentctl_agrees():
+            """agentctl shows each member in the role Postgres has (the
+            agents' view of their peers trails the pods by a tick)."""
+            try:
+                result = cluster.nodes[0].agentctl("cluster", "show",
+                                                   "--json", timeout=10)
+                members = json.loads(result.stdout)["members"]
+            except (subprocess.TimeoutExpired, ValueError, KeyError,
+                    TypeError):
+                return True     # no usable agentctl: nothing to wait for
+            roles = {m.get("name"): m.get("role") for m in members}
+            return all(roles.get(n.name) == n.role() for n in cluster)
+
+        def labelled():
+            pods = cluster.pods()
+            return all(published(n, pods.get(n.name, {}))
+                       for n in cluster) and agentctl_agrees()
+
+        try:
+            _wait(labelled, limit, "role labels", interval=0.2)
+        except ClusterError as exc:
+            sys.stderr.write(f"{exc}\n")
 
     def _shutdown(self, reaper):
         try:
@@ -391,21 +434,28 @@ def cmd_start(args):
 
 def failover_hints(args, state):
     """How to watch a failover, naming the current primary."""
-    prog = args.prog or \
-        f"python3 {os.path.abspath(__file__)} ... --dir {args.dir}"
+    def cmd(verb, node=""):
+        if args.prog:
+            return f"{args.prog} {verb} {node}".rstrip()
+        return f"python3 {os.path.abspath(__file__)} {verb} --dir " \
+            f"{args.dir} {node}".rstrip()
+
     primary = state.get("primary") or "<primary>"
-    return "\n".join([
-        "",
-        "Watch a failover:",
-        f"  {prog} kill {primary}       # kill -9 the primary's whole pod",
-        f"  watch -n1 {prog} status     # within a lease duration (4s) a "
-        "standby takes the lease,",
-        "                                    # promotes, and the other "
-        "follows it",
-        f"  {prog} revive {primary}     # the old primary rejoins as a "
-        "standby",
-        f"Agent logs: {state.get('data_dir')}/<node>/agent.log; "
-        f"stop with: {prog} stop"])
+    rows = [
+        (cmd("kill", primary), "kill -9 the primary's whole pod"),
+        (f"watch -n1 {cmd('status')}", "after a lease duration (4s) a "
+         "standby"),
+        ("", "takes the lease and promotes; the other"),
+        ("", "follows it"),
+        (cmd("revive", primary), "the old primary rejoins as a standby"),
+        (cmd("stop"), "stop everything"),
+    ]
+    width = max(len(cmd) for cmd, _ in rows) + 2
+    lines = ["", "Watch a failover:"]
+    lines += [f"  {cmd:<{width}}# {why}" for cmd, why in rows]
+    lines.append(f"Logs: {state.get('data_dir')}/<node>/agent.log, "
+                 "supervisor.log, init.log")
+    return "\n".join(lines)
 
 
 def cmd_status(args):
