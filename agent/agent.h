@@ -44,7 +44,8 @@ int agent_load_config(struct agent *a, struct config *ret, char **reterr_msg);
 int agent_run(struct agent *a);
 
 /* One tick of the control loop: observe, decide, act. */
-void agent_tick(struct agent *a, usec_t now);
+/* late: how much after its scheduled time the tick started (TILT). */
+void agent_tick(struct agent *a, usec_t now, usec_t late);
 
 void agent_log(const struct agent *a, enum log_level level, const char *event, const char *fmt, ...) _printf_(4, 5);
 

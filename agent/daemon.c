@@ -28,6 +28,8 @@ int agent_load_config(struct agent *a, struct config *ret, char **reterr_msg) {
         r = config_load(a->config_path, a->envp, a->settings, ret, &unknown, reterr_msg);
         if (r < 0)
                 return r;
+        /* The warnings below already in the configured format. */
+        a->log.format = (enum log_format) ret->log_format;
         if (isempty(ret->node_name)) {
                 char host[256] = "";
 
@@ -98,9 +100,21 @@ static void apply_policy(struct agent *a) {
 static void election_tick(struct agent *a, usec_t now) {
         struct election *e = &a->node.election;
         _cleanup_free_ char *err = NULL;
+        bool was_leader = e->leader;
         int r;
 
+        /* Safety rule 1 before anything that may block. */
+        if (election_lost(e, now)) {
+                agent_log(a, LOG_LEVEL_ERROR, "fence", "lease lost: the last successful renewal was sent more than renew_deadline ago");
+                e->leader = false;
+                return;
+        }
         r = election_observe(e, &err);
+        if (was_leader && !e->leader) {
+                agent_log(a, LOG_LEVEL_ERROR, "fence", "lease lost: it is now held by %s",
+                          e->observed ? strempty(e->observed->holder) : "nobody");
+                return;
+        }
         if (r < 0 && r != -ENOENT)
                 agent_log(a, LOG_LEVEL_WARNING, "observe", "cannot read the lease: %s", strempty(err));
         now = clock_now(a->clock);
@@ -129,7 +143,7 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
         usec_t now = clock_now(a->clock);
         int r;
 
-        agent_tick(a, now);
+        agent_tick(a, now, now > usec ? now - usec : 0);
         if (a->stopping)
                 return 0;
         /* Re-armed from now, not from the scheduled time: after a stall the
@@ -302,9 +316,7 @@ int agent_run(struct agent *a) {
  * and promoting happen in the same tick, not one retry_period apart. */
 #define TICK_ROUNDS 3
 
-void agent_tick(struct agent *a, usec_t now) {
-        usec_t gap = a->last_tick ? now - a->last_tick : 0;
-
+void agent_tick(struct agent *a, usec_t now, usec_t late) {
         a->ticks++;
         a->last_tick = now;
         if (!a->have_node)
@@ -318,7 +330,7 @@ void agent_tick(struct agent *a, usec_t now) {
                 struct action_list l = {};
                 bool redecide = false;
 
-                if (observe(&a->node, now, round == 0 ? gap : 0, &o) < 0) {
+                if (observe(&a->node, now, round == 0 && a->ticks > 1 ? late : 0, &o) < 0) {
                         agent_log(a, LOG_LEVEL_ERROR, "observe", "out of memory");
                         return;
                 }

@@ -341,51 +341,6 @@ static int discard_leftover(struct init_ctx *c, const char *marker_name, const c
 
 /* This member's server settings in bootstrap's terms; strings are borrowed
  * from the configuration or owned here. */
-struct server_settings {
-        struct bootstrap_options o;
-        char **networks;
-        char *max_slot_wal_keep_size;
-};
-
-static void server_settings_done(struct server_settings *s) {
-        strv_free(s->networks);
-        free(s->max_slot_wal_keep_size);
-}
-
-static int server_settings_init(struct init_ctx *c, struct server_settings *ret) {
-        const struct config *cfg = c->n.cfg;
-        int r;
-
-        r = strv_split_comma(cfg->hba_networks, &ret->networks);
-        if (r < 0)
-                return r;
-        /* 0 would let a slot hold back no WAL at all: nobody means that, so
-         * it stands for "unlimited" (-1). */
-        if (cfg->max_slot_wal_keep_size > 0) {
-                ret->max_slot_wal_keep_size = format_size(cfg->max_slot_wal_keep_size);
-                if (!ret->max_slot_wal_keep_size)
-                        return -ENOMEM;
-        }
-        ret->o = (struct bootstrap_options) {
-                .bindir = c->n.bindir,
-                .datadir = cfg->data_dir,
-                .superuser = cfg->superuser,
-                .superuser_password_file = c->n.superuser_password_file,
-                .repl_user = cfg->replication_user,
-                .rewind_user = cfg->rewind_user,
-                .networks = (const char *const *) ret->networks,
-                .listen_addresses = cfg->listen_addresses,
-                .port = (int) cfg->pg_port,
-                .socket_dir = isempty(cfg->socket_dir) ? NULL : cfg->socket_dir,
-                .max_wal_senders = (int) cfg->max_wal_senders,
-                .max_replication_slots = (int) cfg->max_replication_slots,
-                .max_slot_wal_keep_size = ret->max_slot_wal_keep_size,
-                .timeout = remaining(c),
-                .clock = c->a->clock,
-        };
-        return 0;
-}
-
 /* Local (socket) connections: peer when this OS user is the superuser (the
  * postgres user in the image), else SCRAM with the superuser's password,
  * which the agent keeps in its passfile. */
@@ -548,12 +503,12 @@ static void bootstrap_plan(struct init_ctx *c, const struct bootstrap_options *o
 }
 
 static int init_bootstrap(struct init_ctx *c) {
-        _cleanup_(server_settings_done) struct server_settings s = {};
+        _cleanup_(node_bootstrap_done) struct node_bootstrap s = {};
         _cleanup_free_ char *err = NULL, *marker = NULL;
         int r, status;
 
         marker = sibling_path(c->n.cfg->data_dir, BOOTSTRAP_MARKER);
-        if (!marker || server_settings_init(c, &s) < 0)
+        if (!marker || node_bootstrap_options(&c->n, remaining(c), &s) < 0)
                 return fail(c, EXIT_CONFIG, "cannot use hba_networks or max_slot_wal_keep_size");
         status = choose_local_auth(c, &s.o);
         if (status != EXIT_OK)
@@ -613,27 +568,17 @@ static void clone_options_for(struct init_ctx *c, const struct dcs_member *leade
 }
 
 /* A clone carries the leader's pglease.conf (port, listen_addresses,
- * socket directory): put this member's own back. Only where bootstrap
- * wrote one, i.e. a cluster pglease created. */
+ * socket directory): put this member's own back. */
 static int reapply_local_settings(struct init_ctx *c) {
-        _cleanup_(server_settings_done) struct server_settings s = {};
-        _cleanup_free_ char *path = NULL, *text = NULL;
+        _cleanup_free_ char *err = NULL;
         int r;
 
-        path = strdup_printf("%s/%s", c->n.cfg->data_dir, BOOTSTRAP_CONF_FILE);
-        if (!path)
-                return fail(c, EXIT_FAIL, "out of memory");
-        if (access(path, F_OK) < 0)
-                return EXIT_OK;
-        r = server_settings_init(c, &s);
-        if (r >= 0)
-                r = bootstrap_conf_text(&s.o, &text);
-        if (r >= 0)
-                r = write_file_atomic(path, text, 0600);
+        r = node_write_local_settings(&c->n, &err);
         if (r < 0)
-                return fail(c, EXIT_FAIL, "cannot write this member's settings to %s: %s", path, strerror(-r));
-        say(c, LOG_LEVEL_INFO, "wrote this member's settings to %s (port %d, listen_addresses %s)", path,
-            (int) c->n.cfg->pg_port, c->n.cfg->listen_addresses);
+                return fail(c, EXIT_FAIL, "%s", err ? err : strerror(-r));
+        if (r > 0)
+                say(c, LOG_LEVEL_INFO, "wrote this member's settings to %s/%s (port %d, listen_addresses %s)",
+                    c->n.cfg->data_dir, BOOTSTRAP_CONF_FILE, (int) c->n.cfg->pg_port, c->n.cfg->listen_addresses);
         return EXIT_OK;
 }
 

@@ -204,6 +204,14 @@ static int do_rejoin(struct node *n, const struct logger *log, struct agent_stat
                 }
                 return r;
         }
+        err = mfree(err);
+        /* pg_rewind and pg_basebackup copied the source's settings file
+         * (its port, listen_addresses, socket directory). */
+        r = node_write_local_settings(n, &err);
+        if (r < 0) {
+                event_emit(n, log, LOG_LEVEL_ERROR, "rejoin", "%s", strempty(err));
+                return r;
+        }
         s->was_primary = false;
         event_emit(n, log, LOG_LEVEL_INFO, "rejoin", "rejoined as a standby of %s:%d", a->target, a->port);
         return start_postgres(n, log);
@@ -410,7 +418,7 @@ static int act_one(struct node *n, const struct logger *log, struct agent_state 
         case ACTION_STOP:
                 r = pgctl_stop(&n->pgctl, PGCTL_STOP_FAST, n->cfg->stop_timeout, &err);
                 node_local_reset(n);
-                event_emit(n, log, r < 0 ? LOG_LEVEL_ERROR : LOG_LEVEL_INFO, "demote", "%s%s",
+                event_emit(n, log, r < 0 ? LOG_LEVEL_ERROR : LOG_LEVEL_INFO, a->target ? a->target : "stop", "%s%s",
                            r < 0 ? "cannot stop PostgreSQL: " : "PostgreSQL stopped cleanly and held down", r < 0 ? strempty(err) : "");
                 break;
         case ACTION_DEMOTE_DONE:

@@ -669,7 +669,7 @@ static int decide_follower(const struct observation *o, struct agent_state *s, u
                         set_state(s, l, AGENT_STOPPED, now);
                 } else if (s->kind != AGENT_DEMOTING && !s->demote_done) {
                         /* A standby's pre-stop: stop cleanly and stay down. */
-                        push(l, ACTION_STOP, NULL);
+                        push(l, ACTION_STOP, "demote");
                         struct action *d = push(l, ACTION_DEMOTE_DONE, "standby stopped");
                         if (d)
                                 d->lsn = 1;
@@ -732,6 +732,24 @@ static int decide_follower(const struct observation *o, struct agent_state *s, u
             s->kind == AGENT_STARTING || s->kind == AGENT_PROMOTING || s->kind == AGENT_DEMOTING)
                 set_state(s, l, AGENT_REPLICA, now);
         s->was_primary = false;
+        if (leader_known && o->pg_streaming && o->pg_upstream_host && streq(o->pg_upstream_host, o->leader_host) &&
+            o->pg_upstream_port == o->leader_port)
+                s->follow_since = 0;
+        else if (leader_known && s->follow_since == 0)
+                s->follow_since = now;
+        else if (leader_known && now - s->follow_since > 2 * s->opt.lease_duration && o->leader_timeline > o->pg_timeline) {
+                /* Safety rule 5: a standby that received WAL the new
+                 * primary's timeline does not have (from an old primary
+                 * that wrote on after the fork) cannot follow it; stop it
+                 * and rejoin like a former primary, by rewind. */
+                emit(l, LOG_LEVEL_WARNING, "rejoin", "not streaming from the primary on timeline %" PRIu32 " after %" PRIu64 "s (this standby is on %" PRIu32 "): checking for divergence",
+                     o->leader_timeline, (now - s->follow_since) / USEC_PER_SEC, o->pg_timeline);
+                push(l, ACTION_STOP, "rejoin");
+                s->was_primary = true;
+                s->follow_since = 0;
+                set_state(s, l, AGENT_REJOINING, now);
+                return 0;
+        }
         if (leader_known && (!o->pg_upstream_host || !streq(o->pg_upstream_host, o->leader_host) ||
                              o->pg_upstream_port != o->leader_port)) {
                 struct action *a = push(l, ACTION_FOLLOW, o->leader_host);
@@ -747,13 +765,14 @@ static int decide_follower(const struct observation *o, struct agent_state *s, u
 int decide(const struct observation *o, struct agent_state *s, usec_t now, struct action_list *ret) {
         bool tilt;
 
-        /* TILT (Redis Sentinel): a tick that comes late means this process
-         * was stalled; what it saw before may be stale, so for one lease
-         * duration it observes but takes no promoting action. */
-        if (o->tick_gap > s->opt.retry_period + USEC_PER_SEC) {
+        /* TILT (Redis Sentinel): a tick that starts more than a second
+         * after it was due means this process was stalled; what it saw
+         * before may be stale, so for one lease duration it observes but
+         * takes no promoting action. */
+        if (o->tick_late > USEC_PER_SEC) {
                 s->tilt_until = now + s->opt.lease_duration;
-                emit(ret, LOG_LEVEL_WARNING, "tilt", "the previous tick was %" PRIu64 "ms ago: no promoting action for %" PRIu64 "s",
-                     o->tick_gap / USEC_PER_MSEC, s->opt.lease_duration / USEC_PER_SEC);
+                emit(ret, LOG_LEVEL_WARNING, "tilt", "this tick started %" PRIu64 "ms late: no promoting action for %" PRIu64 "s",
+                     o->tick_late / USEC_PER_MSEC, s->opt.lease_duration / USEC_PER_SEC);
         }
         tilt = now < s->tilt_until;
 

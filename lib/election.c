@@ -76,7 +76,9 @@ bool election_is_free(const struct election *e, usec_t now) {
         /* Judged on our own clock from when we first saw these bytes, never
          * from renewTime: clocks of different hosts are not compared. */
         duration = MAX(e->observed->lease_duration, USEC_PER_SEC);
-        return now - e->observed_at >= duration;
+        /* A caller's "now" may predate the read (taken at the start of a
+         * tick): that is not expiry. */
+        return now >= e->observed_at && now - e->observed_at >= duration;
 }
 
 bool election_may_acquire(const struct election *e, usec_t now) {
@@ -90,12 +92,12 @@ bool election_may_acquire(const struct election *e, usec_t now) {
          * the others wait one lease duration (ours) from when they saw the
          * release. */
         if (l && isempty(l->holder) && !isempty(l->successor) && !streq(l->successor, e->identity))
-                return now - e->observed_at >= e->lease_duration;
+                return now >= e->observed_at && now - e->observed_at >= e->lease_duration;
         return true;
 }
 
 bool election_lost(const struct election *e, usec_t now) {
-        return e->leader && now - e->last_renew_sent > e->renew_deadline;
+        return e->leader && now > e->last_renew_sent && now - e->last_renew_sent > e->renew_deadline;
 }
 
 usec_t election_renew_remaining(const struct election *e, usec_t now) {

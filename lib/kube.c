@@ -221,8 +221,12 @@ static enum attempt_outcome kube_classify(const struct kube_http_request *req, c
                 *ret_error = -EACCES;
                 return reauthed ? ATTEMPT_DONE : ATTEMPT_REAUTH;
         case 403:
+                /* Retried like a 5xx inside the deadline (docs/design.md):
+                 * an authorizer webhook that is briefly down answers 403
+                 * too; a real RBAC refusal still ends as -EPERM at the
+                 * deadline. */
                 *ret_error = -EPERM;
-                return ATTEMPT_DONE;
+                return ATTEMPT_RETRY;
         case 404:
                 *ret_error = -ENOENT;
                 return ATTEMPT_DONE;

@@ -292,3 +292,69 @@ bool node_data_present(const struct node *n) {
 
         return p && access(p, F_OK) == 0;
 }
+
+int node_bootstrap_options(const struct node *n, usec_t timeout, struct node_bootstrap *ret) {
+        const struct config *cfg = n->cfg;
+        struct node_bootstrap b = {};
+        int r;
+
+        r = strv_split_comma(cfg->hba_networks, &b.networks);
+        if (r < 0)
+                return r;
+        /* 0 would let a slot hold back no WAL at all: nobody means that, so
+         * it stands for "unlimited" (-1). */
+        if (cfg->max_slot_wal_keep_size > 0) {
+                b.max_slot_wal_keep_size = format_size(cfg->max_slot_wal_keep_size);
+                if (!b.max_slot_wal_keep_size) {
+                        node_bootstrap_done(&b);
+                        return -ENOMEM;
+                }
+        }
+        b.o = (struct bootstrap_options) {
+                .bindir = n->bindir,
+                .datadir = cfg->data_dir,
+                .superuser = cfg->superuser,
+                .superuser_password_file = n->superuser_password_file,
+                .repl_user = cfg->replication_user,
+                .rewind_user = cfg->rewind_user,
+                .networks = (const char *const *) b.networks,
+                .listen_addresses = cfg->listen_addresses,
+                .port = (int) cfg->pg_port,
+                .socket_dir = isempty(cfg->socket_dir) ? NULL : cfg->socket_dir,
+                .max_wal_senders = (int) cfg->max_wal_senders,
+                .max_replication_slots = (int) cfg->max_replication_slots,
+                .max_slot_wal_keep_size = b.max_slot_wal_keep_size,
+                .timeout = timeout,
+                .clock = n->clock,
+        };
+        *ret = b;
+        return 0;
+}
+
+void node_bootstrap_done(struct node_bootstrap *b) {
+        strv_free(b->networks);
+        free(b->max_slot_wal_keep_size);
+        *b = (struct node_bootstrap) {};
+}
+
+int node_write_local_settings(const struct node *n, char **reterr_msg) {
+        _cleanup_free_ char *path = NULL, *text = NULL;
+        struct node_bootstrap b;
+        int r;
+
+        path = strdup_printf("%s/%s", n->cfg->data_dir, BOOTSTRAP_CONF_FILE);
+        if (!path)
+                return -ENOMEM;
+        if (access(path, F_OK) < 0)
+                return 0;
+        r = node_bootstrap_options(n, 0, &b);
+        if (r < 0)
+                return r;
+        r = bootstrap_conf_text(&b.o, &text);
+        node_bootstrap_done(&b);
+        if (r >= 0)
+                r = write_file_atomic(path, text, 0600);
+        if (r < 0)
+                return set_error_msg(reterr_msg, "cannot write this member's settings to %s: %s", path, strerror(-r)), r;
+        return 1;
+}

@@ -11,6 +11,7 @@
 #include "dcs.h"
 #include "election.h"
 #include "metadata.h"
+#include "bootstrap.h"
 #include "pgctl.h"
 #include "replication.h"
 
@@ -78,6 +79,22 @@ void node_local_reset(struct node *n);
 /* The cached connection to host:port (the leader). */
 PGconn *node_primary(struct node *n, const char *host, int port, char **reterr_msg);
 void node_primary_reset(struct node *n);
+
+/* The bootstrap options this member's configuration gives (borrowed
+ * strings; *ret_storage keeps the derived ones until node_bootstrap_done). */
+struct node_bootstrap {
+        struct bootstrap_options o;
+        char **networks;
+        char *max_slot_wal_keep_size;
+};
+int node_bootstrap_options(const struct node *n, usec_t timeout, struct node_bootstrap *ret);
+void node_bootstrap_done(struct node_bootstrap *b);
+
+/* A clone or a rewind copies the source's configuration files, with its
+ * port, listen_addresses and socket directory: write this member's own
+ * back (only where bootstrap wrote the file, i.e. a cluster pglease made).
+ * Returns 1 when written, 0 when there was no such file. */
+int node_write_local_settings(const struct node *n, char **reterr_msg);
 
 /* True when PG_VERSION exists in the data directory. */
 bool node_data_present(const struct node *n);

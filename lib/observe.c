@@ -121,6 +121,8 @@ static int observe_lease(struct node *n, struct observation *o, usec_t now) {
         int r;
 
         r = election_observe(e, NULL);
+        /* Judged at the time of the read, not at the start of the tick. */
+        now = MAX(now, clock_now(n->clock));
         o->lease_read = r >= 0 || r == -ENOENT;
         o->lease_missing = e->observed_missing;
         o->lease_leader = e->leader;
@@ -217,8 +219,8 @@ static bool need_probe(const struct observation *o) {
         return !isempty(o->switchover) && o->lease_held_by_us;
 }
 
-int observe(struct node *n, usec_t now, usec_t tick_gap, struct observation *ret) {
-        struct observation o = { .now = now, .tick_gap = tick_gap };
+int observe(struct node *n, usec_t now, usec_t tick_late, struct observation *ret) {
+        struct observation o = { .now = now, .tick_late = tick_late };
         int r;
 
         observe_local(n, &o);

@@ -34,7 +34,7 @@ struct replica_observation {
 
 struct observation {
         usec_t now;
-        usec_t tick_gap;              /* time since the previous tick started; 0 on the first */
+        usec_t tick_late;             /* how much later than scheduled this tick started */
 
         /* The local PostgreSQL. */
         bool pg_data_present;         /* PG_VERSION exists in data_dir */
@@ -91,6 +91,6 @@ int observe_parse_sync_names(const char *value, char ***ret);
 struct node;
 /* Takes the snapshot. Failures to reach Postgres, the API server or a peer
  * are facts recorded in the observation, not errors; only -ENOMEM fails. */
-int observe(struct node *n, usec_t now, usec_t tick_gap, struct observation *ret);
+int observe(struct node *n, usec_t now, usec_t tick_late, struct observation *ret);
 
 #endif

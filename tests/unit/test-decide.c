@@ -30,7 +30,7 @@ static void state_for(struct agent_state *s, const char *name) {
 static void standby_view(struct observation *o, const char *holder) {
         *o = (struct observation) {
                 .now = T0,
-                .tick_gap = 2 * SEC,
+                .tick_late = 0,
                 .pg_data_present = true,
                 .pg_running = true,
                 .pg_accepting = true,
@@ -385,11 +385,11 @@ static void test_tilt_after_a_stall_blocks_promotion_for_one_lease(void **state)
 
         state_for(&s, "pg-1");
         failover_view(&o, 0x3000100, 0x3000000);
-        o.tick_gap = 30 * SEC;
+        o.tick_late = 28 * SEC;
         decide(&o, &s, T0, &l);
         assert_false(action_list_has(&l, ACTION_ACQUIRE));
         action_list_done(&l);
-        o.tick_gap = 2 * SEC;
+        o.tick_late = 0;
         decide(&o, &s, T0 + 9 * SEC, &l);
         assert_false(action_list_has(&l, ACTION_ACQUIRE));
         action_list_done(&l);
@@ -408,7 +408,7 @@ static void test_tilt_still_fences(void **state) {
         state_for(&s, "pg-1");
         s.kind = AGENT_PRIMARY;
         primary_view(&o);
-        o.tick_gap = 30 * SEC;
+        o.tick_late = 28 * SEC;
         o.lease_lost = true;
         decide(&o, &s, T0, &l);
         assert_true(action_list_has(&l, ACTION_FENCE));
@@ -788,6 +788,40 @@ static void test_demote_on_a_standby_stops_it_and_keeps_it_down(void **state) {
         agent_state_done(&s);
 }
 
+static void test_standby_that_cannot_follow_a_new_timeline_is_rewound(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+
+        state_for(&s, "pg-1");
+        s.kind = AGENT_REPLICA;
+        standby_view(&o, "pg-2");
+        free(o.leader_host);
+        o.leader_host = strdup("10.0.0.3");
+        o.leader_timeline = 3;
+        o.pg_timeline = 2;
+        o.pg_streaming = false;
+        decide(&o, &s, T0, &l);
+        assert_true(action_list_has(&l, ACTION_FOLLOW));
+        assert_false(action_list_has(&l, ACTION_STOP));
+        action_list_done(&l);
+        decide(&o, &s, T0 + 20 * SEC, &l);
+        assert_false(action_list_has(&l, ACTION_STOP));
+        action_list_done(&l);
+        decide(&o, &s, T0 + 21 * SEC, &l);
+        assert_true(action_list_has(&l, ACTION_STOP));
+        assert_int_equal(s.kind, AGENT_REJOINING);
+        action_list_done(&l);
+        /* Stopped: the next tick rejoins it (rewind if it forked). */
+        o.pg_running = false;
+        o.pg_accepting = false;
+        decide(&o, &s, T0 + 22 * SEC, &l);
+        assert_true(action_list_has(&l, ACTION_REJOIN));
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_replica_follows_the_leader),
@@ -818,6 +852,7 @@ int main(void) {
                 cmocka_unit_test(test_switchover_successor_takes_the_lease_even_on_a_tie),
                 cmocka_unit_test(test_demote_without_successor_fences_at_the_deadline),
                 cmocka_unit_test(test_demote_on_a_standby_stops_it_and_keeps_it_down),
+                cmocka_unit_test(test_standby_that_cannot_follow_a_new_timeline_is_rewound),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

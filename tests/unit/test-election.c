@@ -264,6 +264,21 @@ static void test_stalled_follower_rereads_before_judging(void **state) {
         world_free(w);
 }
 
+static void test_a_time_before_the_read_is_not_expiry(void **state) {
+        struct world *w = world_new();
+        struct election b;
+        usec_t before = clock_now(&w->ops);
+
+        fake_dcs_write_as(&w->store, "pg-0", 10 * SEC);
+        member(w, &b, "pg-1");
+        tick(w, 1 * SEC);
+        assert_int_equal(election_observe(&b, NULL), 0);
+        assert_false(election_is_free(&b, before));
+        assert_false(election_may_acquire(&b, before));
+        election_done(&b);
+        world_free(w);
+}
+
 static void mark_paused(struct dcs_leader *l, void *userdata) {
         l->paused = true;
 }
@@ -335,6 +350,7 @@ int main(void) {
                 cmocka_unit_test(test_loss_is_judged_from_the_send_time_of_the_last_renewal),
                 cmocka_unit_test(test_stalled_holder_is_lost_at_once_after_a_clock_jump),
                 cmocka_unit_test(test_stalled_follower_rereads_before_judging),
+                cmocka_unit_test(test_a_time_before_the_read_is_not_expiry),
                 cmocka_unit_test(test_renewal_survives_an_annotation_written_by_someone_else),
                 cmocka_unit_test(test_renewal_after_takeover_reports_loss),
                 cmocka_unit_test(test_renewal_publishes_optime_and_sync),

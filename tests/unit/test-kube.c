@@ -185,7 +185,6 @@ static void test_status_codes_map_to_errno_without_retry(void **state) {
                   "409 Conflict: Operation cannot be fulfilled on leases \"x\"" },
                 { { 409, STATUS(409, "AlreadyExists", "leases \\\"x\\\" already exists") }, -EEXIST,
                   "409 AlreadyExists: leases \"x\" already exists" },
-                { { 403, STATUS(403, "Forbidden", "no") }, -EPERM, "403 Forbidden: no" },
                 { { 422, STATUS(422, "Invalid", "bad spec") }, -EINVAL, "422 Invalid: bad spec" },
                 { { 400, "garbage" }, -EINVAL, "400 Bad Request: (no message)" },
                 { { 418, "" }, -EIO, "418 HTTP error: (no message)" },
@@ -285,6 +284,32 @@ static void test_5xx_retried_with_growing_jittered_backoff(void **state) {
         for (unsigned i = 1; i < f->sleeps; i++)
                 assert_true(f->slept[i] >= 2 * (f->slept[i - 1] * 2 / 3));
         assert_int_equal(kube_request_count(f->kube), 5);
+}
+
+/* docs/design.md retries 403 inside the deadline (an authorizer that is
+ * briefly failing); a lasting refusal ends as -EPERM with the message. */
+static void test_403_is_retried_inside_the_deadline(void **state) {
+        struct fake *f = *state;
+        _cleanup_(cjson_deletep) cJSON *ret = NULL;
+
+        SCRIPT(f, { 403, STATUS(403, "Forbidden", "webhook down") }, { 200, LEASE_BODY });
+        assert_int_equal(kube_lease_get(f->kube, "db", "x", in(f, 10 * USEC_PER_SEC), &ret, NULL), 0);
+        assert_int_equal(f->calls, 2);
+        assert_int_equal(f->sleeps, 1);
+}
+
+static void test_lasting_403_ends_as_eperm(void **state) {
+        struct fake *f = *state;
+        _cleanup_free_ char *err = NULL;
+        cJSON *ret = NULL;
+
+        SCRIPT(f, { 403, STATUS(403, "Forbidden", "no") }, { 403, STATUS(403, "Forbidden", "no") },
+               { 403, STATUS(403, "Forbidden", "no") }, { 403, STATUS(403, "Forbidden", "no") },
+               { 403, STATUS(403, "Forbidden", "no") }, { 403, STATUS(403, "Forbidden", "no") });
+        assert_int_equal(kube_lease_get(f->kube, "db", "x", in(f, 1 * USEC_PER_SEC), &ret, &err), -EPERM);
+        assert_null(ret);
+        assert_non_null(strstr(err, "403 Forbidden: no"));
+        assert_true(f->calls >= 2);
 }
 
 static void test_429_retry_after_is_honoured(void **state) {
@@ -671,6 +696,8 @@ int main(void) {
                 T(test_401_twice_is_eacces),
                 T(test_token_file_is_reread_every_60s),
                 T(test_5xx_retried_with_growing_jittered_backoff),
+                T(test_403_is_retried_inside_the_deadline),
+                T(test_lasting_403_ends_as_eperm),
                 T(test_429_retry_after_is_honoured),
                 T(test_retry_after_past_deadline_gives_up_at_once),
                 T(test_no_attempt_starts_or_lasts_past_the_deadline),
