@@ -371,7 +371,7 @@ static int handle_switchover(struct control_handlers *h, struct control_reply *r
         const cJSON *to = cJSON_GetObjectItemCaseSensitive(req, "to");
         const struct dcs_leader *l = h->agent->node.election.observed;
         struct annotation_change c = { .paused = -1, .switchover = "*" };
-        _cleanup_free_ char *err = NULL;
+        _cleanup_free_ char *err = NULL, *from = NULL;
         const struct dcs_member *m;
         cJSON *o;
         int r;
@@ -388,16 +388,23 @@ static int handle_switchover(struct control_handlers *h, struct control_reply *r
                 if (!m)
                         return reply_fail(rp, "not_found", "no member named %s in cluster %s", to->valuestring,
                                           h->agent->config.cluster_name);
-                if (m->nofailover || m->priority == 0)
+                /* A member without a status record yet is left to the
+                 * leader's decision, which refuses an unfit target. */
+                if (!isempty(m->host) && (m->nofailover || m->priority == 0))
                         return reply_fail(rp, "refused", "%s is not a failover candidate (nofailover or priority 0)", m->name);
         }
+        /* The write replaces the observed record: l is gone after it. */
+        from = strdup(l->holder);
+        if (!from)
+                return reply_fail(rp, "failed", "out of memory");
+        l = NULL;
         r = write_annotations(h->agent, &c, &err);
         if (r < 0)
                 return reply_fail(rp, "unreachable", "cannot request the switchover: %s", err ? err : strerror(-r));
-        agent_log(h->agent, LOG_LEVEL_INFO, "switchover", "switchover from %s to %s requested by agentctl", l->holder,
+        agent_log(h->agent, LOG_LEVEL_INFO, "switchover", "switchover from %s to %s requested by agentctl", from,
                   streq(c.switchover, "*") ? "the best standby" : c.switchover);
         o = cJSON_CreateObject();
-        if (o && (!cJSON_AddStringToObject(o, "from", strempty(h->agent->node.election.observed ? h->agent->node.election.observed->holder : NULL)) ||
+        if (o && (!cJSON_AddStringToObject(o, "from", from) ||
                   !cJSON_AddStringToObject(o, "to", c.switchover))) {
                 cJSON_Delete(o);
                 o = NULL;
