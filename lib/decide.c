@@ -698,7 +698,7 @@ static int decide_follower(const struct observation *o, struct agent_state *s, u
                         return 0;
                 }
         }
-        if (s->kind == AGENT_STOPPED || s->kind == AGENT_DEMOTING)
+        if (s->kind == AGENT_STOPPED)
                 return 0;
         if (!o->pg_running) {
                 if (!o->pg_data_present)
@@ -764,6 +764,13 @@ static int decide_follower(const struct observation *o, struct agent_state *s, u
 
 int decide(const struct observation *o, struct agent_state *s, usec_t now, struct action_list *ret) {
         bool tilt;
+
+        /* A planned hand-over is waited for by writers: while one is under
+         * way (requested, or released to a successor), look more often so
+         * that the window without a primary is short. */
+        s->fast_tick = !isempty(o->switchover) || s->demote_requested ||
+                (o->lease_read && o->lease_holder && isempty(o->lease_holder) && !isempty(o->successor)) ||
+                s->kind == AGENT_DEMOTING || s->kind == AGENT_PROMOTING;
 
         /* TILT (Redis Sentinel): a tick that starts more than a second
          * after it was due means this process was stalled; what it saw

@@ -44,6 +44,7 @@ struct agent_state {
         usec_t primary_down_since;    /* holder whose Postgres does not accept connections; 0 if fine */
         bool was_primary;             /* our data directory has been a primary: rejoin must check for divergence */
         bool rejoin_failed;           /* the last rejoin failed and rejoin_fallback = none */
+        bool fast_tick;               /* a hand-over is under way: tick at a tenth of retry_period */
         usec_t follow_since;          /* a standby not yet streaming from the leader since this time; 0 when it is */
         bool demote_requested;        /* the pre-stop hook asked us to hand over and stay down */
         usec_t demote_deadline;       /* after it, fence and release even without a successor */
