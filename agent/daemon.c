@@ -56,7 +56,11 @@ static void apply_logging(struct agent *a) {
  * lockstep against the API server; 10% keeps within the 1.2 x margin that
  * config_validate() demands of renew_deadline. */
 static usec_t next_tick_delay(struct agent *a) {
-        usec_t period = a->config.retry_period, spread = period / 5;
+        usec_t period = a->config.retry_period, spread;
+
+        if (a->have_state && a->state.fast_tick)
+                period = MAX(period / 10, 100 * USEC_PER_MSEC);
+        spread = period / 5;
 
         if (spread == 0)
                 return period;
