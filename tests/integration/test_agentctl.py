@@ -287,3 +287,34 @@ def test_demote_wait_on_the_primary_hands_the_lease_over(cluster):
     new = cluster.wait_primary(30, other_than=primary.name)
     assert new is not primary
     assert new.name in result.stdout or "released" in result.stdout
+
+
+def test_cluster_events_and_history_come_from_the_primary(cluster):
+    primary = cluster.wait_healthy(60)
+    replica = next(n for n in cluster.nodes if n is not primary)
+
+    def events():
+        result = replica.agentctl("cluster", "events", "--json", "--limit",
+                                  "50")
+        assert result.returncode == 0, result.stderr
+        rows = json.loads(result.stdout)
+        return rows if rows else None
+
+    rows = _wait_for(events, 30, "events in the metadata schema")
+    assert {"id", "at", "node", "event", "successful", "details"} <= \
+        set(rows[0])
+    assert [r["id"] for r in rows] == sorted((r["id"] for r in rows),
+                                             reverse=True)
+    one = replica.agentctl("cluster", "events", "--json", "--node",
+                           rows[0]["node"])
+    assert one.returncode == 0, one.stderr
+    assert {r["node"] for r in json.loads(one.stdout)} == {rows[0]["node"]}
+    table = replica.agentctl("cluster", "events", "--limit", "5")
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.splitlines()[0].startswith("ID ")
+
+    history = replica.agentctl("cluster", "history", "--json")
+    assert history.returncode == 0, history.stderr
+    for row in json.loads(history.stdout):
+        assert {"timeline", "switch_lsn", "new_primary", "reason", "at"} <= \
+            set(row)
