@@ -532,15 +532,6 @@ static void primary_housekeeping(struct node *n, const struct logger *log, const
         c = node_local(n, &err);
         if (!c)
                 return;
-        if (!n->schema_ready) {
-                if (metadata_migrate(c, n->cfg->metadata_schema, n->sql_dir, &applied, &err) < 0) {
-                        log_write(log, clock_realtime(n->clock), LOG_LEVEL_WARNING, "metadata", "cannot apply the schema migrations: %s", strempty(err));
-                        return;
-                }
-                n->schema_ready = true;
-                if (applied > 0)
-                        log_write(log, clock_realtime(n->clock), LOG_LEVEL_INFO, "metadata", "applied %u schema migration(s)", applied);
-        }
         for (size_t i = 0; i < o->n_peers; i++)
                 if (strv_extend(&names, o->peers[i].name) < 0)
                         return;
@@ -553,6 +544,19 @@ static void primary_housekeeping(struct node *n, const struct logger *log, const
                 event_emit(n, log, LOG_LEVEL_INFO, "slot", "created replication slot %s", *s);
         for (char **s = dropped; s && *s; s++)
                 event_emit(n, log, LOG_LEVEL_INFO, "slot", "dropped replication slot %s: its member has been gone longer than slot_retention", *s);
+        /* Slots first: they need no commit, while the writes below wait
+         * for a synchronous standby, which cannot stream without its slot. */
+        err = mfree(err);
+        if (!n->schema_ready) {
+                if (metadata_migrate(c, n->cfg->metadata_schema, n->sql_dir, &applied, &err) < 0) {
+                        log_write(log, clock_realtime(n->clock), LOG_LEVEL_WARNING, "metadata", "cannot apply the schema migrations: %s", strempty(err));
+                        return;
+                }
+                n->schema_ready = true;
+                if (applied > 0)
+                        log_write(log, clock_realtime(n->clock), LOG_LEVEL_INFO, "metadata", "applied %u schema migration(s)", applied);
+        }
+
         if (n->last_monitoring == 0 || now - n->last_monitoring >= n->cfg->monitoring_interval) {
                 n->last_monitoring = now;
                 (void) metadata_sample_replication(c, n->cfg->metadata_schema, n->cfg->node_name, NULL, NULL);

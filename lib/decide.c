@@ -54,6 +54,7 @@ const char *action_kind_to_string(enum action_kind k) {
 
 void observation_done(struct observation *o) {
         free(o->pg_upstream_host);
+        free(o->pg_conninfo_host);
         free(o->lease_holder);
         free(o->successor);
         free(o->switchover);
@@ -235,6 +236,11 @@ static const struct peer_observation *peer_ahead(const struct observation *o, co
                 struct candidate c = { p->name, p->timeline, MAX(p->receive_lsn, p->replay_lsn), p->priority };
 
                 if (!p->reachable || !p->in_recovery)
+                        continue;
+                /* Safety rule 4: WAL beyond what the synchronous standbys
+                 * have was never acknowledged; an asynchronous standby that
+                 * holds some must rewind, not block the promotion. */
+                if (s->opt.synchronous_mode != SYNCHRONOUS_OFF && o->sync && o->sync[0] && !in_sync_set(o, p->name))
                         continue;
                 if (c.timeline > self.timeline || (c.timeline == self.timeline && c.lsn > self.lsn))
                         return p;
@@ -750,8 +756,8 @@ static int decide_follower(const struct observation *o, struct agent_state *s, u
                 set_state(s, l, AGENT_REJOINING, now);
                 return 0;
         }
-        if (leader_known && (!o->pg_upstream_host || !streq(o->pg_upstream_host, o->leader_host) ||
-                             o->pg_upstream_port != o->leader_port)) {
+        if (leader_known && (!o->pg_conninfo_host || !streq(o->pg_conninfo_host, o->leader_host) ||
+                             o->pg_conninfo_port != o->leader_port)) {
                 struct action *a = push(l, ACTION_FOLLOW, o->leader_host);
 
                 if (a) {

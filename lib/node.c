@@ -203,9 +203,12 @@ int node_local_conninfo(const struct node *n, char **ret) {
 
         if (!port)
                 return -ENOMEM;
+        /* synchronous_commit=local: the agent's own writes (metadata) must
+         * never wait for a synchronous standby and stall the loop. */
         s = pgconn_build_conninfo((const char *const[]) {
                 "host", n->cfg->socket_dir, "port", port, "user", n->cfg->superuser,
-                "dbname", n->cfg->database, "passfile", n->passfile, NULL });
+                "dbname", n->cfg->database, "passfile", n->passfile,
+                "options", "-c synchronous_commit=local", NULL });
         if (!s)
                 return -ENOMEM;
         *ret = s;
@@ -220,7 +223,8 @@ int node_peer_conninfo(const struct node *n, const char *host, int port, char **
                 return -ENOMEM;
         s = pgconn_build_conninfo((const char *const[]) {
                 "host", host, "port", p, "user", n->cfg->superuser,
-                "dbname", n->cfg->database, "passfile", n->passfile, NULL });
+                "dbname", n->cfg->database, "passfile", n->passfile,
+                "options", "-c synchronous_commit=local", NULL });
         if (!s)
                 return -ENOMEM;
         *ret = s;

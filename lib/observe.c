@@ -82,6 +82,30 @@ static void observe_replication(PGconn *c, struct observation *o) {
         }
 }
 
+/* Where primary_conninfo points: the standby follows that even while its
+ * WAL receiver is not connected. */
+static void observe_conninfo(PGconn *c, struct observation *o) {
+        _cleanup_(pgresult_clearp) PGresult *res = NULL;
+        PQconninfoOption *opts;
+
+        if (pgconn_exec(c, "SELECT current_setting('primary_conninfo')", 0, NULL, &res, NULL) < 0)
+                return;
+        opts = PQconninfoParse(PQgetvalue(res, 0, 0), NULL);
+        if (!opts)
+                return;
+        for (PQconninfoOption *i = opts; i->keyword; i++) {
+                if (!i->val)
+                        continue;
+                if (streq(i->keyword, "host") && !o->pg_conninfo_host)
+                        o->pg_conninfo_host = strdup(i->val);
+                else if (streq(i->keyword, "port"))
+                        o->pg_conninfo_port = atoi(i->val);
+        }
+        if (o->pg_conninfo_host && o->pg_conninfo_port == 0)
+                o->pg_conninfo_port = 5432;
+        PQconninfoFree(opts);
+}
+
 static void observe_local(struct node *n, struct observation *o) {
         struct pg_node_status st = {};
         PGconn *c;
@@ -113,6 +137,8 @@ static void observe_local(struct node *n, struct observation *o) {
         pg_node_status_done(&st);
         if (!o->pg_in_recovery)
                 observe_replication(c, o);
+        else
+                observe_conninfo(c, o);
 }
 
 static int observe_lease(struct node *n, struct observation *o, usec_t now) {

@@ -47,8 +47,10 @@ struct observation {
         uint64_t pg_lsn;              /* primary: flush LSN; standby: max(receive, replay) */
         uint64_t pg_replay_lsn;
         bool pg_streaming;
-        char *pg_upstream_host;
+        char *pg_upstream_host;       /* where the WAL receiver is connected, NULL if it is not */
         int pg_upstream_port;
+        char *pg_conninfo_host;       /* standby: host and port of primary_conninfo */
+        int pg_conninfo_port;
 
         /* As a primary: the effective synchronous_standby_names (the names
          * in it; "*" kept as is) and the standbys in pg_stat_replication. */

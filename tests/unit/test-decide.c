@@ -42,6 +42,8 @@ static void standby_view(struct observation *o, const char *holder) {
                 .pg_streaming = true,
                 .pg_upstream_host = strdup("10.0.0.1"),
                 .pg_upstream_port = 5432,
+                .pg_conninfo_host = strdup("10.0.0.1"),
+                .pg_conninfo_port = 5432,
                 .lease_read = true,
                 .lease_holder = strdup(holder),
                 .leader_host = strdup("10.0.0.1"),
