@@ -334,7 +334,7 @@ void agent_tick(struct agent *a, usec_t now, usec_t late) {
                 struct action_list l = {};
                 bool redecide = false;
 
-                if (observe(&a->node, now, round == 0 && a->ticks > 1 ? late : 0, &o) < 0) {
+                if (observe(&a->node, now, round == 0 && a->ticks > 1 ? late : 0, a->state.demote_requested, &o) < 0) {
                         agent_log(a, LOG_LEVEL_ERROR, "observe", "out of memory");
                         return;
                 }

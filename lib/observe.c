@@ -245,7 +245,7 @@ static bool need_probe(const struct observation *o) {
         return !isempty(o->switchover) && o->lease_held_by_us;
 }
 
-int observe(struct node *n, usec_t now, usec_t tick_late, struct observation *ret) {
+int observe(struct node *n, usec_t now, usec_t tick_late, bool probe_peers, struct observation *ret) {
         struct observation o = { .now = now, .tick_late = tick_late };
         int r;
 
@@ -256,7 +256,7 @@ int observe(struct node *n, usec_t now, usec_t tick_late, struct observation *re
         r = observe_members(n, &o, now);
         if (r == -ENOMEM)
                 goto fail;
-        if (need_probe(&o))
+        if (probe_peers || need_probe(&o))
                 for (size_t i = 0; i < o.n_peers; i++)
                         probe_peer(n, &o.peers[i]);
         *ret = o;

@@ -249,9 +249,6 @@ def test_switchover_to_a_named_standby_with_wait(cluster):
     assert result.returncode == 7, result.stderr          # EXIT_NOT_FOUND
     result = primary.agentctl("switchover", "--to", target.name, "--wait",
                               "--timeout", "60", timeout=90)
-    if result.returncode != 0 and "no new primary" in result.stderr:
-        pytest.skip("the leader did not act on the switchover annotation "
-                    "within 60 s: " + result.stderr.strip())
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{target.name} is the new primary" in result.stdout
     assert cluster.wait_primary(30, other_than=primary.name) is target
@@ -275,14 +272,6 @@ def test_demote_wait_on_the_primary_hands_the_lease_over(cluster):
               "member records to settle")
     result = primary.agentctl("demote", "--wait", "--timeout", "15",
                               timeout=60)
-    if "no standby could take over" in result.stderr:
-        # lib/observe.c need_probe() probes the peers for a switchover
-        # annotation but not for a demote request (observe cannot see
-        # agent_state.demote_requested), so decide_best_successor() finds
-        # no reachable standby and the deadline path fences and releases.
-        pytest.skip("demote on the primary: peers are not probed for a "
-                    "demote request (lib/observe.c need_probe); reported "
-                    "to the lead: " + result.stderr.strip())
     assert result.returncode == 0, result.stdout + result.stderr
     new = cluster.wait_primary(30, other_than=primary.name)
     assert new is not primary
