@@ -2,7 +2,6 @@
  * the member's slot, the child with progress and deadline, the standby
  * configuration, and the cleanup of a clone that failed. */
 #include <dirent.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <libgen.h>
 #include <stdio.h>
@@ -196,29 +195,6 @@ int replication_clone_plan(const struct clone_options *o, char ***ret_lines) {
         return r;
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-        if (ftw->level > 0)
-                (void) remove(path);
-        return 0;
-}
-
-/* Removes a tree without following symlinks or leaving its file system;
- * the top directory itself only when it is not a mount point. */
-static int remove_tree(const char *path) {
-        _cleanup_free_ char *copy = strdup(path);
-        struct stat st, parent;
-
-        if (!copy)
-                return -ENOMEM;
-        if (lstat(path, &st) < 0)
-                return errno == ENOENT ? 0 : -errno;
-        if (nftw(path, remove_entry, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) < 0)
-                return -errno;
-        if (stat(dirname(copy), &parent) == 0 && parent.st_dev != st.st_dev)
-                return 0;
-        return rmdir(path) < 0 && errno != ENOENT ? -errno : 0;
-}
-
 static int dir_is_empty(const char *path, bool *ret_exists, bool *ret_empty) {
         struct dirent *de;
         bool empty = true;
@@ -258,7 +234,7 @@ static int clone_check_target(struct clone_ctx *c, char **reterr_msg) {
                               "(no %s): refusing to overwrite it", c->o->datadir, c->marker);
                 return -EEXIST;
         }
-        r = remove_tree(c->o->datadir);
+        r = rm_rf(c->o->datadir);
         if (r < 0)
                 set_error_msg(reterr_msg, "cannot remove the partial clone in %s: %s",
                               c->o->datadir, strerror(-r));
@@ -434,7 +410,7 @@ static void clone_discard_target(struct clone_ctx *c) {
                 if (aside && rename(c->o->datadir, aside) == 0)
                         return;
         }
-        (void) remove_tree(c->o->datadir);
+        (void) rm_rf(c->o->datadir);
 }
 
 static void clone_on_stderr(const char *line, void *userdata) {
