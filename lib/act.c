@@ -522,6 +522,38 @@ static void publish_member(struct node *n, const struct logger *log, const struc
         n->last_published = TAKE_PTR(key);
 }
 
+/* The nodes table: every member as the primary sees it now. */
+static void record_nodes(struct node *n, PGconn *c, const struct observation *o) {
+        for (size_t i = 0; i <= o->n_peers; i++) {
+                _cleanup_free_ char *ci = NULL, *slot = NULL;
+                _cleanup_strv_free_ char **tags = NULL;
+                const struct peer_observation *p = i < o->n_peers ? &o->peers[i] : NULL;
+                const char *name = p ? p->name : n->cfg->node_name;
+                const char *host = p ? p->host : node_connect_host(n);
+                int port = p ? p->port : (int) n->cfg->pg_port;
+                struct metadata_node row;
+
+                if (isempty(host))
+                        continue;
+                ci = strdup_printf("host=%s port=%d", host, port);
+                if (!ci || replication_slot_name(name, &slot) < 0)
+                        return;
+                if (!p)
+                        (void) strv_split_comma(n->cfg->tags, &tags);
+                row = (struct metadata_node) {
+                        .name = name,
+                        .conninfo = ci,
+                        .role = p ? member_role_to_string(p->role) : "primary",
+                        .upstream = p ? n->cfg->node_name : NULL,
+                        .priority = p ? p->priority : (int) n->cfg->priority,
+                        .location = p ? NULL : (isempty(n->cfg->location) ? NULL : n->cfg->location),
+                        .tags = tags,
+                        .slot_name = p ? slot : NULL,
+                };
+                (void) metadata_node_upsert(c, n->cfg->metadata_schema, &row, NULL);
+        }
+}
+
 static void primary_housekeeping(struct node *n, const struct logger *log, const struct observation *o) {
         _cleanup_strv_free_ char **names = NULL, **created = NULL, **dropped = NULL;
         _cleanup_free_ char *err = NULL;
@@ -557,6 +589,10 @@ static void primary_housekeeping(struct node *n, const struct logger *log, const
                         log_write(log, clock_realtime(n->clock), LOG_LEVEL_INFO, "metadata", "applied %u schema migration(s)", applied);
         }
 
+        if (n->last_nodes == 0 || now - n->last_nodes >= n->cfg->status_interval) {
+                n->last_nodes = now;
+                record_nodes(n, c, o);
+        }
         if (n->last_monitoring == 0 || now - n->last_monitoring >= n->cfg->monitoring_interval) {
                 n->last_monitoring = now;
                 (void) metadata_sample_replication(c, n->cfg->metadata_schema, n->cfg->node_name, NULL, NULL);

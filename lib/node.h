@@ -39,6 +39,7 @@ struct node {
         struct metadata_event_queue events;
         bool schema_ready;            /* migrations applied in this primary term */
         usec_t last_monitoring;
+        usec_t last_nodes;
         usec_t last_publish;
         char *last_published;         /* JSON of the last member record written */
         usec_t tick_started;
