@@ -26,6 +26,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -285,9 +286,12 @@ class Node:
             env=_child_env())
         return self.agent_proc
 
-    def start_pod(self):
+    def start_pod(self, init=False):
         """Start the pod again on its existing data directory: supervisor
-        and agent (init is for the first start)."""
+        and agent; with init=True `pglease-agent init` runs first, as the
+        init container does whenever Kubernetes recreates a pod."""
+        if init:
+            self.init()
         self.start_supervisor()
         self.start_agent()
         return self
@@ -350,7 +354,27 @@ class Node:
         os.kill(pid, signal.SIGKILL)
         _wait(lambda: not pgharness.pid_alive(pid), timeout,
               f"{self.name}: postmaster {pid} to die", interval=0.02)
+        if not self.supervisor_alive():
+            # Nobody else collects it: its zombie would keep the pid in
+            # postmaster.pid alive and the next start would refuse it.
+            pgharness.reap_adopted({p.pid for p in self.cluster.reaper.procs})
         return pid
+
+    def kill_supervisor(self, timeout=10):
+        """kill -9 the run-postgres supervisor only (the postgres container
+        is gone and not restarted): its postmaster keeps running, orphaned,
+        until kill_postmaster()."""
+        self.want_supervisor = False
+        proc = self.supervisor_proc
+        if proc is None or proc.poll() is not None:
+            raise ClusterError(f"{self.name}: no supervisor to kill")
+        _signal_all([proc.pid], signal.SIGKILL)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise ClusterError(f"{self.name}: supervisor {proc.pid} survived "
+                               f"SIGKILL for {timeout}s") from None
+        return proc.pid
 
     def kill_pod(self, timeout=10):
         """kill -9 the whole pod: agent, supervisor, postgres and every
@@ -403,11 +427,23 @@ class Node:
         return self._stop_proc(self.supervisor_proc, sig, timeout,
                                "supervisor")
 
-    def sigstop(self):
+    def sigstop(self, supervisor=True):
         """Freeze the pod: SIGSTOP agent, supervisor and the postgres tree
-        (a stalled VM, not a crash)."""
+        (a stalled VM, not a crash). supervisor=False leaves the supervisor
+        running (a frozen agent and Postgres under a live postgres
+        container), so that its lease watchdog can act."""
         pids = self.pod_pids()
+        if not supervisor:
+            roots = {self.agent_proc.pid} if self.agent_alive() else set()
+            pm_pid = self.postmaster_pid()
+            if pm_pid:
+                roots.add(pm_pid)
+            pids = _descendants(roots)
         _signal_all(pids, signal.SIGSTOP)
+        # A child forked while we listed is frozen by a second pass.
+        late = _descendants(pids) - pids
+        _signal_all(late, signal.SIGSTOP)
+        pids |= late
         self._stopped |= pids
         return sorted(pids)
 
@@ -974,11 +1010,14 @@ class SplitBrainChecker:
 
 class WriterHistory:
     """What a Writer saw: `acknowledged` (list of (id, node name, port)
-    whose INSERT returned success), `unknown` ids (the connection broke
-    while the commit was in flight), `errors` (count of failed attempts)."""
+    whose INSERT returned success), `ack_times` (the time.monotonic() of
+    each acknowledgement, in the same order), `unknown` ids (the connection
+    broke while the commit was in flight), `errors` (count of failed
+    attempts)."""
 
     def __init__(self):
         self.acknowledged = []
+        self.ack_times = []
         self.unknown = []
         self.errors = 0
         self.last_error = None
@@ -999,20 +1038,63 @@ class WriterHistory:
             out[name] = out.get(name, 0) + 1
         return out
 
+    def first_ack(self, after, node=None, other_than=None):
+        """(monotonic time, node name) of the first acknowledgement at or
+        after `after` by `node` (any if None) and not by `other_than`, or
+        None."""
+        for (_, name, _), at in zip(list(self.acknowledged),
+                                    list(self.ack_times)):
+            if at < after or name == other_than or \
+                    (node is not None and name != node):
+                continue
+            return at, name
+        return None
+
+    def acks_after_handover(self, since=0.0):
+        """Acknowledgements (id, node name) from a node after another node
+        had acknowledged a later write, from `since` on: proof that an old
+        primary still accepted writes after a new one did (safety rule 1).
+        A single writer's acknowledgements are ordered in time, so any
+        return to a node it had left counts."""
+        out = []
+        left = set()
+        current = None
+        for (row_id, name, _), at in zip(list(self.acknowledged),
+                                         list(self.ack_times)):
+            if at < since:
+                continue
+            if name != current:
+                if current is not None:
+                    left.add(current)
+                current = name
+            if name in left:
+                out.append((row_id, name))
+        return out
+
 
 class Writer:
     """Writes unique rows (id, port of the server that accepted it) through
     whichever node the lease names as holder, re-resolving after every
-    error. The table is created on the current primary at start."""
+    error. The table is created on the current primary at start.
 
-    def __init__(self, cluster, interval=0.02, table=WRITER_TABLE):
+    Like an application with a client-side timeout, it gives up on a
+    statement that has not answered within `statement_timeout` seconds (a
+    frozen server answers nothing, and its own statement_timeout never
+    fires): the socket is shut down and the row counts as unknown."""
+
+    def __init__(self, cluster, interval=0.02, table=WRITER_TABLE,
+                 statement_timeout=2.0):
         self.cluster = cluster
         self.interval = interval
         self.table = table
+        self.statement_timeout = statement_timeout
         self.history = WriterHistory()
         self._next_id = 1
         self._stop = threading.Event()
         self._thread = None
+        self._watchdog = None
+        self._lock = threading.Lock()
+        self._in_flight = None      # (connection, started) of a statement
 
     def start(self, timeout=30):
         primary = self.cluster.wait_primary(timeout)
@@ -1023,7 +1105,30 @@ class Writer:
         self._thread = threading.Thread(target=self._run, name="writer",
                                         daemon=True)
         self._thread.start()
+        self._watchdog = threading.Thread(target=self._watch,
+                                          name="writer-watchdog", daemon=True)
+        self._watchdog.start()
         return self
+
+    def _watch(self):
+        """Shut down the socket of a statement older than the timeout."""
+        while not self._stop.wait(0.1):
+            with self._lock:
+                in_flight = self._in_flight
+                if in_flight is None or time.monotonic() - in_flight[1] < \
+                        self.statement_timeout:
+                    continue
+                self._in_flight = None
+                try:
+                    sock = socket.socket(fileno=os.dup(in_flight[0].fileno()))
+                except (OSError, psycopg2.Error):
+                    continue
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                finally:
+                    sock.close()
 
     def _target(self):
         try:
@@ -1059,10 +1164,17 @@ class Writer:
             row_id = self._next_id
             self._next_id += 1
             try:
-                with conn.cursor() as cur:
-                    cur.execute(f"INSERT INTO {self.table} (id) VALUES (%s) "
-                                "RETURNING port", (row_id,))
-                    port = cur.fetchone()[0]
+                with self._lock:
+                    self._in_flight = (conn, time.monotonic())
+                try:
+                    with conn.cursor() as cur:
+                        cur.execute(f"INSERT INTO {self.table} (id) "
+                                    "VALUES (%s) RETURNING port", (row_id,))
+                        port = cur.fetchone()[0]
+                finally:
+                    with self._lock:
+                        self._in_flight = None
+                self.history.ack_times.append(time.monotonic())
                 self.history.acknowledged.append((row_id, node.name, port))
             except psycopg2.Error as exc:
                 # A broken connection leaves the commit's fate unknown; an
@@ -1089,8 +1201,9 @@ class Writer:
     def stop(self, timeout=10):
         """Stop writing; returns the WriterHistory."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        for thread in (self._thread, self._watchdog):
+            if thread is not None:
+                thread.join(timeout)
         return self.history
 
 

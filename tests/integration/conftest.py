@@ -215,3 +215,28 @@ def cluster_factory(request, workdir, binaries, reaper):
 def cluster(cluster_factory):  # pylint: disable=redefined-outer-name
     """A started three-node LocalCluster with the default test timings."""
     return cluster_factory()
+
+
+@pytest.fixture(scope="module")
+def module_cluster_factory(request, binaries):
+    """A ClusterFactory shared by every test of one module, with its own
+    work directory and reaper: for scenarios that run in sequence on one
+    cluster (each test waits for the cluster to be healthy first). Stopped
+    after the module's last test; the state and log tails are printed if
+    any of its tests failed."""
+    path = pgharness.make_workdir()
+    proc_reaper = pgharness.Reaper(home=path)
+    factory = ClusterFactory(path, binaries, proc_reaper)
+    failed_before = request.session.testsfailed
+    yield factory
+    failed = request.session.testsfailed > failed_before
+    if failed:
+        sys.stderr.write("\n" + factory.report() + "\n")
+    errors = factory.stop_all()
+    proc_reaper.kill_all()
+    if errors:
+        sys.stderr.write("cluster teardown: " + "; ".join(errors) + "\n")
+    if _keep_tmp():
+        sys.stderr.write(f"\nkept test directory {path}\n")
+    else:
+        shutil.rmtree(path, ignore_errors=True)
