@@ -1,0 +1,396 @@
+"""nemesis: injects one fault at a time into a LocalCluster, at random
+intervals drawn from the run's seed, heals it as Kubernetes or an operator
+would, and waits (with a bound) for a healthy cluster again: one primary
+holding the Lease, every other node streaming from it on its timeline.
+
+Every fault leaves a FaultRecord (what, on whom, when it was injected,
+healed and found healthy again). A process of a node that exits while it
+should run (the agent, the run-postgres supervisor) is a crash: it is
+recorded with its exit status and log tail, and restarted, as the kubelet
+restarts a container."""
+
+import subprocess
+import threading
+import time
+
+import psycopg2
+
+import cluster as cluster_mod  # tests/integration/cluster.py
+import kubeemu
+
+# name -> weight. Each one is a method _fault_<name> of Nemesis.
+FAULTS = {
+    "kill_postmaster": 1,       # kill -9 the primary's postmaster
+    "kill_primary_pod": 1,      # kill -9 agent + supervisor + postgres
+    "kill_standby_pod": 1,
+    "sigstop_primary": 1,       # freeze agent + postgres, then SIGCONT
+    "cut_api_primary": 1,       # the API refuses the primary's agent
+    "cut_api_standby": 1,
+    "api_slow": 1,              # every agent's requests answered late
+    "api_fail": 1,              # every agent's requests answered 500/503
+    "switchover": 1,            # agentctl switchover [--to N] --wait
+    "prestop_demote": 1,        # the pre-stop hook, then the pod restarts
+    "restart_emulator": 1,      # the API server restarts
+}
+
+
+class FaultRecord:
+    """One injected fault and what followed."""
+
+    def __init__(self, index, name, primary_before):
+        self.index = index
+        self.name = name
+        self.target = None
+        self.target_role = None
+        self.detail = ""
+        self.primary_before = primary_before
+        self.primary_after = None
+        self.injected = None        # monotonic times
+        self.healed = None
+        self.healthy = None
+        self.healthy_bound_missed = False
+        self.notes = []
+        self.error = None
+
+    @property
+    def healthy_after(self):
+        """Seconds from injection to a healthy cluster, or None."""
+        if self.healthy is None or self.injected is None:
+            return None
+        return self.healthy - self.injected
+
+    @property
+    def healthy_after_heal(self):
+        if self.healthy is None or self.healed is None:
+            return None
+        return self.healthy - self.healed
+
+    def as_dict(self):
+        out = {key: value for key, value in vars(self).items()}
+        out["healthy_after"] = self.healthy_after
+        return out
+
+
+class Crash:
+    """A node process that exited while it should have run."""
+
+    def __init__(self, node, what, returncode, at, log_tail, fault):
+        self.node = node
+        self.what = what
+        self.returncode = returncode
+        self.at = at
+        self.log_tail = log_tail
+        self.fault = fault          # index of the fault under way, or None
+
+    def as_dict(self):
+        return dict(vars(self))
+
+
+class RunAborted(Exception):
+    """The cluster did not come back even after the rescue bound."""
+
+
+class Nemesis:
+    """Faults in sequence until `until` (monotonic)."""
+
+    def __init__(self, cluster, rng, log, healthy_bound=60.0,
+                 rescue_bound=120.0, min_gap=1.0, max_gap=8.0,
+                 faults=None):
+        self.cluster = cluster
+        self.rng = rng
+        self.log = log
+        self.healthy_bound = healthy_bound
+        self.rescue_bound = rescue_bound
+        self.min_gap = min_gap
+        self.max_gap = max_gap
+        self.faults = dict(faults or FAULTS)
+        self.lease = cluster_mod._seconds(  # pylint: disable=protected-access
+            cluster.settings["lease_duration"])
+        self.records = []
+        self.crashes = []
+        self.shutdown_statuses = []     # (node, what, exit status) on SIGTERM
+        self.aborted = None
+        self._current = None
+        self._stop = threading.Event()
+
+    # -- the loop ----------------------------------------------------------------
+
+    def run(self, until):
+        """Inject faults until `until`; returns the records. Stops early
+        (self.aborted set) if the cluster does not come back."""
+        names = sorted(self.faults)
+        weights = [self.faults[n] for n in names]
+        while not self._stop.is_set():
+            gap = self.rng.uniform(self.min_gap, self.max_gap)
+            name = self.rng.choices(names, weights)[0]
+            if time.monotonic() + gap >= until:
+                break
+            self._pause(gap)
+            try:
+                self.inject(name)
+            except RunAborted as exc:
+                self.aborted = str(exc)
+                break
+        return self.records
+
+    def stop(self):
+        self._stop.set()
+
+    def _pause(self, seconds):
+        """The random quiet time between faults (watching for crashes)."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.check_processes()
+            time.sleep(min(0.2, max(0.0, end - time.monotonic())))
+
+    def inject(self, name):
+        primary = self.cluster.healthy()
+        record = FaultRecord(len(self.records) + 1, name,
+                             primary.name if primary else None)
+        self.records.append(record)
+        self._current = record
+        standbys = [n for n in self.cluster.nodes if n is not primary]
+        try:
+            getattr(self, f"_fault_{name}")(record, primary, standbys)
+        except (cluster_mod.ClusterError, psycopg2.Error, OSError,
+                kubeemu.EmulatorError, subprocess.TimeoutExpired) as exc:
+            record.error = f"{type(exc).__name__}: {exc}"
+            self.log(f"#{record.index} {name}: {record.error}")
+        if record.healed is None:
+            record.healed = time.monotonic()
+        self.heal_all()
+        self._wait_after(record)
+        self._current = None
+        return record
+
+    def _wait_after(self, record):
+        primary = self.wait_healthy(
+            max(0.0, record.injected + self.healthy_bound - time.monotonic())
+            if record.injected else self.healthy_bound)
+        if primary is None:
+            record.healthy_bound_missed = True
+            self.log(f"#{record.index} {record.name}: not healthy within "
+                     f"{self.healthy_bound:g}s of the fault:\n"
+                     + self._describe())
+            self.heal_all()
+            primary = self.wait_healthy(self.rescue_bound)
+            if primary is None:
+                raise RunAborted(
+                    f"not healthy {self.healthy_bound + self.rescue_bound:g}s"
+                    f" after fault #{record.index} ({record.name}):\n"
+                    + self._describe())
+        record.healthy = time.monotonic()
+        record.primary_after = primary.name
+        after = record.healthy_after
+        self.log(f"#{record.index} {record.name} {record.target or ''} "
+                 f"{record.detail}: healthy after {after:.1f}s, primary "
+                 f"{record.primary_before}->{record.primary_after}"
+                 + (f" ({'; '.join(record.notes)})" if record.notes else ""))
+
+    # -- health ---------------------------------------------------------------------
+
+    def _describe(self):
+        try:
+            return self.cluster.describe()
+        except Exception as exc:  # pylint: disable=broad-except
+            return f"(cannot describe: {exc!r})"
+
+    def healthy_now(self):
+        try:
+            return self.cluster.healthy()
+        except (OSError, kubeemu.EmulatorError, cluster_mod.ClusterError):
+            return None
+
+    def wait_healthy(self, timeout):
+        """The primary once the cluster is healthy, None after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check_processes()
+            primary = self.healthy_now()
+            if primary is not None:
+                return primary
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.2)
+
+    def check_processes(self):
+        """Record and restart a node process that exited while wanted."""
+        for node in self.cluster.nodes:
+            for what, proc, wanted, log, restart in (
+                    ("agent", node.agent_proc, node.want_agent,
+                     node.agent_log_path, node.start_agent),
+                    ("supervisor", node.supervisor_proc,
+                     node.want_supervisor, node.supervisor_log,
+                     node.start_supervisor)):
+                if not wanted or proc is None or proc.poll() is None:
+                    continue
+                crash = Crash(node.name, what, proc.returncode,
+                              time.monotonic(),
+                              cluster_mod._log_tail(log, 40),  # pylint: disable=protected-access
+                              self._current.index if self._current else None)
+                self.crashes.append(crash)
+                self.log(f"CRASH: {node.name}'s {what} exited with "
+                         f"{proc.returncode}; restarting it")
+                restart()
+
+    def heal_all(self):
+        """Undo every fault that may be left: SIGCONT, API access, API
+        faults, the emulator, dead pods."""
+        for node in self.cluster.nodes:
+            node.sigcont()
+        if not self.cluster.emulator.running():
+            self.cluster.emulator.stop()    # collects a dead process
+            self.cluster.emulator.start()
+        for attempt in range(50):
+            try:
+                self.cluster.emulator.clear_faults()
+                break
+            except (OSError, kubeemu.EmulatorError):
+                if attempt == 49:
+                    raise
+                time.sleep(0.1)
+        for node in self.cluster.nodes:
+            if not node.want_agent and not node.want_supervisor:
+                self._start_pod(node)
+
+    def _start_pod(self, node):
+        """Start a pod again as Kubernetes does: the init container first."""
+        try:
+            node.start_pod(init=True)
+        except cluster_mod.AgentFeatureMissing:
+            raise
+        except cluster_mod.ClusterError as exc:
+            # A failed init container is retried by the kubelet; so do we,
+            # but it is worth reporting.
+            self.log(f"{node.name}: init failed, retrying: {exc}")
+            if self._current is not None:
+                self._current.notes.append(f"{node.name} init failed once")
+            node.start_pod(init=True)
+
+    def _hold(self, seconds):
+        """Keep a fault in place for `seconds` (the fault's random length)."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.check_processes()
+            time.sleep(min(0.1, max(0.0, end - time.monotonic())))
+
+    # -- the faults -------------------------------------------------------------
+
+    def _start(self, record, target=None, role=None, detail=""):
+        record.target = target.name if target is not None else None
+        record.target_role = role
+        record.detail = detail
+        record.injected = time.monotonic()
+
+    def _fault_kill_postmaster(self, record, primary, standbys):
+        del standbys
+        self._start(record, primary, "primary")
+        primary.kill_postmaster()
+        record.healed = time.monotonic()    # the supervisor restarts it
+
+    def _kill_pod(self, record, node, role):
+        down = self.rng.uniform(0.5, 1.5 * self.lease)
+        self._start(record, node, role, f"down {down:.1f}s")
+        node.kill_pod()
+        self._hold(down)
+        record.healed = time.monotonic()
+        self._start_pod(node)
+
+    def _fault_kill_primary_pod(self, record, primary, standbys):
+        del standbys
+        self._kill_pod(record, primary, "primary")
+
+    def _fault_kill_standby_pod(self, record, primary, standbys):
+        del primary
+        self._kill_pod(record, self.rng.choice(standbys), "standby")
+
+    def _fault_sigstop_primary(self, record, primary, standbys):
+        del standbys
+        frozen = self.rng.uniform(0.5, 3 * self.lease)
+        self._start(record, primary, "primary", f"frozen {frozen:.1f}s")
+        primary.sigstop(supervisor=False)
+        try:
+            self._hold(frozen)
+        finally:
+            primary.sigcont()
+            record.healed = time.monotonic()
+
+    def _cut_api(self, record, node, role):
+        cut = self.rng.uniform(1.0, 3 * self.lease)
+        self._start(record, node, role, f"cut {cut:.1f}s")
+        node.cut_api()
+        try:
+            self._hold(cut)
+        finally:
+            node.restore_api()
+            record.healed = time.monotonic()
+
+    def _fault_cut_api_primary(self, record, primary, standbys):
+        del standbys
+        self._cut_api(record, primary, "primary")
+
+    def _fault_cut_api_standby(self, record, primary, standbys):
+        del primary
+        self._cut_api(record, self.rng.choice(standbys), "standby")
+
+    def _fault_api_slow(self, record, primary, standbys):
+        del primary, standbys
+        delay = self.rng.choice([300, 800, 1500, 3000])
+        length = self.rng.uniform(2.0, 2 * self.lease)
+        self._start(record, None, None, f"{delay}ms for {length:.1f}s")
+        self.cluster.emulator.fault("*", "delay", delay_ms=delay,
+                                    duration_ms=int(length * 1000))
+        self._hold(length)
+        record.healed = time.monotonic()
+
+    def _fault_api_fail(self, record, primary, standbys):
+        del primary, standbys
+        status = self.rng.choice([500, 503])
+        length = self.rng.uniform(1.0, 2 * self.lease)
+        self._start(record, None, None, f"{status} for {length:.1f}s")
+        self.cluster.emulator.fault("*", "status", status=status,
+                                    duration_ms=int(length * 1000))
+        self._hold(length)
+        record.healed = time.monotonic()
+
+    def _agentctl(self, record, node, *args, timeout=90):
+        result = node.agentctl(*args, timeout=timeout)
+        text = (result.stdout + result.stderr).strip().replace("\n", " | ")
+        record.notes.append(f"agentctl {args[0]} exit {result.returncode}"
+                            + (f": {text[:160]}" if text else ""))
+        return result
+
+    def _fault_switchover(self, record, primary, standbys):
+        target = self.rng.choice(standbys + [None])
+        self._start(record, primary, "primary",
+                    f"--to {target.name}" if target else "(best standby)")
+        args = ["switchover", "--wait", "--timeout", "30"]
+        if target is not None:
+            args += ["--to", target.name]
+        self._agentctl(record, primary, *args)
+        record.healed = time.monotonic()
+
+    def _fault_prestop_demote(self, record, primary, standbys):
+        del standbys
+        self._start(record, primary, "primary")
+        self._agentctl(record, primary, "demote", "--wait", "--timeout", "20")
+        # Then the kubelet sends SIGTERM to the containers, and the
+        # StatefulSet controller recreates the pod.
+        for what, stop in (("agent", primary.stop_agent),
+                           ("supervisor", primary.stop_supervisor)):
+            status = stop()
+            self.shutdown_statuses.append((primary.name, what, status))
+            if status not in (0, None):
+                record.notes.append(f"{what} exited {status} on SIGTERM")
+        primary.kill_pod()          # anything left (backends, children)
+        record.healed = time.monotonic()
+        self._start_pod(primary)
+
+    def _fault_restart_emulator(self, record, primary, standbys):
+        del primary, standbys
+        down = self.rng.uniform(0.0, self.lease)
+        self._start(record, None, None, f"down {down:.1f}s")
+        self.cluster.emulator.stop()
+        self._hold(down)
+        self.cluster.emulator.start()
+        record.healed = time.monotonic()
