@@ -94,6 +94,8 @@ static const struct config_key keys[] = {
             "Database the agent connects to and keeps the metadata schema in."),
         KEY(metadata_schema, CONFIG_STRING, "pglease", 0, 0, false,
             "Schema of the metadata tables."),
+        KEY(sql_dir, CONFIG_PATH, "", 0, 0, false,
+            "Directory of the metadata schema migrations; empty means the installed one, else the source tree's."),
         KEY_ENUM(bootstrap, "auto", bootstrap_values, false,
                  "auto: this node may initdb a new cluster when it takes the lease first; never: only clone."),
         KEY(hba_networks, CONFIG_STRING, "0.0.0.0/0,::/0", 0, 0, false,

@@ -70,6 +70,7 @@ struct config {
         char *rewind_password;
         char *database;
         char *metadata_schema;
+        char *sql_dir;
         /* bootstrap and clone */
         int bootstrap;
         char *hba_networks;

@@ -132,7 +132,8 @@ int node_init(struct node *n, const struct config *cfg, const struct clock_ops *
                                        &n->rewind_password_file, reterr_msg)) < 0)
                 goto fail;
         n->passfile = strdup_printf("%s/pgpass", cfg->run_dir);
-        n->sql_dir = strdup(access(PGLEASE_SQLDIR, R_OK) == 0 ? PGLEASE_SQLDIR : PGLEASE_SOURCE_SQLDIR);
+        n->sql_dir = strdup(!isempty(cfg->sql_dir) ? cfg->sql_dir :
+                            access(PGLEASE_SQLDIR, R_OK) == 0 ? PGLEASE_SQLDIR : PGLEASE_SOURCE_SQLDIR);
         if (!n->passfile || !n->sql_dir) {
                 r = -ENOMEM;
                 goto fail;

@@ -649,6 +649,8 @@ class LocalCluster:
             "rewind_password_file": os.path.join(node.secrets_dir, "rewind"),
             "log_format": "json",
         }
+        if getattr(self.binaries, "sql_dir", None):
+            out["sql_dir"] = self.binaries.sql_dir
         out.update(self.settings)
         out.update(self.per_node.get(node.name, {}))
         return out

@@ -119,9 +119,18 @@ def binaries(request):
                     + " (run meson compile, or set PGLEASE_BUILD_DIR)")
     stage_dir = os.path.join(pgharness.make_workdir("pglease-it-bin-"), "bin")
     staged = _stage_for_runner(programs, stage_dir)
+    sql_dir = os.path.join(SOURCE_DIR, "sql")
+    if not pgharness.runner_can_access(sql_dir, "r"):
+        # A clone under /root: the agents (the test user) read a copy.
+        staged_sql = os.path.join(os.path.dirname(stage_dir), "sql")
+        shutil.copytree(sql_dir, staged_sql)
+        for root, dirs, files in os.walk(os.path.dirname(stage_dir)):
+            os.chmod(root, 0o755)
+            for f in files:
+                os.chmod(os.path.join(root, f), 0o644 if f.endswith(".sql") else 0o755)
+        sql_dir = staged_sql
     yield types.SimpleNamespace(build_dir=build_dir, source_dir=SOURCE_DIR,
-                                sql_dir=os.path.join(SOURCE_DIR, "sql"),
-                                **staged)
+                                sql_dir=sql_dir, **staged)
     shutil.rmtree(os.path.dirname(stage_dir), ignore_errors=True)
 
 
