@@ -434,33 +434,16 @@ static int print_history(struct ctl *c, struct metadata_history_row *rows, size_
 }
 
 static int cluster_history(struct ctl *c, int argc, char **argv) {
-        static const struct option options[] = {
-                CTL_COMMON_OPTIONS,
-                {}
-        };
         _cleanup_(pgconn_closep) PGconn *conn = NULL;
         _cleanup_free_ char *err = NULL;
         struct metadata_history_row *rows = NULL;
         size_t n = 0;
-        int opt, r;
+        int r;
 
-        optind = 0;
-        while ((opt = getopt_long(argc, argv, "+c:h", options, NULL)) >= 0) {
-                r = ctl_common_option(c, opt, optarg);
-                if (r < 0)
-                        return EXIT_USAGE;
-                if (r > 0)
-                        continue;
-                if (opt == 'h') {
-                        printf("Usage: agentctl cluster history [--json]\n\n"
-                               "One row per promotion (timeline, switch LSN, new primary, reason), newest\n"
-                               "first, from the metadata schema on the primary.\n");
-                        return EXIT_OK;
-                }
-                return ctl_fail(EXIT_USAGE, "Try 'agentctl cluster history --help'.");
-        }
-        if (optind < argc)
-                return ctl_fail(EXIT_USAGE, "cluster history: unexpected argument '%s'", argv[optind]);
+        r = ctl_parse_common_only(c, argc, argv, "cluster history", "[--json]", "One row per promotion (timeline, switch LSN, new primary, reason), newest\n"
+                                  "first, from the metadata schema on the primary.");
+        if (r >= 0)
+                return r;
         r = connect_primary(c, &conn);
         if (r != 0)
                 return r;

@@ -66,30 +66,13 @@ static void print_status(const cJSON *st) {
 }
 
 static int node_status(struct ctl *c, int argc, char **argv) {
-        static const struct option options[] = {
-                CTL_COMMON_OPTIONS,
-                {}
-        };
         _cleanup_(json_deletep) cJSON *st = NULL;
-        int opt, r;
+        int r;
 
-        optind = 0;
-        while ((opt = getopt_long(argc, argv, "+c:h", options, NULL)) >= 0) {
-                r = ctl_common_option(c, opt, optarg);
-                if (r < 0)
-                        return EXIT_USAGE;
-                if (r > 0)
-                        continue;
-                if (opt == 'h') {
-                        printf("Usage: agentctl node status [--json]\n\n"
-                               "This node as its agent sees it: agent state, leadership and renew deadline,\n"
-                               "PostgreSQL (running, accepting, recovery, timeline, LSNs, upstream), the lease.\n");
-                        return EXIT_OK;
-                }
-                return ctl_fail(EXIT_USAGE, "Try 'agentctl node status --help'.");
-        }
-        if (optind < argc)
-                return ctl_fail(EXIT_USAGE, "node status: unexpected argument '%s'", argv[optind]);
+        r = ctl_parse_common_only(c, argc, argv, "node status", "[--json]", "This node as its agent sees it: agent state, leadership and renew deadline,\n"
+                                  "PostgreSQL (running, accepting, recovery, timeline, LSNs, upstream), the lease.");
+        if (r >= 0)
+                return r;
         r = ctl_call(c, ctl_request("status"), c->timeout, false, &st);
         if (r != 0)
                 return r;

@@ -178,31 +178,15 @@ int ctl_demote_main(struct ctl *c, int argc, char **argv) {
 }
 
 int ctl_pause_main(struct ctl *c, int argc, char **argv, bool pause) {
-        static const struct option options[] = {
-                CTL_COMMON_OPTIONS,
-                {}
-        };
         _cleanup_(json_deletep) cJSON *resp = NULL;
-        int opt, r;
+        int r;
 
-        optind = 0;
-        while ((opt = getopt_long(argc, argv, "+c:h", options, NULL)) >= 0) {
-                r = ctl_common_option(c, opt, optarg);
-                if (r < 0)
-                        return EXIT_USAGE;
-                if (r > 0)
-                        continue;
-                if (opt == 'h') {
-                        printf("Usage: agentctl %s\n\n%s\n", pause ? "pause" : "resume",
-                               pause ? "Suspends automatic failover (maintenance): the Lease annotation pglease.io/paused.\n"
-                                       "The leader keeps renewing the lease; switchover still works."
-                                     : "Resumes automatic failover.");
-                        return EXIT_OK;
-                }
-                return ctl_fail(EXIT_USAGE, "Try 'agentctl %s --help'.", pause ? "pause" : "resume");
-        }
-        if (optind < argc)
-                return ctl_fail(EXIT_USAGE, "%s: unexpected argument '%s'", argv[0], argv[optind]);
+        r = ctl_parse_common_only(c, argc, argv, pause ? "pause" : "resume", "",
+                                  pause ? "Suspends automatic failover (maintenance): the Lease annotation pglease.io/paused.\n"
+                                        "The leader keeps renewing the lease; switchover still works."
+                                      : "Resumes automatic failover.");
+        if (r >= 0)
+                return r;
         r = ctl_call(c, ctl_request(pause ? "pause" : "resume"), c->timeout, false, &resp);
         if (r != 0)
                 return r;

@@ -57,6 +57,32 @@ static void help(void) {
                PGLEASE_SYSCONFDIR);
 }
 
+int ctl_parse_common_only(struct ctl *c, int argc, char **argv, const char *command, const char *args,
+                          const char *help) {
+        static const struct option options[] = {
+                CTL_COMMON_OPTIONS,
+                {}
+        };
+        int opt, r;
+
+        optind = 0;
+        while ((opt = getopt_long(argc, argv, "+c:h", options, NULL)) >= 0) {
+                r = ctl_common_option(c, opt, optarg);
+                if (r < 0)
+                        return EXIT_USAGE;
+                if (r > 0)
+                        continue;
+                if (opt == 'h') {
+                        printf("Usage: agentctl %s%s%s\n\n%s\n", command, isempty(args) ? "" : " ", strempty(args), help);
+                        return EXIT_OK;
+                }
+                return ctl_fail(EXIT_USAGE, "Try 'agentctl %s --help'.", command);
+        }
+        if (optind < argc)
+                return ctl_fail(EXIT_USAGE, "%s: unexpected argument '%s'", command, argv[optind]);
+        return -1;
+}
+
 int ctl_fail(int status, const char *fmt, ...) {
         va_list ap;
 

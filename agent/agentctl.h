@@ -45,6 +45,12 @@ enum {
  * a negative errno (message printed) when its value is bad. */
 int ctl_common_option(struct ctl *c, int opt, const char *arg);
 
+/* Parses the arguments of a command that takes only the common options:
+ * prints help (the usage line and text) for -h. Returns -1 to go on, else
+ * the exit code the command returns at once. */
+int ctl_parse_common_only(struct ctl *c, int argc, char **argv, const char *command, const char *args,
+                          const char *help);
+
 /* Prints "agentctl: <message>" on stderr; returns status. */
 int ctl_fail(int status, const char *fmt, ...) _printf_(2, 3);
 /* Exit status for a failed control_call() or direct read. */
