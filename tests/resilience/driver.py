@@ -320,11 +320,12 @@ class Run:
                 out.append(f"  {name:<18} {counts[name]}")
         out.append("")
         out.append("  #   at(s) fault              target  detail"
-                   "                 primary      healthy  outage")
+                   "                 primary       healthy (after heal)"
+                   "  outage")
         for f in faults:
             at = f.injected - self.t0 if f.injected else float("nan")
-            healthy = f"{f.healthy_after:6.1f}s" if f.healthy_after \
-                is not None else "  never"
+            healthy = f"{f.healthy_after:6.1f}s ({f.healthy_after_heal:5.1f}s)" \
+                if f.healthy_after is not None else "   never        "
             outage = checker.write_outage(writes, f)
             outage = f"{outage:5.1f}s" if outage is not None else "    -"
             change = f"{f.primary_before}->{f.primary_after}" \
@@ -332,7 +333,7 @@ class Run:
                 f"{f.primary_before} kept"
             out.append(f"  {f.index:<3} {at:6.1f} {f.name:<18} "
                        f"{f.target or '-':<7} {f.detail[:22]:<22} "
-                       f"{change:<12} {healthy} {outage}")
+                       f"{change:<12} {healthy}     {outage}")
             for note in f.notes + ([f.error] if f.error else []):
                 out.append(f"        {note}")
         by_outcome = {}

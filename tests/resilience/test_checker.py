@@ -1,0 +1,133 @@
+"""The checker's verdicts on made-up histories: each test builds the
+records a run would have left and asserts what the report must say.
+Run with: /usr/bin/python3 -m pytest tests/resilience/test_checker.py"""
+
+import os
+import sys
+import types
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import checker  # noqa: E402  pylint: disable=wrong-import-position
+
+
+def write(client, row_id, port, timeline, start, end, outcome="ok",
+          notice=None):
+    return types.SimpleNamespace(client=client, id=row_id, port=port,
+                                 timeline=timeline, start=start, end=end,
+                                 outcome=outcome, notice=notice)
+
+
+def read(client, start, count, max_id, port=1, in_recovery=False):
+    return types.SimpleNamespace(client=client, start=start, end=start + 0.01,
+                                 outcome="ok", count=count, max_id=max_id,
+                                 port=port, in_recovery=in_recovery)
+
+
+def fault(index, name, injected, healthy, missed=False):
+    return types.SimpleNamespace(
+        index=index, name=name, target="pg-0", injected=injected,
+        healed=injected + 1, healthy=healthy, healthy_bound_missed=missed,
+        healthy_after=None if healthy is None else healthy - injected)
+
+
+def test_sequential_handover_is_not_two_writers():
+    writes = [write(1, 1, 5432, 1, 0.0, 0.1), write(1, 2, 5432, 1, 0.2, 0.3),
+              write(1, 3, 5433, 2, 5.0, 5.1), write(2, 1, 5433, 2, 5.2, 5.3)]
+    assert checker.overlapping_writers(writes) == []
+    assert checker.returning_writers(writes) == []
+    assert checker.check_single_writer(writes, [], 10).ok
+
+
+def test_overlapping_acks_on_two_servers_are_a_violation():
+    writes = [write(1, 1, 5432, 1, 0.0, 1.0), write(2, 1, 5433, 2, 0.5, 0.6)]
+    pairs = checker.overlapping_writers(writes)
+    assert len(pairs) == 1
+    assert not checker.check_single_writer(writes, [], 10).ok
+
+
+def test_overlap_on_one_server_or_one_timeline_is_not_counted():
+    same_server = [write(1, 1, 5432, 1, 0.0, 1.0),
+                   write(2, 1, 5432, 2, 0.5, 0.6)]
+    assert checker.overlapping_writers(same_server) == []
+
+
+def test_old_primary_writing_again_after_the_new_one_is_a_violation():
+    writes = [write(1, 1, 5432, 1, 0.0, 0.1),
+              write(2, 1, 5433, 2, 1.0, 1.1),
+              write(1, 2, 5432, 1, 2.0, 2.1)]
+    assert len(checker.returning_writers(writes)) == 1
+    assert not checker.check_single_writer(writes, [], 10).ok
+
+
+def test_split_brain_checker_violation_fails_the_check():
+    assert not checker.check_single_writer([], [{"nodes": ["a", "b"]}],
+                                           10).ok
+
+
+def test_refused_writes_and_unknown_outcomes_are_not_losses():
+    writes = [write(1, 1, 5432, 1, 0, 0.1),
+              write(1, 2, 5432, 1, 0.2, 0.3, outcome="unknown"),
+              write(1, 3, 5432, 1, 0.4, 0.5, outcome="failed")]
+    final = {(1, 1)}
+    assert checker.check_acknowledged(writes, final, True, [], "pg-0").ok
+    assert checker.check_failed_not_committed(writes, final).ok
+    assert not checker.check_failed_not_committed(writes,
+                                                  final | {(1, 3)}).ok
+
+
+def test_sync_loss_fails_and_async_loss_is_blamed_on_the_fault():
+    writes = [write(1, 1, 5432, 1, 0, 0.1), write(1, 2, 5432, 1, 0.2, 0.3),
+              write(1, 3, 5433, 2, 9.0, 9.1)]
+    faults = [fault(1, "kill_primary_pod", 1.0, 8.0)]
+    final = {(1, 1), (1, 3)}
+    sync = checker.check_acknowledged(writes, final, True, faults, "pg-1")
+    assert not sync.ok
+    loose = checker.check_acknowledged(writes, final, False, faults, "pg-1")
+    assert loose.ok and loose.info
+    assert "#1 kill_primary_pod" in loose.details[0]
+
+
+def test_fault_for_prefers_the_fault_under_way_then_the_next_one():
+    faults = [fault(1, "a", 10.0, 20.0), fault(2, "b", 30.0, 40.0)]
+    assert checker.fault_for(15.0, faults).index == 1
+    assert checker.fault_for(25.0, faults).index == 2
+    assert checker.fault_for(45.0, faults) is None
+
+
+def test_healthy_bound():
+    ok = [fault(1, "a", 0.0, 10.0)]
+    assert checker.check_healthy_after_faults(ok, 60).ok
+    slow = [fault(1, "a", 0.0, 70.0)]
+    assert not checker.check_healthy_after_faults(slow, 60).ok
+    never = [fault(1, "a", 0.0, None, missed=True)]
+    assert not checker.check_healthy_after_faults(never, 60).ok
+
+
+def test_stale_read_on_a_primary():
+    writes = [write(1, 1, 5432, 1, 0.0, 0.1), write(1, 2, 5432, 1, 0.2, 0.3)]
+    fresh = [read(1, 0.5, 2, 2)]
+    stale = [read(1, 0.5, 1, 1)]
+    standby = [read(1, 0.5, 1, 1, in_recovery=True)]
+    assert checker.check_reads(writes, fresh, True, []).ok
+    assert not checker.check_reads(writes, stale, True, []).ok
+    assert checker.check_reads(writes, standby, True, []).ok
+    assert checker.check_reads(writes, stale, False, []).info
+
+
+def test_rejoined_needs_every_node_streaming_with_the_same_rows():
+    final = {"healthy": True, "primary": "pg-0", "rows": 10, "nodes": {
+        "pg-0": {"role": "primary", "agent": True, "supervisor": True,
+                 "rows": 10},
+        "pg-1": {"role": "replica", "agent": True, "supervisor": True,
+                 "streaming": True, "rows": 10}}}
+    assert checker.check_rejoined(final).ok
+    final["nodes"]["pg-1"]["rows"] = 9
+    assert not checker.check_rejoined(final).ok
+
+
+def test_write_outage_is_the_longest_gap_without_an_ack():
+    writes = [write(1, i, 5432, 1, t - 0.05, t) for i, t in
+              enumerate([1.0, 1.5, 6.0, 6.5], 1)]
+    f = fault(1, "a", 1.2, 7.0)
+    assert abs(checker.write_outage(writes, f) - 4.5) < 1e-9
