@@ -180,6 +180,13 @@ def check_healthy_after_faults(faults, bound):
     details = [f"{_fault_name(f)}: healthy after "
                + (f"{f.healthy_after:.1f}s" if f.healthy_after is not None
                   else "never") for f in missed]
+    relapsed = [f for f in faults if getattr(f, "relapses", None)]
+    if relapsed:
+        summary += (f"; {len(relapsed)} became unhealthy again after they "
+                    "were healthy")
+        details += [f"{_fault_name(f)}: unhealthy again {a:.1f}s after "
+                    f"healthy, healthy {b:.1f}s later"
+                    for f in relapsed for a, b in f.relapses]
     return Check(f"healthy within {bound:g}s of every fault", not missed,
                  summary, details)
 
@@ -283,3 +290,24 @@ def write_outage(writes, fault):
                   and lo <= w.end <= hi)
     points = [lo] + ends + [hi]
     return max(b - a for a, b in zip(points, points[1:]))
+
+
+def check_planned(faults):
+    """Planned operations (switchover, the pre-stop demote) either happen
+    or are refused; none may stay pending on the Lease after agentctl gave
+    up, to fire later by surprise."""
+    failed = [f for f in faults if getattr(f, "planned", None)]
+    pending = [f for f in failed if f.planned.get("pending")]
+    details = [f"{_fault_name(f)}: agentctl {f.planned['op']} exit "
+               f"{f.planned['exit']}"
+               + (f", request still pending: {f.planned['pending']}"
+                  if f.planned.get("pending") else
+                  ", request gone from the Lease")
+               + f", synchronous set {f.planned.get('sync')}"
+               for f in failed]
+    total = sum(1 for f in faults if f.name in ("switchover",
+                                                "prestop_demote"))
+    return Check("no planned operation left pending", not pending,
+                 f"{total - len(failed)} of {total} switchovers and "
+                 f"pre-stop demotes succeeded, {len(failed)} did not "
+                 f"({len(pending)} left pending on the Lease)", details)

@@ -35,6 +35,17 @@ CREATE_TABLE = (
     "at timestamptz NOT NULL DEFAULT clock_timestamp(), "
     "PRIMARY KEY (client, id))")
 
+# One row the nemesis bumps on the primary and waits to see on every
+# standby: "streaming" in pg_stat_wal_receiver is not proof that WAL flows.
+PROBE_TABLE = "resilience_probe"
+CREATE_PROBE = (f"CREATE TABLE IF NOT EXISTS {PROBE_TABLE} ("
+                "k int PRIMARY KEY, v bigint NOT NULL)")
+BUMP_PROBE = (
+    "SET synchronous_commit = local; "
+    f"INSERT INTO {PROBE_TABLE} (k, v) VALUES (1, 1) ON CONFLICT (k) "
+    f"DO UPDATE SET v = {PROBE_TABLE}.v + 1 RETURNING v")
+READ_PROBE = f"SELECT coalesce(max(v), 0) FROM {PROBE_TABLE} WHERE k = 1"
+
 INSERT = (
     f"INSERT INTO {TABLE} (client, id) VALUES (%s, %s) "
     "RETURNING inet_server_port(), "
@@ -289,6 +300,7 @@ def ensure_table(cluster, timeout=60):
         if primary is not None:
             try:
                 primary.sql(CREATE_TABLE)
+                primary.sql(CREATE_PROBE)
                 break
             except psycopg2.Error:
                 pass
@@ -296,14 +308,18 @@ def ensure_table(cluster, timeout=60):
             raise TimeoutError("no primary to create the table on")
         time.sleep(0.2)
 
-    def has_table(node):
+    def has_table(node, table=TABLE):
         try:
             return node.sql("SELECT to_regclass(%s) IS NOT NULL",
-                            (TABLE,))[0][0]
+                            (table,))[0][0]
         except psycopg2.Error:
             return False
 
-    while not all(has_table(node) for node in cluster.nodes):
+    def has_probe(node):
+        return has_table(node, PROBE_TABLE)
+
+    while not all(has_table(node) and has_probe(node)
+                  for node in cluster.nodes):
         if time.monotonic() >= deadline:
             raise TimeoutError(f"{TABLE} did not reach every node")
         time.sleep(0.2)

@@ -180,6 +180,12 @@ class Run:
         primary = self.nemesis.wait_healthy(30) if not self.final.get(
             "error") else cluster.healthy()
         self.final["healthy"] = primary is not None
+        if primary is None:
+            # Not healthy: judge the data on the one writable server, if any.
+            try:
+                primary = cluster.primary()
+            except cluster_mod.ClusterError:
+                primary = None
         self.final["primary"] = primary.name if primary else None
         nodes = {}
         if primary is not None:
@@ -284,6 +290,7 @@ class Run:
                                     self.nemesis.shutdown_statuses,
                                     self.sanitizer_hits),
             checker.check_reads(writes, self.reads(), sync, faults),
+            checker.check_planned(faults),
         ]
         crashed = [c for c in self.clients if c.crashed]
         if crashed:
@@ -379,6 +386,16 @@ class Run:
             json.dump(data, handle, default=str)
 
 
+def prune_workdir(path):
+    """After a passing run: remove the data directories and the staged
+    programs, keep the logs (evidence for anything the report noted)."""
+    for root, dirs, _ in os.walk(path):
+        for name in list(dirs):
+            if name in ("data", "bin", "secrets"):
+                shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+                dirs.remove(name)
+
+
 def _terminate(signum, frame):
     del frame
     raise SystemExit(128 + signum)
@@ -425,7 +442,8 @@ def main(argv=None):
         if run.reaper is not None:
             run.reaper.kill_all()
         if run.workdir and passed and not args.keep:
-            shutil.rmtree(run.workdir, ignore_errors=True)
+            prune_workdir(run.workdir)
+            print(f"node logs kept in {run.workdir}")
         elif run.workdir:
             print(f"work directory: {run.workdir}")
     return status

@@ -15,8 +15,12 @@ import time
 
 import psycopg2
 
+import clients
 import cluster as cluster_mod  # tests/integration/cluster.py
 import kubeemu
+
+SWITCHOVER_ANNOTATION = "pglease.io/switchover"
+SYNC_ANNOTATION = "pglease.io/sync"
 
 # name -> weight. Each one is a method _fault_<name> of Nemesis.
 FAULTS = {
@@ -51,6 +55,8 @@ class FaultRecord:
         self.healthy_bound_missed = False
         self.notes = []
         self.error = None
+        self.planned = None         # a planned operation that did not succeed
+        self.relapses = []          # (seconds after healthy, seconds to heal)
 
     @property
     def healthy_after(self):
@@ -110,6 +116,7 @@ class Nemesis:
         self.crashes = []
         self.shutdown_statuses = []     # (node, what, exit status) on SIGTERM
         self.aborted = None
+        self.lagging = None         # a standby the last probe did not reach
         self._current = None
         self._stop = threading.Event()
 
@@ -127,6 +134,7 @@ class Nemesis:
                 break
             self._pause(gap)
             try:
+                self._relapse()
                 self.inject(name)
             except RunAborted as exc:
                 self.aborted = str(exc)
@@ -143,8 +151,41 @@ class Nemesis:
             self.check_processes()
             time.sleep(min(0.2, max(0.0, end - time.monotonic())))
 
+    def _relapse(self):
+        """A fault's effect may land after the cluster was found healthy
+        (a fence at the renew deadline just after an API fault ended):
+        then the last fault is not over, and the next waits for it."""
+        if not self.records or self.healthy_now() is not None:
+            return
+        record = self.records[-1]
+        since = time.monotonic() - (record.healthy or time.monotonic())
+        self.log(f"#{record.index} {record.name}: unhealthy again {since:.1f}s"
+                 " after it was healthy:\n" + self._describe())
+        self._current = record
+        started = time.monotonic()
+        primary = self.wait_healthy(self.healthy_bound)
+        if primary is None:
+            self.heal_all()
+            primary = self.wait_healthy(self.rescue_bound)
+        self._current = None
+        if primary is None:
+            record.healthy_bound_missed = True
+            raise RunAborted(f"not healthy again after fault #{record.index} "
+                             f"({record.name}):\n" + self._describe())
+        record.relapses.append((since, time.monotonic() - started))
+        record.notes.append(
+            f"unhealthy again {since:.1f}s after healthy, for "
+            f"{time.monotonic() - started:.1f}s (primary then "
+            f"{primary.name})")
+        record.primary_after = primary.name
+
     def inject(self, name):
-        primary = self.cluster.healthy()
+        primary = self.healthy_now()
+        if primary is None:
+            primary = self.wait_healthy(self.healthy_bound)
+        if primary is None:
+            raise RunAborted(f"not healthy before fault {name}:\n"
+                             + self._describe())
         record = FaultRecord(len(self.records) + 1, name,
                              primary.name if primary else None)
         self.records.append(record)
@@ -191,15 +232,49 @@ class Nemesis:
 
     def _describe(self):
         try:
-            return self.cluster.describe()
+            text = self.cluster.describe()
         except Exception as exc:  # pylint: disable=broad-except
             return f"(cannot describe: {exc!r})"
+        if self.lagging:
+            text += (f"\n{self.lagging}: the last probe row written on the "
+                     "primary did not reach it")
+        return text
 
     def healthy_now(self):
+        """The primary if LocalCluster.healthy() and a row written on the
+        primary now reaches every standby within a few seconds."""
         try:
-            return self.cluster.healthy()
+            primary = self.cluster.healthy()
         except (OSError, kubeemu.EmulatorError, cluster_mod.ClusterError):
             return None
+        if primary is None or not self.replicates(primary):
+            return None
+        return primary
+
+    def replicates(self, primary, timeout=5.0):
+        """Bump the probe row on the primary and wait until every other
+        node has replayed it."""
+        try:
+            rows = primary.sql(clients.BUMP_PROBE)
+        except psycopg2.Error:
+            return False
+        value = rows[0][0]
+        deadline = time.monotonic() + timeout
+        for node in self.cluster.nodes:
+            if node is primary:
+                continue
+            while True:
+                try:
+                    if node.sql(clients.READ_PROBE)[0][0] >= value:
+                        break
+                except psycopg2.Error:
+                    pass
+                if time.monotonic() >= deadline:
+                    self.lagging = node.name
+                    return False
+                time.sleep(0.05)
+        self.lagging = None
+        return True
 
     def wait_healthy(self, timeout):
         """The primary once the cluster is healthy, None after `timeout`."""
@@ -367,13 +442,36 @@ class Nemesis:
         args = ["switchover", "--wait", "--timeout", "30"]
         if target is not None:
             args += ["--to", target.name]
-        self._agentctl(record, primary, *args)
+        result = self._agentctl(record, primary, *args)
         record.healed = time.monotonic()
+        if result.returncode != 0:
+            # Did the leader refuse it (and clear the request) or is it
+            # still pending on the Lease, to be acted on later?
+            lease = self.cluster.lease() or {}
+            pending = (lease.get("annotations") or {}).get(
+                SWITCHOVER_ANNOTATION)
+            record.planned = {"op": "switchover", "exit": result.returncode,
+                              "pending": pending, "sync": self._sync_set()}
+            record.notes.append(
+                f"request still on the Lease: {pending}" if pending else
+                "request no longer on the Lease; no new primary "
+                f"(published synchronous set: {record.planned['sync']})")
+
+    def _sync_set(self):
+        try:
+            lease = self.cluster.lease() or {}
+        except (OSError, kubeemu.EmulatorError):
+            return None
+        return (lease.get("annotations") or {}).get(SYNC_ANNOTATION)
 
     def _fault_prestop_demote(self, record, primary, standbys):
         del standbys
         self._start(record, primary, "primary")
-        self._agentctl(record, primary, "demote", "--wait", "--timeout", "20")
+        result = self._agentctl(record, primary, "demote", "--wait",
+                                "--timeout", "20")
+        if result.returncode != 0:
+            record.planned = {"op": "demote", "exit": result.returncode,
+                              "sync": self._sync_set()}
         # Then the kubelet sends SIGTERM to the containers, and the
         # StatefulSet controller recreates the pod.
         for what, stop in (("agent", primary.stop_agent),
