@@ -562,6 +562,30 @@ class Node:
     def pod(self):
         return self.cluster.pods().get(self.name)
 
+    def member_status(self):
+        """The agent's member record (the pglease.io/status annotation of
+        its Pod) as a dict, or {} while there is none."""
+        pod = self.pod() or {}
+        text = pod.get("metadata", {}).get("annotations", {}).get(
+            "pglease.io/status")
+        try:
+            return json.loads(text) if text else {}
+        except ValueError:
+            return {}
+
+    def agent_state(self):
+        """The agent's own state (starting, replica, candidate, primary,
+        fenced...) from its last `state` event since it last started, or
+        None before it started."""
+        state = None
+        for entry in self.agent_log():
+            event = entry.get("event")
+            if event == "start":
+                state = "starting"
+            elif event == "state" and "->" in entry.get("msg", ""):
+                state = entry["msg"].rsplit("->", 1)[1].strip()
+        return state
+
     def role_label(self):
         pod = self.pod() or {}
         return pod.get("metadata", {}).get("labels", {}).get(ROLE_LABEL)

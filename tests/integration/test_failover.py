@@ -119,6 +119,15 @@ class Scenario:
             self._has_table(n) for n in cluster.nodes), 30,
               f"{name}: the writer's table on every node and 20 writes",
               describe=self._describe)
+        # The agents too have settled: the failure hits a primary whose
+        # agent knows it is one (a holder still "starting" never hands
+        # over: reported), not one that has just been elected.
+        _wait(lambda: all(n.agent_state() == (
+            "primary" if n is self.old else "replica")
+            for n in cluster.nodes), 30,
+              f"{name}: every agent publishing its state",
+              describe=lambda: self._describe() + "\nstates: " + str(
+                  {n.name: n.agent_state() for n in cluster.nodes}))
 
     def _has_table(self, node):
         try:
