@@ -6,8 +6,8 @@ agents, against the Kubernetes API emulator (tests/integration/cluster.py).
 
 The scenarios share one cluster (test timings: lease 4 s, renew deadline
 3 s, retry 1 s) in which pg-2 is tagged `nofailover`; each waits for the
-cluster to be healthy first, and the last one (no standby left to take
-over) leaves it broken. A writer inserts rows through whichever node the
+cluster to be healthy first. The last one (no standby left to take over)
+runs on a cluster of its own. A writer inserts rows through whichever node the
 Lease names, and a split-brain checker asks every server ten times a second
 whether it accepts writes. A planned hand-over must lose no acknowledged
 row even though replication is asynchronous: the old primary stops fast
@@ -18,6 +18,7 @@ The write-unavailable window (the longest time between two acknowledged
 writes around the hand-over) is printed at the end of the module;
 bench/switchover.py measures it over several runs."""
 
+import json
 import os
 import threading
 import time
@@ -155,6 +156,22 @@ def settled_members(cluster):
         "annotations", {}).get("pglease.io/status") for n in cluster.nodes)
 
 
+def agent_sees_unfit(node):
+    """True once `node`'s agent (`agentctl cluster show --json`, its own
+    view of the member records, which switchover checks a target against)
+    knows every member's host and that UNFIT is tagged nofailover."""
+    result = node.agentctl("cluster", "show", "--json")
+    if result.returncode != 0:
+        return False
+    try:
+        members = {m["name"]: m for m in json.loads(result.stdout)["members"]}
+    except (ValueError, KeyError, TypeError):
+        return False
+    return len(members) == len(node.cluster.nodes) and \
+        all(m.get("host") for m in members.values()) and \
+        members.get(UNFIT, {}).get("nofailover") is True
+
+
 def check_loss_and_rejoin(cluster, load, history, old, new, since):
     """No acknowledged row missing on `new`, no write acknowledged by the
     old primary after the new one acknowledged one."""
@@ -233,9 +250,9 @@ def test_switchover_to_a_nofailover_member_is_refused_and_changes_nothing(
         shared):
     cluster = shared
     primary = cluster.wait_healthy(HEALTHY_TIMEOUT)
-    _wait(lambda: settled_members(cluster), 30,
-          "every member's status record on its Pod",
-          describe=cluster.describe)
+    _wait(lambda: agent_sees_unfit(primary), 30,
+          f"{primary.name}'s agent to know every member, {UNFIT} as "
+          "nofailover", describe=cluster.describe)
     before = cluster.lease()
     result = primary.agentctl("switchover", "--to", UNFIT, "--wait",
                               "--timeout", "10", timeout=40)
@@ -254,6 +271,11 @@ def test_switchover_to_a_nofailover_member_is_refused_and_changes_nothing(
         assert primary.is_primary(), cluster.describe()
         time.sleep(0.2)
     assert cluster.wait_healthy(HEALTHY_TIMEOUT) is primary
+    RESULTS.append({"name": "refused", "old": primary.name,
+                    "new": primary.name, "window": 0.0, "command": 0.0,
+                    "acked": 0, "lost": 0, "unknown": 0,
+                    "note": f"exit {result.returncode}: "
+                            f"{result.stderr.strip()}"})
 
 
 def test_switchover_under_writes_loses_no_acknowledged_row_and_old_primary_follows(  # noqa: E501
@@ -362,9 +384,9 @@ def test_paused_cluster_does_not_fail_over_until_resumed(shared):
 
 
 def test_demote_without_a_fit_standby_fences_and_releases_at_the_deadline(
-        shared):
-    """Last: it leaves no primary behind."""
-    cluster = shared
+        cluster_factory):
+    """On a cluster of its own: it leaves no primary behind."""
+    cluster = cluster_factory(settings=SETTINGS)
     old = cluster.wait_healthy(HEALTHY_TIMEOUT)
     for node in cluster.nodes:
         if node is not old:
