@@ -42,10 +42,14 @@ static void observe_record(struct election *e, struct dcs_leader *l, usec_t now)
 
 int election_observe(struct election *e, char **reterr_msg) {
         struct dcs_leader *l = NULL;
-        usec_t now = clock_now(e->clock);
+        usec_t now = clock_now(e->clock), deadline = now + e->api_timeout;
         int r;
 
-        r = e->dcs->ops->leader_get(e->dcs->userdata, now + e->api_timeout, &l, reterr_msg);
+        /* The holder must be able to judge its loss on time (safety rule
+         * 1): its read never outlasts its renew deadline. */
+        if (e->leader)
+                deadline = MIN(deadline, MAX(e->last_renew_sent + e->renew_deadline, now + USEC_PER_MSEC));
+        r = e->dcs->ops->leader_get(e->dcs->userdata, deadline, &l, reterr_msg);
         if (r == -ENOENT) {
                 e->observed = dcs_leader_free(e->observed);
                 if (!e->observed_missing)

@@ -495,10 +495,6 @@ def test_kubectl_shows_the_lease_with_microtime(cluster):
     cluster.assert_never_two_leaders()
 
 
-@pytest.mark.xfail(strict=True, reason="the holder stops leading without "
-                   "logging 'fence' when a read shows another holder "
-                   "(election_observe clears e->leader before the "
-                   "election-only tick looks at it)")
 def test_holder_logs_the_loss_when_another_writer_takes_the_lease(cluster):
     leader = first_leader(cluster)
     time.sleep(RETRY_PERIOD)
@@ -513,10 +509,6 @@ def test_holder_logs_the_loss_when_another_writer_takes_the_lease(cluster):
     assert cluster.holder() == "pg-other"
 
 
-@pytest.mark.xfail(strict=True, reason="the loss is checked only after the "
-                   "tick's read, which can block for api_timeout: the holder "
-                   "fences at renew_deadline + api_timeout (4.5s here), past "
-                   "lease_duration, and followers may already have taken it")
 def test_hung_api_server_fences_the_holder_within_the_lease_duration(make_cluster):
     cluster = make_cluster(api_timeout=1.5)
     fenced_at, _, last_renewal, _, _ = cut_off_holder(cluster, "hang")
