@@ -9,6 +9,7 @@ should run (the agent, the run-postgres supervisor) is a crash: it is
 recorded with its exit status and log tail, and restarted, as the kubelet
 restarts a container."""
 
+import shutil
 import subprocess
 import threading
 import time
@@ -166,6 +167,7 @@ class Nemesis:
         primary = self.wait_healthy(self.healthy_bound)
         if primary is None:
             self.heal_all()
+            self._reclone_stuck(record)
             primary = self.wait_healthy(self.rescue_bound)
         self._current = None
         if primary is None:
@@ -214,6 +216,7 @@ class Nemesis:
                      f"{self.healthy_bound:g}s of the fault:\n"
                      + self._describe())
             self.heal_all()
+            self._reclone_stuck(record)
             primary = self.wait_healthy(self.rescue_bound)
             if primary is None:
                 raise RunAborted(
@@ -327,6 +330,29 @@ class Nemesis:
         for node in self.cluster.nodes:
             if not node.want_agent and not node.want_supervisor:
                 self._start_pod(node)
+
+    def _reclone_stuck(self, record):
+        """What an operator does about a standby that never streams again:
+        delete its pod and its volume, so that it is cloned afresh. Only
+        when a primary holds the lease and the other nodes are fine; the
+        fault has already failed its bound, this keeps the run going."""
+        try:
+            primary = self.cluster.primary()
+            if primary is None or \
+                    self.cluster.lease_holder() != primary.name:
+                return
+        except (cluster_mod.ClusterError, OSError, kubeemu.EmulatorError):
+            return
+        stuck = [n for n in self.cluster.nodes if n is not primary and (
+            n.name == self.lagging or not n.is_streaming_from(primary))]
+        for node in stuck:
+            self.log(f"#{record.index}: {node.name} does not replicate from "
+                     f"{primary.name}: re-cloning it (pod and volume deleted)")
+            record.notes.append(f"{node.name} stuck, re-cloned by the "
+                                "operator")
+            node.kill_pod()
+            shutil.rmtree(node.data_dir, ignore_errors=True)
+            self._start_pod(node)
 
     def _start_pod(self, node):
         """Start a pod again as Kubernetes does: the init container first."""
