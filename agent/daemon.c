@@ -150,9 +150,11 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
         agent_tick(a, now, now > usec ? now - usec : 0);
         if (a->stopping)
                 return 0;
-        /* Re-armed from now, not from the scheduled time: after a stall the
-         * loop takes one tick, not a burst of catch-up ticks. */
-        r = sd_event_source_set_time(s, now + next_tick_delay(a));
+        /* Re-armed from the end of this tick, not from the scheduled time:
+         * after a stall the loop takes one tick, not a burst of catch-up
+         * ticks, and a tick that took long (a fence, a probe, a start) does
+         * not make the next one look late (TILT). */
+        r = sd_event_source_set_time(s, clock_now(a->clock) + next_tick_delay(a));
         if (r >= 0)
                 r = sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
         if (r < 0)
@@ -329,6 +331,7 @@ void agent_tick(struct agent *a, usec_t now, usec_t late) {
                 election_tick(a, now);
                 return;
         }
+        a->node.tick_started = now;
         for (int round = 0; round < TICK_ROUNDS; round++) {
                 struct observation o = {};
                 struct action_list l = {};

@@ -486,14 +486,6 @@ static void release(struct action_list *l, const char *successor, uint64_t lsn) 
 static int decide_holder_down(const struct observation *o, struct agent_state *s, usec_t now, struct action_list *l) {
         const char *successor;
 
-        if (s->kind != AGENT_PRIMARY && s->kind != AGENT_PROMOTING) {
-                /* Safety rule 3 allows starting as a primary while we hold
-                 * the lease; the data directory says what it becomes. */
-                renew(l, o);
-                if (!o->pg_running)
-                        push(l, ACTION_START, NULL);
-                return 0;
-        }
         if (s->primary_down_since == 0) {
                 s->primary_down_since = now;
                 emit(l, LOG_LEVEL_WARNING, "primary-down", "PostgreSQL is not accepting connections; waiting up to %" PRIu64 "s for it to come back",
@@ -501,7 +493,10 @@ static int decide_holder_down(const struct observation *o, struct agent_state *s
         }
         if (now - s->primary_down_since < s->opt.primary_start_timeout) {
                 renew(l, o);
-                if (!o->pg_running && o->pg_held)
+                /* Safety rule 3 allows starting as a primary while we hold
+                 * the lease; the data directory says what it becomes. A
+                 * primary that crashed is restarted by its supervisor. */
+                if (!o->pg_running && (o->pg_held || (s->kind != AGENT_PRIMARY && s->kind != AGENT_PROMOTING)))
                         push(l, ACTION_START, NULL);
                 return 0;
         }

@@ -191,6 +191,7 @@ void node_done(struct node *n) {
         free(n->rewind_password_file);
         free(n->sql_dir);
         free(n->last_published);
+        strv_free(n->probe_unreachable);
         *n = (struct node) {};
 }
 

@@ -42,7 +42,9 @@ struct node {
         usec_t last_nodes;
         usec_t last_publish;
         char *last_published;         /* JSON of the last member record written */
-        usec_t tick_started;
+        usec_t tick_started;          /* set by the agent at the start of each tick */
+        usec_t probe_tick;            /* the tick probe_unreachable belongs to */
+        char **probe_unreachable;     /* peers whose probe failed in this tick */
 
         /* Called when a pre-stop demote finished (the agent's control
          * socket answers the waiting hook). */

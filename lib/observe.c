@@ -1,6 +1,7 @@
 /* observe.c: one snapshot of the local node and the cluster, taken at the
  * start of a tick: the local Postgres, the leader lease, the member records
  * and, when a failover is possible, the peers' Postgres servers. */
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -214,7 +215,7 @@ static int observe_members(struct node *n, struct observation *o, usec_t now) {
 
 /* Safety rule 2 compares with what the peers' servers say now, not with
  * their last published record: probe each one, with a short timeout. */
-static void probe_peer(struct node *n, struct peer_observation *p) {
+static void probe_peer(const struct node *n, struct peer_observation *p) {
         _cleanup_(pgconn_closep) PGconn *c = NULL;
         _cleanup_free_ char *ci = NULL;
         struct pg_node_status st = {};
@@ -235,6 +236,60 @@ static void probe_peer(struct node *n, struct peer_observation *p) {
         pg_node_status_done(&st);
 }
 
+struct probe_job {
+        const struct node *node;
+        struct peer_observation *peer;
+        pthread_t thread;
+        bool started;
+};
+
+static void *probe_thread(void *userdata) {
+        struct probe_job *j = userdata;
+
+        probe_peer(j->node, j->peer);
+        return NULL;
+}
+
+static bool probe_failed_this_tick(const struct node *n, const char *name) {
+        for (char **i = n->probe_unreachable; i && *i; i++)
+                if (streq(*i, name))
+                        return true;
+        return false;
+}
+
+/* All peers at once, each in its own thread: a frozen peer (its kernel
+ * accepts the connection, nobody answers) costs one connect timeout, not
+ * one per peer. A peer found unreachable earlier in the same tick is not
+ * probed again. */
+static void probe_peers(struct node *n, struct observation *o) {
+        _cleanup_free_ struct probe_job *jobs = NULL;
+
+        if (n->probe_tick != n->tick_started) {
+                strv_free(n->probe_unreachable);
+                n->probe_unreachable = NULL;
+                n->probe_tick = n->tick_started;
+        }
+        jobs = calloc(o->n_peers ? o->n_peers : 1, sizeof *jobs);
+        if (!jobs)
+                return;
+        for (size_t i = 0; i < o->n_peers; i++) {
+                jobs[i] = (struct probe_job) { .node = n, .peer = &o->peers[i] };
+                if (probe_failed_this_tick(n, o->peers[i].name)) {
+                        o->peers[i].probed = true;
+                        continue;
+                }
+                jobs[i].started = pthread_create(&jobs[i].thread, NULL, probe_thread, &jobs[i]) == 0;
+                if (!jobs[i].started)
+                        probe_peer(n, &o->peers[i]);
+        }
+        for (size_t i = 0; i < o->n_peers; i++) {
+                if (jobs[i].started)
+                        (void) pthread_join(jobs[i].thread, NULL);
+                if (o->peers[i].probed && !o->peers[i].reachable && !probe_failed_this_tick(n, o->peers[i].name))
+                        (void) strv_extend(&n->probe_unreachable, o->peers[i].name);
+        }
+}
+
 /* Peers are probed only when a decision needs them: a free lease, a lease
  * we just took as a standby, or a primary that may have to hand over. */
 static bool need_probe(const struct observation *o) {
@@ -245,7 +300,7 @@ static bool need_probe(const struct observation *o) {
         return !isempty(o->switchover) && o->lease_held_by_us;
 }
 
-int observe(struct node *n, usec_t now, usec_t tick_late, bool probe_peers, struct observation *ret) {
+int observe(struct node *n, usec_t now, usec_t tick_late, bool want_probes, struct observation *ret) {
         struct observation o = { .now = now, .tick_late = tick_late };
         int r;
 
@@ -256,9 +311,8 @@ int observe(struct node *n, usec_t now, usec_t tick_late, bool probe_peers, stru
         r = observe_members(n, &o, now);
         if (r == -ENOMEM)
                 goto fail;
-        if (probe_peers || need_probe(&o))
-                for (size_t i = 0; i < o.n_peers; i++)
-                        probe_peer(n, &o.peers[i]);
+        if (want_probes || need_probe(&o))
+                probe_peers(n, &o);
         *ret = o;
         return 0;
 fail:

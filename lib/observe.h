@@ -93,8 +93,8 @@ int observe_parse_sync_names(const char *value, char ***ret);
 struct node;
 /* Takes the snapshot. Failures to reach Postgres, the API server or a peer
  * are facts recorded in the observation, not errors; only -ENOMEM fails. */
-/* probe_peers: the caller's own reason to probe every peer (a pre-stop
+/* want_probes: the caller's own reason to probe every peer (a pre-stop
  * demote looking for a successor). */
-int observe(struct node *n, usec_t now, usec_t tick_late, bool probe_peers, struct observation *ret);
+int observe(struct node *n, usec_t now, usec_t tick_late, bool want_probes, struct observation *ret);
 
 #endif

@@ -404,8 +404,64 @@ static int fence_system_hold(void *userdata, const char *run_dir, const char *re
         return pgctl_hold_set(run_dir, reason);
 }
 
+/* The descendants of pid, from /proc (ppid is field 4 of /proc/N/stat,
+ * after the parenthesised command name, which may hold spaces). */
+static size_t descendants(pid_t root, pid_t *ret, size_t max) {
+        size_t n = 0, scanned = 0;
+        bool grew = true;
+
+        while (grew && n < max) {
+                DIR *d = opendir("/proc");
+                struct dirent *de;
+
+                grew = false;
+                if (!d)
+                        break;
+                while ((de = readdir(d)) && n < max) {
+                        _cleanup_free_ char *path = NULL, *text = NULL;
+                        char *close_paren;
+                        pid_t pid, ppid;
+                        bool known = false;
+
+                        pid = (pid_t) atoi(de->d_name);
+                        if (pid <= 0 || pid == root)
+                                continue;
+                        for (size_t i = 0; i < n && !known; i++)
+                                known = ret[i] == pid;
+                        if (known)
+                                continue;
+                        path = strdup_printf("/proc/%d/stat", (int) pid);
+                        if (!path || read_full_file(path, &text, NULL) < 0)
+                                continue;
+                        close_paren = strrchr(text, ')');
+                        if (!close_paren || sscanf(close_paren + 1, " %*c %d", &ppid) != 1)
+                                continue;
+                        bool ours = ppid == root;
+                        for (size_t i = 0; i < n && !ours; i++)
+                                ours = ppid == ret[i];
+                        if (ours) {
+                                ret[n++] = pid;
+                                grew = true;
+                        }
+                }
+                closedir(d);
+                if (++scanned > 8)
+                        break;
+        }
+        return n;
+}
+
+/* A fence kills the postmaster and every one of its processes with
+ * SIGKILL: unlike SIGQUIT it works on stopped processes, so a frozen
+ * primary's backends cannot commit one more write when they resume. */
 static int fence_system_kill(void *userdata, pid_t pid, int sig) {
-        return kill(pid, sig) < 0 ? -errno : 0;
+        pid_t tree[1024];
+        size_t n = sig == SIGKILL ? descendants(pid, tree, ELEMENTSOF(tree)) : 0;
+        int r = kill(pid, sig) < 0 ? -errno : 0;
+
+        for (size_t i = 0; i < n; i++)
+                (void) kill(tree[i], SIGKILL);
+        return r;
 }
 
 static int fence_system_lease_remove(void *userdata, const char *run_dir) {
@@ -432,7 +488,7 @@ int supervisor_fence(struct supervisor *s, usec_t now) {
         marker = !isempty(s->config->data_dir) ? ops->write_standby_marker(ud, s->config->data_dir) : -EDESTADDRREQ;
         hold = ops->hold_set(ud, s->config->run_dir, "lease-expired");
         if (pid > 0) {
-                killed = ops->kill(ud, pid, SIGQUIT);
+                killed = ops->kill(ud, pid, SIGKILL);
                 if (s->phase == SUPERVISOR_STOPPING)
                         s->escalated = true;
         }
@@ -445,8 +501,8 @@ int supervisor_fence(struct supervisor *s, usec_t now) {
                 marker == -EDESTADDRREQ ? strdup(PGCTL_STANDBY_MARKER " NOT written: data directory unknown") :
                 strdup_printf(PGCTL_STANDBY_MARKER " NOT written: %s", strerror(-marker));
         hold_text = hold >= 0 ? strdup("held") : strdup_printf("hold NOT set: %s", strerror(-hold));
-        kill_text = pid <= 0 ? strdup("") : killed >= 0 ? strdup_printf("; sent SIGQUIT to pid %d", (int) pid) :
-                strdup_printf("; SIGQUIT to pid %d failed: %s", (int) pid, strerror(-killed));
+        kill_text = pid <= 0 ? strdup("") : killed >= 0 ? strdup_printf("; sent SIGKILL to pid %d and its processes", (int) pid) :
+                strdup_printf("; SIGKILL to pid %d failed: %s", (int) pid, strerror(-killed));
         slog(s, "lease expired at %s without renewal: %s postgres (%s, %s)%s%s%s",
              format_monotonic(s->lease_spent, now).text, pid > 0 ? "fenced" : "not starting",
              strempty(marker_text), strempty(hold_text), strempty(kill_text),

@@ -363,7 +363,7 @@ def test_expired_lease_fences_primary_marker_first_and_holds_it_down(
     log = supervised.log_text()
     assert "without renewal: fenced postgres (standby.signal written, " \
         "held)" in log, log
-    assert f"sent SIGQUIT to pid {pid}" in log
+    assert f"sent SIGKILL to pid {pid} and its processes" in log
     assert f"postgres pid {pid} was killed by signal" in log or \
         f"postgres pid {pid} exited" in log
     wait_for(lambda: supervised.state()["phase"] == "held", 10,

@@ -824,6 +824,32 @@ static void test_standby_that_cannot_follow_a_new_timeline_is_rewound(void **sta
         agent_state_done(&s);
 }
 
+static void test_starting_holder_whose_postgres_never_comes_up_releases(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+
+        state_for(&s, "pg-1");
+        primary_view(&o);
+        o.pg_accepting = false;
+        o.pg_running = false;
+        o.peers[1].reachable = true;
+        o.peers[1].in_recovery = true;
+        o.peers[1].timeline = 2;
+        decide(&o, &s, T0, &l);
+        assert_true(action_list_has(&l, ACTION_START));
+        assert_false(action_list_has(&l, ACTION_RELEASE));
+        action_list_done(&l);
+        decide(&o, &s, T0 + 10 * SEC, &l);
+        const struct action *a = action_list_find(&l, ACTION_RELEASE);
+        assert_non_null(a);
+        assert_string_equal(a->target, "pg-2");
+        assert_true(action_list_has(&l, ACTION_FENCE));
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_replica_follows_the_leader),
@@ -855,6 +881,7 @@ int main(void) {
                 cmocka_unit_test(test_demote_without_successor_fences_at_the_deadline),
                 cmocka_unit_test(test_demote_on_a_standby_stops_it_and_keeps_it_down),
                 cmocka_unit_test(test_standby_that_cannot_follow_a_new_timeline_is_rewound),
+                cmocka_unit_test(test_starting_holder_whose_postgres_never_comes_up_releases),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,7 +19,7 @@
 #define KILLED(sig) W_EXITCODE(0, sig)
 
 /* The fence steps as they were taken, in order: "marker:/data",
- * "hold:/run:lease-expired", "kill:100:3", "lease_remove:/run". */
+ * "hold:/run:lease-expired", "kill:100:9", "lease_remove:/run". */
 #define MAX_STEPS 16
 
 struct fixture {
@@ -370,7 +370,7 @@ static void test_lease_pushed_forward_never_fences(void **state) {
 static void test_fences_when_renew_deadline_passes(void **state) {
         struct fixture *f = *state;
         static const char *const want[] = {
-                "marker:/data", "hold:/run:lease-expired", "kill:100:3", "lease_remove:/run",
+                "marker:/data", "hold:/run:lease-expired", "kill:100:9", "lease_remove:/run",
         };
         usec_t expiry;
 
@@ -385,7 +385,7 @@ static void test_fences_when_renew_deadline_passes(void **state) {
         assert_steps(f, want, ELEMENTSOF(want));
         assert_non_null(strstr(f->last_log, "lease expired at 1002.000s"));
         assert_non_null(strstr(f->last_log, "without renewal: fenced postgres (standby.signal written, held); "
-                                            "sent SIGQUIT to pid 100"));
+                                            "sent SIGKILL to pid 100 and its processes"));
         assert_int_equal(f->s.fences, 1);
 
         /* Nothing more until the postmaster is gone, then it stays down. */
@@ -509,7 +509,7 @@ static void test_stopping_postgres_is_fenced_when_lease_expires(void **state) {
         assert_int_equal(tick(f, false, NULL, NULL), SUPERVISOR_ACTION_FENCE);
         assert_int_equal(supervisor_fence(&f->s, now(f)), 0);
         assert_int_equal(f->n_steps, 4);
-        assert_string_equal(f->steps[2], "kill:100:3");
+        assert_string_equal(f->steps[2], "kill:100:9");
         /* Already SIGQUIT: no second escalation at the stop timeout. */
         clock_scripted_advance(&f->clock, 60 * USEC_PER_SEC);
         assert_int_equal(tick(f, false, NULL, NULL), SUPERVISOR_ACTION_WAIT);
@@ -525,13 +525,13 @@ static void test_fence_stops_postgres_even_when_marker_fails(void **state) {
         assert_int_equal(supervisor_fence(&f->s, now(f)), -EACCES);
         assert_int_equal(f->n_steps, 4);
         assert_string_equal(f->steps[1], "hold:/run:lease-expired");
-        assert_string_equal(f->steps[2], "kill:100:3");
+        assert_string_equal(f->steps[2], "kill:100:9");
         assert_non_null(strstr(f->last_log, "(standby.signal NOT written: Permission denied, held)"));
 }
 
 static void test_fence_without_data_dir_still_holds_and_stops(void **state) {
         struct fixture *f = *state;
-        static const char *const want[] = { "hold:/run:lease-expired", "kill:100:3", "lease_remove:/run" };
+        static const char *const want[] = { "hold:/run:lease-expired", "kill:100:9", "lease_remove:/run" };
 
         f->config.data_dir = NULL;
         start(f, 100);
