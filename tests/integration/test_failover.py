@@ -305,7 +305,6 @@ def test_frozen_agent_and_postgres_are_fenced_by_the_supervisor(shared):
         _wait(lambda: run.since_failure() >= 2 * LEASE, 2 * LEASE + 1,
               "twice the lease duration", interval=0.05)
     finally:
-
         old.sigcont()
     with open(old.supervisor_log, encoding="utf-8", errors="replace") as log:
         log.seek(supervisor_log_size)
