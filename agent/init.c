@@ -909,6 +909,21 @@ static int rejoin(struct init_ctx *c, const struct dcs_member *leader) {
                             leader->host, leader->port, sq.sysid);
         say(c, LOG_LEVEL_INFO, "%s and the leader %s share the system identifier %" PRIu64, datadir, leader->name,
             sq.sysid);
+        if (cd.state == PGCTL_DB_IN_ARCHIVE_RECOVERY) {
+                /* A standby that crashed: single-user crash recovery would
+                 * write a checkpoint record of its own, WAL the primary does
+                 * not have. It recovers as a standby instead; if it received
+                 * WAL past the leader's fork, the agent finds it cannot
+                 * stream, stops it cleanly and rewinds it. */
+                say(c, LOG_LEVEL_INFO, "%s is a standby that was not shut down cleanly: it recovers as a standby "
+                    "of %s", datadir, leader->name);
+                if (c->dry_run) {
+                        plan(c, "write the standby configuration for %s:%d", leader->host, leader->port);
+                        return EXIT_OK;
+                }
+                ensure_slot(c, leader, slot);
+                return rejoin_follow(c, leader, slot);
+        }
         if (!shut_down_cleanly(cd.state)) {
                 say(c, LOG_LEVEL_INFO, "%s was not shut down cleanly (%s): crash recovery in single-user mode first",
                     datadir, pgctl_db_state_to_string(cd.state));

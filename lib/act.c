@@ -162,6 +162,7 @@ static int reclone(struct node *n, const struct logger *log, const struct action
 /* Safety rule 5: divergence is repaired, never ignored. */
 static int do_rejoin(struct node *n, const struct logger *log, struct agent_state *s, const struct action *a) {
         _cleanup_free_ char *err = NULL, *slot = NULL;
+        struct pgctl_controldata cd = {};
         struct upstream repl;
         bool forked = false;
         int r;
@@ -170,9 +171,18 @@ static int do_rejoin(struct node *n, const struct logger *log, struct agent_stat
         r = replication_slot_name(n->cfg->node_name, &slot);
         if (r < 0)
                 return r;
-        r = replication_ensure_clean_shutdown(n->bindir, n->cfg->data_dir, n->cfg->stop_timeout * 4, n->clock, &err);
-        if (r >= 0)
-                r = replication_timeline_forked(n->bindir, n->cfg->data_dir, &repl, n->cfg->stop_timeout, n->clock, &forked, &err);
+        r = pgctl_controldata(n->bindir, n->cfg->data_dir, n->cfg->stop_timeout, &cd, &err);
+        if (r >= 0 && cd.state == PGCTL_DB_IN_ARCHIVE_RECOVERY) {
+                /* A standby that crashed: no single-user recovery (it would
+                 * write WAL of its own); it recovers as a standby, and the
+                 * divergence check stops it cleanly if it cannot stream. */
+                forked = false;
+        } else {
+                err = mfree(err);
+                r = replication_ensure_clean_shutdown(n->bindir, n->cfg->data_dir, n->cfg->stop_timeout * 4, n->clock, &err);
+                if (r >= 0)
+                        r = replication_timeline_forked(n->bindir, n->cfg->data_dir, &repl, n->cfg->stop_timeout, n->clock, &forked, &err);
+        }
         if (r >= 0 && forked) {
                 struct rewind_options ro = {
                         .bindir = n->bindir,

@@ -646,6 +646,14 @@ static int decide_holder(const struct observation *o, struct agent_state *s, use
         return 0;
 }
 
+/* The leader is there to follow: its lease is being renewed and its member
+ * record says its Postgres runs as the primary. */
+static bool leader_alive(const struct observation *o) {
+        const struct peer_observation *p = observation_peer(o, o->lease_holder);
+
+        return p && p->role == MEMBER_ROLE_PRIMARY && p->state && streq(p->state, "running");
+}
+
 /* We do not hold the lease: fence a local primary, take a free lease if we
  * are the best candidate, else be a standby of the leader. */
 static int decide_follower(const struct observation *o, struct agent_state *s, usec_t now, bool tilt, struct action_list *l) {
@@ -738,7 +746,8 @@ static int decide_follower(const struct observation *o, struct agent_state *s, u
                 s->follow_since = 0;
         else if (leader_known && s->follow_since == 0)
                 s->follow_since = now;
-        else if (leader_known && now - s->follow_since > 2 * s->opt.lease_duration && o->leader_timeline > o->pg_timeline) {
+        else if (leader_known && !o->lease_may_acquire && leader_alive(o) &&
+                 now - s->follow_since > 2 * s->opt.lease_duration && o->leader_timeline > o->pg_timeline) {
                 /* Safety rule 5: a standby that received WAL the new
                  * primary's timeline does not have (from an old primary
                  * that wrote on after the fork) cannot follow it; stop it

@@ -490,8 +490,11 @@ void pg_node_status_done(struct pg_node_status *s) {
  *   checkpoint completes, which would make a fresh primary look behind.
  * - standby: pg_stat_wal_receiver.received_tli while a receiver runs (the
  *   timeline being streamed, which is what candidates compare); without a
- *   receiver, the minimum recovery point's timeline, which replay advances,
- *   and last the latest restartpoint's timeline from pg_control_checkpoint().
+ *   receiver (its primary died), the timeline of the newest WAL segment in
+ *   pg_wal, which is what it received last (the control file's timelines
+ *   lag until the next restartpoint, and made a standby that had followed a
+ *   new timeline look as if it had not); then the minimum recovery point's
+ *   timeline, and last the latest restartpoint's.
  * The pg_current_* and pg_walfile_name() calls raise errors during recovery,
  * so they sit inside CASE branches that are evaluated only on a primary.
  * Replay lag is 0 when everything received has been replayed, since
@@ -499,7 +502,10 @@ void pg_node_status_done(struct pg_node_status *s) {
 static const char status_query[] =
         "SELECT r.in_recovery,"
         " CASE WHEN r.in_recovery"
-        "  THEN to_hex(COALESCE(w.received_tli, NULLIF(rc.min_recovery_end_timeline, 0), cp.timeline_id))"
+        "  THEN to_hex(COALESCE(w.received_tli,"
+        "   (SELECT max(('x' || lpad(substr(name, 1, 8), 16, '0'))::bit(64)::bigint) FROM pg_ls_waldir()"
+        "     WHERE name ~ '^[0-9A-F]{24}$'),"
+        "   NULLIF(rc.min_recovery_end_timeline, 0), cp.timeline_id))"
         "  ELSE substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) END,"
         " sys.system_identifier::text,"
         " CASE WHEN NOT r.in_recovery THEN pg_current_wal_flush_lsn() END,"

@@ -803,6 +803,8 @@ static void test_standby_that_cannot_follow_a_new_timeline_is_rewound(void **sta
         o.leader_timeline = 3;
         o.pg_timeline = 2;
         o.pg_streaming = false;
+        o.peers[1].role = MEMBER_ROLE_PRIMARY;
+        o.peers[1].state = strdup("running");
         decide(&o, &s, T0, &l);
         assert_true(action_list_has(&l, ACTION_FOLLOW));
         assert_false(action_list_has(&l, ACTION_STOP));
@@ -820,6 +822,32 @@ static void test_standby_that_cannot_follow_a_new_timeline_is_rewound(void **sta
         decide(&o, &s, T0 + 22 * SEC, &l);
         assert_true(action_list_has(&l, ACTION_REJOIN));
         action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+static void test_a_dead_leader_is_no_reason_to_rewind_a_standby(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+
+        state_for(&s, "pg-1");
+        s.kind = AGENT_REPLICA;
+        standby_view(&o, "pg-2");
+        free(o.leader_host);
+        o.leader_host = strdup("10.0.0.3");
+        o.leader_timeline = 3;
+        o.pg_timeline = 2;
+        o.pg_streaming = false;
+        o.paused = true;
+        o.lease_may_acquire = true; /* the holder stopped renewing */
+        o.peers[1].role = MEMBER_ROLE_PRIMARY;
+        o.peers[1].state = strdup("running");
+        for (int i = 0; i < 30; i++) {
+                decide(&o, &s, T0 + (usec_t) i * SEC, &l);
+                assert_false(action_list_has(&l, ACTION_STOP));
+                action_list_done(&l);
+        }
         observation_done(&o);
         agent_state_done(&s);
 }
@@ -882,6 +910,7 @@ int main(void) {
                 cmocka_unit_test(test_demote_on_a_standby_stops_it_and_keeps_it_down),
                 cmocka_unit_test(test_standby_that_cannot_follow_a_new_timeline_is_rewound),
                 cmocka_unit_test(test_starting_holder_whose_postgres_never_comes_up_releases),
+                cmocka_unit_test(test_a_dead_leader_is_no_reason_to_rewind_a_standby),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
