@@ -192,6 +192,8 @@ void node_done(struct node *n) {
         free(n->sql_dir);
         free(n->last_published);
         strv_free(n->probe_unreachable);
+        dcs_member_list_free(n->members);
+        free(n->members_holder);
         *n = (struct node) {};
 }
 

@@ -35,6 +35,10 @@ struct node {
         PGconn *primary;              /* cached connection to the leader (metadata writes) */
         char *primary_key;            /* "host:port" of that connection */
 
+        struct dcs_member_list *members;   /* the last member list read */
+        usec_t members_at;
+        char *members_holder;              /* the lease holder when it was read */
+
         struct slot_state slots;
         struct metadata_event_queue events;
         bool schema_ready;            /* migrations applied in this primary term */

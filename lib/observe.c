@@ -147,7 +147,14 @@ static int observe_lease(struct node *n, struct observation *o, usec_t now) {
         const struct dcs_leader *l;
         int r;
 
-        r = election_observe(e, NULL);
+        /* A holder in good standing does not read the Lease: its renewal
+         * (a write carrying the version) fails with a conflict when anybody
+         * else wrote, and election_renew() then reads it again. That halves
+         * the leader's requests. */
+        if (e->leader && e->observed && !election_lost(e, MAX(now, clock_now(n->clock))))
+                r = 0;
+        else
+                r = election_observe(e, NULL);
         /* Judged at the time of the read, not at the start of the tick. */
         now = MAX(now, clock_now(n->clock));
         o->lease_read = r >= 0 || r == -ENOENT;
@@ -173,13 +180,55 @@ static int observe_lease(struct node *n, struct observation *o, usec_t now) {
         return 0;
 }
 
+/* The member list is read again only when a decision may need it fresh:
+ * at least every status_interval, when the lease changed hands, and while
+ * a failover or hand-over is possible; in between, a steady member costs
+ * the API server one read a tick (the Lease), not two. */
+static bool members_stale(const struct node *n, const struct observation *o, usec_t now) {
+        if (!n->members || now < n->members_at || now - n->members_at >= n->cfg->status_interval)
+                return true;
+        if (!streq(strempty(o->lease_holder), strempty(n->members_holder)))
+                return true;
+        if (o->lease_may_acquire && !o->lease_held_by_us)
+                return true;
+        if (o->lease_held_by_us && (!o->pg_accepting || o->pg_in_recovery))
+                return true;
+        if (!isempty(o->switchover))
+                return true;
+        /* Someone else leads but we do not know where yet. */
+        if (!isempty(o->lease_holder) && !streq(o->lease_holder, n->cfg->node_name)) {
+                for (size_t i = 0; i < n->members->n; i++)
+                        if (streq(n->members->members[i].name, o->lease_holder))
+                                return isempty(n->members->members[i].host);
+                return true;
+        }
+        return false;
+}
+
 static int observe_members(struct node *n, struct observation *o, usec_t now) {
-        _cleanup_(dcs_member_list_freep) struct dcs_member_list *list = NULL;
+        const struct dcs_member_list *list;
         int r;
 
-        r = n->dcs.ops->member_list(n->dcs.userdata, now + n->cfg->api_timeout, &list, NULL);
-        if (r < 0)
-                return r;
+        if (members_stale(n, o, now)) {
+                struct dcs_member_list *fresh = NULL;
+                char *holder = strdup(strempty(o->lease_holder));
+
+                r = n->dcs.ops->member_list(n->dcs.userdata, now + n->cfg->api_timeout, &fresh, NULL);
+                if (r >= 0 && holder) {
+                        dcs_member_list_free(n->members);
+                        n->members = fresh;
+                        n->members_at = now;
+                        free(n->members_holder);
+                        n->members_holder = holder;
+                } else {
+                        free(holder);
+                        dcs_member_list_free(fresh);
+                        if (!n->members)
+                                return r < 0 ? r : -ENOMEM;
+                        /* Unreachable: decide on the last list we read. */
+                }
+        }
+        list = n->members;
         o->peers = calloc(list->n ? list->n : 1, sizeof *o->peers);
         if (!o->peers)
                 return -ENOMEM;
