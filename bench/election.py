@@ -33,6 +33,7 @@ SOURCE = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(SOURCE, "tests", "kube-emulator"))
 
 from kubeemu import Emulator, EmulatorError  # noqa: E402  pylint: disable=wrong-import-position
+from summary import figure  # noqa: E402  bench/run collects these
 
 NS = "default"
 LEASE = "pg-leader"
@@ -211,12 +212,17 @@ def main():
               f"({seconds:.1f}s window, scaled to 60s):")
         for is_leader, name, per_min, verbs, conns, codes in rows:
             role = "leader  " if is_leader else "follower"
+            figure(f"API requests/min, election-only {role.strip()}",
+                   f"{per_min:.1f}", bench.settings())
             print(f"    {role} {name}: {per_min:6.1f}/min  ({verbs}; new "
                   f"connections {conns:.1f}/min; codes {codes})")
         print(f"  kill -9 of the holder -> new holder in the Lease "
               f"({args.runs} runs):", flush=True)
         times = bench.failover(args.runs)
         if times:
+            figure("holder killed -> new holder (election only)",
+                   f"median {statistics.median(times):.2f}s, max {max(times):.2f}s",
+                   bench.settings())
             print(f"  failover: median {statistics.median(times):.2f}s, "
                   f"max {max(times):.2f}s (lease_duration "
                   f"{args.lease_duration:g}s + up to 2 x retry_period "

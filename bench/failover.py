@@ -41,6 +41,7 @@ sys.path.insert(0, os.path.join(SOURCE, "tests", "integration"))
 import cluster as cluster_mod  # noqa: E402  pylint: disable=wrong-import-position
 import cluster_daemon  # noqa: E402  pylint: disable=wrong-import-position
 import pgharness  # noqa: E402  pylint: disable=wrong-import-position
+from summary import figure  # noqa: E402  bench/run collects these
 
 PROFILES = {
     "default": ("shipped defaults", {
@@ -173,6 +174,8 @@ def run_profile(args, binaries, profile):
     print(f"  failure -> first write acknowledged by the new primary "
           f"({args.runs} runs; {shown}):")
     for name, times in results.items():
+        figure(f"failover: {FAILURES[name].title}",
+               f"median {statistics.median(times):.2f}s, max {max(times):.2f}s", shown)
         print(f"    {FAILURES[name].title:<38} median "
               f"{statistics.median(times):6.2f}s  max {max(times):6.2f}s  "
               f"({' '.join(f'{t:.2f}' for t in times)})")

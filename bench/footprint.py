@@ -7,8 +7,9 @@ agent, against the Kubernetes API emulator), waits until it is healthy and
 then `--settle` seconds (default 60) with no load. Then, for the leader's
 agent and one follower's:
 
-  - resident memory: VmRSS (and the peak, VmHWM) from /proc/<pid>/status,
-    read after the settle time;
+  - resident memory: VmRSS (and the peak, VmHWM; RssAnon, the process's
+    own pages, and RssFile, mapped files such as shared libraries) from
+    /proc/<pid>/status, read after the settle time;
   - CPU: utime + stime from /proc/<pid>/stat over a `--window` (default
     120 s), scaled to CPU seconds per hour (and per cent of one core);
   - API requests per minute: the emulator's per-token counters over the same
@@ -41,6 +42,7 @@ for _path in (os.path.join(SOURCE, "tests", "integration"),
 import cluster as cluster_mod  # noqa: E402  pylint: disable=wrong-import-position
 import cluster_daemon  # noqa: E402  pylint: disable=wrong-import-position
 import pgharness  # noqa: E402  pylint: disable=wrong-import-position
+from summary import figure  # noqa: E402  bench/run collects these
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -98,8 +100,8 @@ def measure(args, local):
     rss = {}
     for _, node in nodes:
         rss[node.name] = {
-            what: (proc_status(proc.pid, "VmRSS"),
-                   proc_status(proc.pid, "VmHWM"))
+            what: tuple(proc_status(proc.pid, key) for key in
+                        ("VmRSS", "VmHWM", "RssAnon", "RssFile"))
             for what, proc in (("agent", node.agent_proc),
                                ("supervisor", node.supervisor_proc))}
     cpu_before = {(node.name, what): cpu_seconds(proc.pid)
@@ -129,10 +131,11 @@ def report(args, nodes, rss, cpu_before, cpu_after, elapsed, stats,
           f"{args.settle:g}s, window {elapsed:.0f}s; {os.cpu_count()} "
           "CPUs")
     print(f"{'':<13} {'process':<11} {'RSS':>8} {'peak RSS':>9} "
+          f"{'anon':>7} {'file':>7} "
           f"{'CPU s/hour':>11} {'% core':>7} {'API req/min':>12}  verbs/min")
     for label, node in nodes:
         for what in ("agent", "supervisor"):
-            now, peak = rss[node.name][what]
+            now, peak, anon, mapped = rss[node.name][what]
             used = cpu_after[(node.name, what)] - \
                 cpu_before[(node.name, what)]
             per_hour = used / elapsed * 3600
@@ -143,9 +146,14 @@ def report(args, nodes, rss, cpu_before, cpu_after, elapsed, stats,
                 verbs = ", ".join(
                     f"{v} {n / stats['seconds'] * 60:.1f}"
                     for v, n in sorted(entry.get("verbs", {}).items()))
+            if what == "agent":
+                figure(f"agent RSS / CPU per hour idle, {label}",
+                       f"{(now or 0) / 1024:.1f} MB, {per_hour:.1f} s/h", f"retry_period {secs(args.retry_period)}")
+                figure(f"API requests/min, {label}", api, f"retry_period {secs(args.retry_period)}")
             print(f"{label + ' ' + node.name if what == 'agent' else '':<13} "
                   f"{what:<11} {(now or 0) / 1024:7.1f}M "
-                  f"{(peak or 0) / 1024:8.1f}M {per_hour:11.1f} "
+                  f"{(peak or 0) / 1024:8.1f}M {(anon or 0) / 1024:6.1f}M "
+                  f"{(mapped or 0) / 1024:6.1f}M {per_hour:11.1f} "
                   f"{used / elapsed * 100:6.2f}% {api:>12}  {verbs}")
     if changed:
         print("(the leader changed during the window: the figures mix "

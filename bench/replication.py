@@ -35,6 +35,7 @@ SOURCE = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(SOURCE, "tests", "integration"))
 
 import pgharness  # noqa: E402  pylint: disable=wrong-import-position
+from summary import figure  # noqa: E402  bench/run collects these
 
 PASSWORDS = {"superuser": "bench-su-pw", "repl": "bench-repl-pw",
              "rewind": "bench-rewind-pw"}
@@ -330,6 +331,8 @@ def main():
               "--checkpoint=fast vs the wrapper, runs alternate):",
               flush=True)
         raw, wrapper, size = bench.clone_throughput(primary)
+        figure("clone throughput, wrapper / raw pg_basebackup",
+               f"{wrapper / raw:.2f} ({wrapper:.0f} vs {raw:.0f} MB/s)", settings)
         print(f"  clone of {size / MB:.0f} MB, {cores} cores, {version}: "
               f"raw {raw:.0f} MB/s, wrapper {wrapper:.0f} MB/s (medians), "
               f"wrapper/raw {wrapper / raw:.2f}; as time: raw "
@@ -339,6 +342,7 @@ def main():
         print("rejoin of a diverged former primary until it streams "
               "(rewind vs remove + re-clone):", flush=True)
         rewind, reclone = bench.rejoin(primary)
+        figure("rejoin: rewind vs re-clone", f"{rewind:.2f}s vs {reclone:.2f}s", settings)
         print(f"  {db_mb:.0f} MB database, {cores} cores, {version}: "
               f"rewind {secs(rewind)}, re-clone {secs(reclone)} (medians), "
               f"rewind/re-clone {rewind / reclone:.2f}", flush=True)

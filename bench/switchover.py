@@ -39,6 +39,7 @@ import cluster as cluster_mod  # noqa: E402  pylint: disable=wrong-import-positi
 import pgharness  # noqa: E402  pylint: disable=wrong-import-position
 import test_switchover as sw  # noqa: E402  pylint: disable=wrong-import-position
 import test_sync as sync  # noqa: E402  pylint: disable=wrong-import-position
+from summary import figure  # noqa: E402  bench/run collects these
 
 SHIPPED = {"lease_duration": "10s", "renew_deadline": "7s",
            "retry_period": "2s", "status_interval": "10s",
@@ -125,11 +126,19 @@ def bench_handovers(make_cluster, timing, runs):
             print(f"    run {i + 1}: {old} -> {new} window {window:.2f}s "
                   f"command {command:.2f}s lost {lost_rows}", flush=True)
         what = "pre-stop (prestop.sh)" if prestop else "switchover --wait"
+        figure(f"write-unavailable window, {what}", describe(windows),
+               f"lease {timing_text(cluster)}")
         print(f"  {what:<22} write-unavailable {describe(windows)}; "
               f"command {describe(commands)}; rows lost {sum(lost)}",
               flush=True)
         lost_total += sum(lost)
     return lost_total
+
+
+def timing_text(cluster):
+    """The cluster's lease settings, for the summary table."""
+    keys = ("lease_duration", "renew_deadline", "retry_period")
+    return "/".join(str(cluster.settings.get(k, "?")) for k in keys)
 
 
 def bench_sync_loss(make_cluster, timing, failovers):
@@ -139,6 +148,8 @@ def bench_sync_loss(make_cluster, timing, failovers):
         cluster, failovers, "bench_sync")
     missing = cluster_mod.missing_acknowledged(history, final,
                                                table="bench_sync")
+    figure(f"acknowledged commits lost, sync mode on, {failovers} kill -9 failovers",
+           f"{len(missing)} of {len(history)}", f"lease {timing_text(cluster)}")
     print(f"  synchronous_mode=on, {failovers} kill -9 failovers: "
           f"acknowledged {len(history)}, missing {len(missing)}, unknown "
           f"{len(history.unknown)}, split-brain rounds {len(violations)}, "
