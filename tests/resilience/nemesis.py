@@ -167,7 +167,7 @@ class Nemesis:
         primary = self.wait_healthy(self.healthy_bound)
         if primary is None:
             self.heal_all()
-            self._reclone_stuck(record)
+            self._rescue(record)
             primary = self.wait_healthy(self.rescue_bound)
         self._current = None
         if primary is None:
@@ -216,7 +216,7 @@ class Nemesis:
                      f"{self.healthy_bound:g}s of the fault:\n"
                      + self._describe())
             self.heal_all()
-            self._reclone_stuck(record)
+            self._rescue(record)
             primary = self.wait_healthy(self.rescue_bound)
             if primary is None:
                 raise RunAborted(
@@ -330,6 +330,29 @@ class Nemesis:
         for node in self.cluster.nodes:
             if not node.want_agent and not node.want_supervisor:
                 self._start_pod(node)
+
+    def _rescue(self, record):
+        """The cluster missed its bound: do what an operator (or the
+        kubelet's liveness probe) would, so that a long run goes on. The
+        fault has failed its check already."""
+        try:
+            primary = self.cluster.primary()
+            holder = self.cluster.lease_holder()
+        except (cluster_mod.ClusterError, OSError, kubeemu.EmulatorError):
+            return
+        if primary is not None:
+            self._reclone_stuck(record)
+            return
+        if not holder:
+            return
+        # No primary, and a holder that does not lead: restart its pod.
+        node = self.cluster.node(holder)
+        self.log(f"#{record.index}: no primary while {holder} holds the "
+                 f"lease: restarting {holder}'s pod")
+        record.notes.append(f"no primary while {holder} held the lease: "
+                            f"{holder}'s pod restarted by the operator")
+        node.kill_pod()
+        self._start_pod(node)
 
     def _reclone_stuck(self, record):
         """What an operator does about a standby that never streams again:
