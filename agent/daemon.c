@@ -144,7 +144,7 @@ static void election_tick(struct agent *a, usec_t now) {
 
 static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
         struct agent *a = userdata;
-        usec_t now = clock_now(a->clock);
+        usec_t now = clock_now(a->clock), next;
         int r;
 
         agent_tick(a, now, now > usec ? now - usec : 0);
@@ -154,7 +154,16 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
          * after a stall the loop takes one tick, not a burst of catch-up
          * ticks, and a tick that took long (a fence, a probe, a start) does
          * not make the next one look late (TILT). */
-        r = sd_event_source_set_time(s, clock_now(a->clock) + next_tick_delay(a));
+        next = clock_now(a->clock) + next_tick_delay(a);
+        /* Safety rule 1 on time: a leader ticks at its renew deadline too,
+         * whatever the period, so that it fences the moment it passes. */
+        if (a->have_node && a->node.election.leader) {
+                usec_t deadline = a->node.election.last_renew_sent + a->config.renew_deadline + USEC_PER_MSEC;
+
+                if (deadline < next)
+                        next = deadline;
+        }
+        r = sd_event_source_set_time(s, next);
         if (r >= 0)
                 r = sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
         if (r < 0)
