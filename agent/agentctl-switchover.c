@@ -32,7 +32,7 @@ static void switchover_help(void) {
 }
 
 /* The lease holder and whether the status says that member is a primary. */
-static int poll_holder(struct ctl *c, char **ret_holder, bool *ret_primary) {
+static int poll_holder(struct ctl *c, char **ret_holder, bool *ret_primary, bool *ret_requested) {
         _cleanup_(json_deletep) cJSON *resp = NULL;
         const cJSON *m, *lease;
         const char *holder;
@@ -47,16 +47,29 @@ static int poll_holder(struct ctl *c, char **ret_holder, bool *ret_primary) {
         cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(resp, "members"))
                 if (holder && streq(strempty(ctl_json_string(m, "name")), holder))
                         *ret_primary = streq(strempty(ctl_json_string(m, "role")), "primary");
+        *ret_requested = !isempty(ctl_json_string(lease, "switchover"));
         *ret_holder = holder ? strdup(holder) : NULL;
         return 0;
 }
 
 static int wait_for_new_leader(struct ctl *c, const char *from, const char *to, usec_t deadline) {
+        unsigned cleared = 0;
+
         while (clock_now(&clock_system) < deadline) {
                 _cleanup_free_ char *holder = NULL;
-                bool primary = false;
+                bool primary = false, requested = true;
 
-                if (poll_holder(c, &holder, &primary) >= 0 && !isempty(holder) && !streq(holder, from) && primary) {
+                if (poll_holder(c, &holder, &primary, &requested) < 0)
+                        requested = true;
+                /* The leader clears a request it refuses, and keeps the
+                 * lease: say so now rather than at the timeout. */
+                if (!requested && holder && streq(holder, from)) {
+                        if (++cleared >= 2)
+                                return ctl_fail(EXIT_REFUSED, "the leader %s refused the switchover (its reason is the last "
+                                                "'switchover' event: agentctl cluster events)", from);
+                } else
+                        cleared = 0;
+                if (!isempty(holder) && !streq(holder, from) && primary) {
                         if (to && !streq(holder, to))
                                 return ctl_fail(EXIT_FAIL, "%s took the lease instead of %s", holder, to);
                         if (!c->json)
