@@ -160,7 +160,7 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
         if (a->have_node && a->node.election.leader) {
                 usec_t deadline = a->node.election.last_renew_sent + a->config.renew_deadline + USEC_PER_MSEC;
 
-                if (deadline < next)
+                if (deadline > clock_now(a->clock) && deadline < next)
                         next = deadline;
         }
         r = sd_event_source_set_time(s, next);

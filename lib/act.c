@@ -446,8 +446,15 @@ int act(struct node *n, const struct logger *log, struct agent_state *s, const s
         const struct action_list *l, bool *ret_redecide) {
         bool redecide = false;
 
+        /* Fences and the renewal first: under a slow API server, the
+         * other calls of a tick (events, follows) must not push the
+         * renewal past its deadline, nor delay a fence. */
         for (size_t i = 0; i < l->n; i++)
-                (void) act_one(n, log, s, o, &l->items[i], &redecide);
+                if (l->items[i].kind == ACTION_FENCE || l->items[i].kind == ACTION_RENEW)
+                        (void) act_one(n, log, s, o, &l->items[i], &redecide);
+        for (size_t i = 0; i < l->n; i++)
+                if (l->items[i].kind != ACTION_FENCE && l->items[i].kind != ACTION_RENEW)
+                        (void) act_one(n, log, s, o, &l->items[i], &redecide);
         *ret_redecide = redecide;
         return 0;
 }

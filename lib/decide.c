@@ -661,9 +661,9 @@ static int decide_follower(const struct observation *o, struct agent_state *s, u
 
         if (o->pg_accepting && !o->pg_in_recovery) {
                 /* Safety rules 1 and 3: a primary without the lease. */
-                emit(l, LOG_LEVEL_ERROR, "fence", "PostgreSQL is a primary but this node does not hold the lease (holder: %s); fencing",
-                     isempty(o->lease_holder) ? "nobody" : o->lease_holder);
                 push(l, ACTION_FENCE, NULL);
+                emit(l, LOG_LEVEL_ERROR, "fence", "PostgreSQL is a primary but this node does not hold the lease (holder: %s); fenced",
+                     isempty(o->lease_holder) ? "nobody" : o->lease_holder);
                 s->was_primary = true;
                 set_state(s, l, AGENT_FENCED, now);
                 return 0;
@@ -798,8 +798,10 @@ int decide(const struct observation *o, struct agent_state *s, usec_t now, struc
          * lease_duration has passed, so stop being a primary now. */
         if (o->lease_lost) {
                 if (o->pg_running && (!o->pg_accepting || !o->pg_in_recovery)) {
-                        emit(ret, LOG_LEVEL_ERROR, "fence", "the lease could not be renewed within renew_deadline: fencing the primary");
+                        /* The fence before the event: the event may wait on
+                         * the very API server that failed us. */
                         push(ret, ACTION_FENCE, NULL);
+                        emit(ret, LOG_LEVEL_ERROR, "fence", "the lease could not be renewed within renew_deadline: fenced the primary");
                 }
                 s->was_primary = s->was_primary || s->kind == AGENT_PRIMARY || s->kind == AGENT_PROMOTING;
                 set_state(s, ret, AGENT_FENCED, now);

@@ -161,6 +161,11 @@ static int observe_lease(struct node *n, struct observation *o, usec_t now) {
         o->lease_missing = e->observed_missing;
         o->lease_leader = e->leader;
         o->lease_lost = election_lost(e, now);
+        /* Lost is a one-time fact: this tick fences; afterwards we are no
+         * longer the leader (a supervisor's watchdog may have fenced
+         * already, and no fence action would reset it). */
+        if (o->lease_lost)
+                e->leader = false;
         o->lease_held_by_us = election_held_by_us(e);
         o->lease_may_acquire = election_may_acquire(e, now);
         l = e->observed;
