@@ -26,6 +26,7 @@ struct agent {
         struct agent_state state;
         bool have_state;
         struct control_handlers *control; /* the control socket (control-handlers.c) */
+        struct http_server *http;   /* the HTTP API (http-server.c); NULL when off */
 
         sd_event *event;
         sd_event_source *tick_source;

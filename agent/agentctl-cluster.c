@@ -33,6 +33,7 @@ struct gathered {
         const char *source;
         double lease_age;
         usec_t status_interval;
+        usec_t lease_duration;
         uint64_t maximum_lag;
 };
 
@@ -57,6 +58,7 @@ static int gather_from_agent(struct ctl *c, struct gathered *g) {
         g->lease_age = ctl_json_number(lease, "age_seconds", -1);
         g->status_interval = (usec_t) (ctl_json_number(st, "status_interval_seconds", 10) * USEC_PER_SEC);
         g->maximum_lag = (uint64_t) ctl_json_number(st, "maximum_lag_on_failover", 0);
+        g->lease_duration = (usec_t) (ctl_json_number(st, "lease_duration_seconds", 0) * USEC_PER_SEC);
         g->cluster = strdup(strempty(ctl_json_string(cJSON_GetObjectItemCaseSensitive(st, "node"), "cluster")));
         g->source = "agent";
         return g->cluster ? 0 : ctl_fail(EXIT_FAIL, "out of memory");
@@ -75,6 +77,7 @@ static int gather_from_dcs(struct ctl *c, struct gathered *g, char **reterr_msg)
                                : -1;
         g->status_interval = c->config.status_interval;
         g->maximum_lag = c->config.maximum_lag_on_failover;
+        g->lease_duration = c->config.lease_duration;
         g->cluster = strdup(c->config.cluster_name);
         g->source = "dcs";
         return g->cluster ? 0 : -ENOMEM;
@@ -84,21 +87,21 @@ struct probe_job {
         struct ctl *ctl;
         const struct dcs_member *member;
         struct clusterview_probe *result;
+        PGconn *conn;            /* kept open for the primary's second read */
         pthread_t thread;
         bool started;
 };
 
 static void *probe_one(void *userdata) {
         struct probe_job *j = userdata;
-        _cleanup_(pgconn_closep) PGconn *conn = NULL;
         struct pg_node_status st = {};
 
         j->result->probed = true;
         j->result->lag_seconds = -1;
         if (isempty(j->member->host) ||
             ctl_connect(j->ctl, j->member->host, j->member->port ? j->member->port : 5432,
-                        MIN(j->ctl->timeout, PROBE_TIMEOUT), &conn, NULL) < 0 ||
-            pgconn_query_status(conn, &st, NULL) < 0)
+                        MIN(j->ctl->timeout, PROBE_TIMEOUT), &j->conn, NULL) < 0 ||
+            pgconn_query_status(j->conn, &st, NULL) < 0)
                 return NULL;
         j->result->reachable = true;
         j->result->in_recovery = st.in_recovery;
@@ -131,6 +134,20 @@ static int probe_members(struct ctl *c, struct gathered *g) {
         for (size_t i = 0; i < n; i++)
                 if (jobs[i].started)
                         (void) pthread_join(jobs[i].thread, NULL);
+        /* The primary's LSN once more, after every standby's: a standby
+         * never receives what its primary has not written, so none can
+         * look ahead of it (issue 19, item 1). */
+        for (size_t i = 0; i < n; i++) {
+                struct pg_node_status st = {};
+
+                if (jobs[i].conn && g->probes[i].reachable && !g->probes[i].in_recovery &&
+                    pgconn_query_status(jobs[i].conn, &st, NULL) >= 0) {
+                        if (!st.in_recovery)
+                                g->probes[i].lsn = g->probes[i].replay_lsn = st.current_lsn;
+                        pg_node_status_done(&st);
+                }
+                pgconn_closep(&jobs[i].conn);
+        }
         free(jobs);
         return 0;
 }
@@ -157,7 +174,11 @@ static int gather(struct ctl *c, bool dcs_only, enum probe_mode probe, struct ga
                                         dcs_only ? "" : "cannot reach the agent at ", dcs_only ? "" : c->socket, dcs_only ? "" : "; ",
                                         err ? err : strerror(-k));
         }
-        if (probe == PROBE_YES || (probe == PROBE_AUTO && streq(g->source, "dcs"))) {
+        /* Live by default (issue 19, item 1): a view assembled from member
+         * records of different ages can show a standby ahead of its
+         * primary. Without a readable configuration the records are
+         * shown, marked stale. */
+        if (probe == PROBE_YES || (probe == PROBE_AUTO && (c->have_config || streq(g->source, "dcs") || ctl_config_readable(c)))) {
                 if (ctl_load_config(c) != 0)
                         return EXIT_CONFIG;
                 if (probe_members(c, g) < 0)
@@ -166,7 +187,7 @@ static int gather(struct ctl *c, bool dcs_only, enum probe_mode probe, struct ga
         return 0;
 }
 
-static int show_once(struct ctl *c, bool dcs_only, enum probe_mode probe) {
+static int show_once(struct ctl *c, bool dcs_only, enum probe_mode probe, bool one_line) {
         _cleanup_(clusterview_freep) struct clusterview *v = NULL;
         struct gathered g = { .lease_age = -1 };
         struct clusterview_source src;
@@ -180,7 +201,7 @@ static int show_once(struct ctl *c, bool dcs_only, enum probe_mode probe) {
         src = (struct clusterview_source) {
                 .cluster = g.cluster, .source = g.source, .lease = g.lease, .lease_age = g.lease_age, .members = g.members,
                 .probes = g.probes, .now_realtime = clock_realtime(&clock_system), .status_interval = g.status_interval,
-                .maximum_lag = g.maximum_lag,
+                .lease_duration = g.lease_duration, .maximum_lag = g.maximum_lag,
         };
         r = clusterview_build(&src, &v);
         gathered_done(&g);
@@ -191,7 +212,15 @@ static int show_once(struct ctl *c, bool dcs_only, enum probe_mode probe) {
 
                 if (clusterview_to_json(v, &j) < 0)
                         return ctl_fail(EXIT_FAIL, "out of memory");
-                ctl_print_json(j);
+                if (one_line) {
+                        /* --watch --json: one JSON value per line (JSON Lines). */
+                        _cleanup_free_ char *s = cJSON_PrintUnformatted(j);
+
+                        if (!s)
+                                return ctl_fail(EXIT_FAIL, "out of memory");
+                        printf("%s\n", s);
+                } else
+                        ctl_print_json(j);
         } else {
                 _cleanup_free_ char *t = NULL;
 
@@ -207,17 +236,20 @@ static void show_help(void) {
         printf("Usage: agentctl cluster show [--json] [--watch S] [--dcs] [--probe|--no-probe]\n"
                "\n"
                "The lease (leader, record age, transitions, synchronous set, paused) and one\n"
-               "row per member: Name, Role, Status, Timeline, LSN, Lag (bytes, and seconds\n"
-               "when probed), Priority, Tags, Host; warnings below the table. Data comes\n"
-               "from the local agent; when no agent answers, from the DCS directly with the\n"
-               "configuration file.\n"
+               "row per member: Name, Role, Status, Timeline, LSN, Lag (bytes and seconds\n"
+               "behind the primary, \"(stale)\" when read from a member record rather than\n"
+               "live), Priority, Tags, Host; warnings below the table. The records come from\n"
+               "the local agent; when no agent answers, from the DCS directly with the\n"
+               "configuration file. Every member's PostgreSQL is read live (in parallel, 2 s\n"
+               "at most; the primary last). A member silent for longer than the lease\n"
+               "duration is shown with role unknown, never as a primary.\n"
                "\n"
                "  --json       the JSON of docs/agentctl-cluster-show.schema.json\n"
-               "  --watch S    print again every S seconds until interrupted\n"
+               "  --watch S    print again every S seconds until interrupted (with --json:\n"
+               "               one JSON document per line)\n"
                "  --dcs        read the DCS directly even when an agent runs\n"
-               "  --probe      connect to every member's PostgreSQL (in parallel, 2 s at most);\n"
-               "               the default when reading the DCS directly\n"
-               "  --no-probe   never connect to the members\n");
+               "  --probe      read every member live; fail when there is no configuration\n"
+               "  --no-probe   show the member records only (marked stale)\n");
 }
 
 static int cluster_show(struct ctl *c, int argc, char **argv) {
@@ -266,11 +298,11 @@ static int cluster_show(struct ctl *c, int argc, char **argv) {
         if (optind < argc)
                 return ctl_fail(EXIT_USAGE, "cluster show: unexpected argument '%s'", argv[optind]);
         if (watch == 0)
-                return show_once(c, dcs_only, probe);
+                return show_once(c, dcs_only, probe, false);
         for (;;) {
                 if (isatty(STDOUT_FILENO) && !c->json)
                         fputs("\033[H\033[2J", stdout);
-                (void) show_once(c, dcs_only, probe);
+                (void) show_once(c, dcs_only, probe, true);
                 (void) poll(NULL, 0, (int) (watch / USEC_PER_MSEC));
         }
 }
@@ -312,46 +344,99 @@ static int connect_primary(struct ctl *c, PGconn **ret) {
         return r < 0 ? EXIT_FAIL : r;
 }
 
+/* "2026-11-25T20:32:51.123456Z" -> "2026-11-25 20:32:51.123": events
+ * written within one second keep their order readable (issue 19, item 4). */
 static char *format_at(usec_t at) {
         _cleanup_free_ char *s = clock_format_microtime(at);
 
-        /* "2026-11-25T20:32:51.123456Z" -> "2026-11-25 20:32:51" */
-        if (!s || strlen(s) < 19)
+        if (!s || strlen(s) < 23)
                 return strdup("-");
         s[10] = ' ';
-        s[19] = '\0';
+        s[23] = '\0';
         return TAKE_PTR(s);
 }
 
-static int print_events(struct ctl *c, struct metadata_event_row *rows, size_t n) {
-        if (c->json) {
-                _cleanup_(json_deletep) cJSON *arr = cJSON_CreateArray();
+/* Text from the events table goes to a terminal: control characters (C0,
+ * DEL, C1) are shown escaped, never sent (issue 19, 4c); max > 0 cuts the
+ * result to about max characters with "...". */
+static char *escape_cell(const char *s, size_t max) {
+        _cleanup_free_ char *buf = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&buf, &len);
 
-                for (size_t i = 0; arr && i < n; i++) {
-                        _cleanup_free_ char *at = clock_format_microtime(rows[i].at);
-                        cJSON *o = cJSON_CreateObject(), *details = cJSON_Parse(rows[i].details ? rows[i].details : "{}");
-
-                        if (!o || !cJSON_AddItemToArray(arr, o) || !cJSON_AddNumberToObject(o, "id", (double) rows[i].id) ||
-                            !cJSON_AddStringToObject(o, "at", strempty(at)) || !cJSON_AddStringToObject(o, "node", strempty(rows[i].node)) ||
-                            !cJSON_AddStringToObject(o, "event", strempty(rows[i].event)) ||
-                            !cJSON_AddBoolToObject(o, "successful", rows[i].successful) ||
-                            !cJSON_AddItemToObject(o, "details", details ? details : cJSON_CreateObject()))
-                                return ctl_fail(EXIT_FAIL, "out of memory");
+        if (!f)
+                return NULL;
+        for (const unsigned char *p = (const unsigned char *) strempty(s); *p; p++) {
+                if (max > 0 && len >= max) {
+                        fputs("...", f);
+                        break;
                 }
-                if (!arr)
-                        return ctl_fail(EXIT_FAIL, "out of memory");
-                ctl_print_json(arr);
-                return EXIT_OK;
+                if (*p == '\n')
+                        fputs("\\n", f);
+                else if (*p == '\t')
+                        fputs("\\t", f);
+                else if (*p == '\r')
+                        fputs("\\r", f);
+                else if (*p < 0x20 || *p == 0x7f)
+                        fprintf(f, "\\x%02x", *p);
+                else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
+                        fprintf(f, "\\u%04x", p[1]);
+                        p++;
+                } else
+                        fputc(*p, f);
+                fflush(f);
         }
-        printf("%-6s | %-19s | %-12s | %-12s | %-6s | %s\n", "ID", "At (UTC)", "Node", "Event", "Result", "Details");
-        printf("-------+---------------------+--------------+--------------+--------+--------\n");
-        for (size_t i = 0; i < n; i++) {
-                _cleanup_free_ char *at = format_at(rows[i].at);
+        if (fclose(f) != 0)
+                return NULL;
+        return TAKE_PTR(buf);
+}
 
-                printf("%-6" PRId64 " | %-19s | %-12s | %-12s | %-6s | %s\n", rows[i].id, strempty(at), strempty(rows[i].node),
-                       strempty(rows[i].event), rows[i].successful ? "ok" : "failed", rows[i].details ? rows[i].details : "{}");
+#define DETAILS_MAX 120
+
+struct events_printer {
+        struct ctl *ctl;
+        size_t n;
+};
+
+/* One row at a time, as the cursor delivers it (issue 19, 4c: --limit 0
+ * over a large table must not hold every row). */
+static int print_event(const struct metadata_event_row *row, void *userdata) {
+        struct events_printer *p = userdata;
+        _cleanup_free_ char *at = NULL;
+
+        if (p->ctl->json) {
+                _cleanup_(json_deletep) cJSON *o = cJSON_CreateObject();
+                _cleanup_free_ char *text = NULL;
+                cJSON *details = cJSON_Parse(row->details ? row->details : "{}");
+
+                at = clock_format_microtime(row->at);
+                if (!o || !cJSON_AddNumberToObject(o, "id", (double) row->id) || !cJSON_AddStringToObject(o, "at", strempty(at)) ||
+                    !cJSON_AddStringToObject(o, "node", strempty(row->node)) ||
+                    !cJSON_AddStringToObject(o, "event", strempty(row->event)) ||
+                    !cJSON_AddBoolToObject(o, "successful", row->successful)) {
+                        cJSON_Delete(details);
+                        return -ENOMEM;
+                }
+                if (!cJSON_AddItemToObject(o, "details", details ? details : cJSON_CreateObject()) ||
+                    !(text = cJSON_PrintUnformatted(o)))
+                        return -ENOMEM;
+                printf("%s%s", p->n ? ",\n" : "[\n", text);
+        } else {
+                _cleanup_free_ char *node = escape_cell(row->node, 0), *event = escape_cell(row->event, 0),
+                                    *details = escape_cell(row->details ? row->details : "{}", DETAILS_MAX);
+
+                at = format_at(row->at);
+                if (!node || !event || !details)
+                        return -ENOMEM;
+                if (p->n == 0) {
+                        printf("%-6s | %-23s | %-12s | %-14s | %-6s | %s\n", "ID", "At (UTC)", "Node", "Event", "Result", "Details");
+                        printf("-------+-------------------------+--------------+----------------+--------+--------\n");
+                }
+                printf("%-6" PRId64 " | %-23s | %-12s | %-14s | %-6s | %s\n", row->id, strempty(at), node, event,
+                       row->successful ? "ok" : "failed", details);
         }
-        return EXIT_OK;
+        p->n++;
+        return 0;
 }
 
 static int cluster_events(struct ctl *c, int argc, char **argv) {
@@ -364,10 +449,9 @@ static int cluster_events(struct ctl *c, int argc, char **argv) {
         };
         _cleanup_(pgconn_closep) PGconn *conn = NULL;
         _cleanup_free_ char *err = NULL;
-        struct metadata_event_row *rows = NULL;
+        struct events_printer printer = { .ctl = c };
         const char *node = NULL;
         int64_t limit = 20;
-        size_t n = 0;
         int opt, r;
 
         optind = 0;
@@ -384,8 +468,10 @@ static int cluster_events(struct ctl *c, int argc, char **argv) {
                         node = optarg;
                 else if (opt == 'h') {
                         printf("Usage: agentctl cluster events [--limit N] [--node NAME] [--json]\n\n"
-                               "The newest events (default 20; 0 for all), newest first, from the metadata\n"
-                               "schema on the primary.\n");
+                               "The newest events (default 20; 0 for all, streamed), newest first, from the\n"
+                               "metadata schema on the primary. Times have millisecond precision; control\n"
+                               "characters are shown escaped and details cut to %d characters in the table\n"
+                               "(--json has them whole).\n", DETAILS_MAX);
                         return EXIT_OK;
                 } else
                         return ctl_fail(EXIT_USAGE, "Try 'agentctl cluster events --help'.");
@@ -395,12 +481,14 @@ static int cluster_events(struct ctl *c, int argc, char **argv) {
         r = connect_primary(c, &conn);
         if (r != 0)
                 return r;
-        r = metadata_events_list(conn, c->config.metadata_schema, (size_t) limit, node, &rows, &n, &err);
+        r = metadata_events_foreach(conn, c->config.metadata_schema, (size_t) limit, node, print_event, &printer, &err);
+        if (c->json && (r >= 0 || printer.n > 0))
+                puts(printer.n ? "\n]" : "[]");
+        else if (r >= 0 && printer.n == 0)
+                puts("No events recorded yet.");
         if (r < 0)
                 return ctl_fail(EXIT_FAIL, "cannot read the events: %s", err ? err : strerror(-r));
-        r = print_events(c, rows, n);
-        metadata_event_rows_free(rows, n);
-        return r;
+        return EXIT_OK;
 }
 
 static int print_history(struct ctl *c, struct metadata_history_row *rows, size_t n) {
@@ -414,6 +502,8 @@ static int print_history(struct ctl *c, struct metadata_history_row *rows, size_
                         if (!o || !cJSON_AddItemToArray(arr, o) || !cJSON_AddNumberToObject(o, "timeline", rows[i].timeline) ||
                             !(rows[i].switch_lsn ? cJSON_AddStringToObject(o, "switch_lsn", strempty(lsn)) : cJSON_AddNullToObject(o, "switch_lsn")) ||
                             !cJSON_AddStringToObject(o, "new_primary", strempty(rows[i].new_primary)) ||
+                            !(rows[i].old_primary ? cJSON_AddStringToObject(o, "old_primary", rows[i].old_primary)
+                                                  : cJSON_AddNullToObject(o, "old_primary")) ||
                             !cJSON_AddStringToObject(o, "reason", strempty(rows[i].reason)) || !cJSON_AddStringToObject(o, "at", strempty(at)))
                                 return ctl_fail(EXIT_FAIL, "out of memory");
                 }
@@ -422,12 +512,17 @@ static int print_history(struct ctl *c, struct metadata_history_row *rows, size_
                 ctl_print_json(arr);
                 return EXIT_OK;
         }
-        printf("%-8s | %-12s | %-12s | %-19s | %s\n", "Timeline", "Switch LSN", "New primary", "At (UTC)", "Reason");
-        printf("---------+--------------+--------------+---------------------+--------\n");
+        if (n == 0) {
+                puts("No promotion recorded yet.");
+                return EXIT_OK;
+        }
+        printf("%-8s | %-12s | %-12s | %-12s | %-23s | %s\n", "Timeline", "Switch LSN", "Old primary", "New primary", "At (UTC)", "Reason");
+        printf("---------+--------------+--------------+--------------+-------------------------+--------\n");
         for (size_t i = 0; i < n; i++) {
                 _cleanup_free_ char *at = format_at(rows[i].at), *lsn = rows[i].switch_lsn ? dcs_lsn_format(rows[i].switch_lsn) : strdup("-");
 
-                printf("%-8" PRIu32 " | %-12s | %-12s | %-19s | %s\n", rows[i].timeline, strempty(lsn), strempty(rows[i].new_primary),
+                printf("%-8" PRIu32 " | %-12s | %-12s | %-12s | %-23s | %s\n", rows[i].timeline, strempty(lsn),
+                       rows[i].old_primary ? rows[i].old_primary : "-", strempty(rows[i].new_primary),
                        strempty(at), strempty(rows[i].reason));
         }
         return EXIT_OK;
@@ -440,8 +535,9 @@ static int cluster_history(struct ctl *c, int argc, char **argv) {
         size_t n = 0;
         int r;
 
-        r = ctl_parse_common_only(c, argc, argv, "cluster history", "[--json]", "One row per promotion (timeline, switch LSN, new primary, reason), newest\n"
-                                  "first, from the metadata schema on the primary.");
+        r = ctl_parse_common_only(c, argc, argv, "cluster history", "[--json]", "One row per promotion (timeline, switch LSN, old and new primary, time,\n"
+                                  "reason: bootstrap, failover, switchover or demote), newest first, from the\n"
+                                  "metadata schema on the primary.");
         if (r >= 0)
                 return r;
         r = connect_primary(c, &conn);

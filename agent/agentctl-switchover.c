@@ -32,7 +32,7 @@ static void switchover_help(void) {
 }
 
 /* The lease holder and whether the status says that member is a primary. */
-static int poll_holder(struct ctl *c, char **ret_holder, bool *ret_primary, bool *ret_requested) {
+static int poll_holder(struct ctl *c, char **ret_holder, bool *ret_primary, bool *ret_requested, char **ret_refused) {
         _cleanup_(json_deletep) cJSON *resp = NULL;
         const cJSON *m, *lease;
         const char *holder;
@@ -48,25 +48,35 @@ static int poll_holder(struct ctl *c, char **ret_holder, bool *ret_primary, bool
                 if (holder && streq(strempty(ctl_json_string(m, "name")), holder))
                         *ret_primary = streq(strempty(ctl_json_string(m, "role")), "primary");
         *ret_requested = !isempty(ctl_json_string(lease, "switchover"));
+        if (ret_refused) {
+                const char *why = ctl_json_string(lease, "switchover_refused");
+
+                free(*ret_refused);
+                *ret_refused = isempty(why) ? NULL : strdup(why);
+        }
         *ret_holder = holder ? strdup(holder) : NULL;
         return 0;
 }
 
 static int wait_for_new_leader(struct ctl *c, const char *from, const char *to, usec_t deadline) {
+        _cleanup_free_ char *refused = NULL;
         unsigned cleared = 0;
 
         while (clock_now(&clock_system) < deadline) {
                 _cleanup_free_ char *holder = NULL;
                 bool primary = false, requested = true;
 
-                if (poll_holder(c, &holder, &primary, &requested) < 0)
+                if (poll_holder(c, &holder, &primary, &requested, &refused) < 0)
                         requested = true;
-                /* The leader clears a request it refuses, and keeps the
-                 * lease: say so now rather than at the timeout. */
+                /* The leader clears a request it refuses, keeps the lease
+                 * and leaves its reason on it: say so now rather than at
+                 * the timeout. */
                 if (!requested && holder && streq(holder, from)) {
+                        if (refused)
+                                return ctl_fail(EXIT_REFUSED, "the leader %s refused the switchover: %s", from, refused);
                         if (++cleared >= 2)
-                                return ctl_fail(EXIT_REFUSED, "the leader %s refused the switchover (its reason is the last "
-                                                "'switchover' event: agentctl cluster events)", from);
+                                return ctl_fail(EXIT_REFUSED, "the leader %s refused the switchover (it gave no reason; see "
+                                                "agentctl cluster events)", from);
                 } else
                         cleared = 0;
                 if (!isempty(holder) && !streq(holder, from) && primary) {
@@ -77,6 +87,15 @@ static int wait_for_new_leader(struct ctl *c, const char *from, const char *to, 
                         return EXIT_OK;
                 }
                 (void) poll(NULL, 0, WAIT_POLL_MS);
+        }
+        {
+                _cleanup_free_ char *holder = NULL;
+                bool primary = false, requested = true;
+
+                /* Say what really happened: acted on or not. */
+                if (poll_holder(c, &holder, &primary, &requested, NULL) >= 0 && !(holder && streq(holder, from) && requested))
+                        return ctl_fail(EXIT_TIMEOUT, "the leader acted on the request, but no new primary within the timeout "
+                                        "(lease holder now: %s; see agentctl cluster show)", isempty(holder) ? "nobody (released)" : holder);
         }
         return ctl_fail(EXIT_TIMEOUT, "no new primary within the timeout (the request stays on the lease until the leader acts on it)");
 }
@@ -206,6 +225,6 @@ int ctl_pause_main(struct ctl *c, int argc, char **argv, bool pause) {
         if (c->json)
                 ctl_print_json(resp);
         else
-                printf("automatic failover %s\n", pause ? "paused" : "resumed");
+                printf("%s\n", ctl_json_string(resp, "message") ?: (pause ? "automatic failover paused" : "automatic failover resumed"));
         return EXIT_OK;
 }

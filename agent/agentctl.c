@@ -101,6 +101,7 @@ int ctl_status_for_errno(int r) {
         case ENOENT:
         case ECONNREFUSED:
         case ECONNRESET:
+        case EPIPE:
         case EACCES:
         case EPERM:
         case EHOSTUNREACH:
@@ -173,6 +174,14 @@ int ctl_load_config(struct ctl *c) {
         return 0;
 }
 
+bool ctl_config_readable(struct ctl *c) {
+        if (c->have_config)
+                return true;
+        if (!c->config_path && default_config_path(&c->config_path) < 0)
+                return false;
+        return c->config_path && access(c->config_path, R_OK) >= 0;
+}
+
 cJSON *ctl_request(const char *command) {
         cJSON *o = cJSON_CreateObject();
 
@@ -187,6 +196,8 @@ static int status_for_code(const char *code) {
         static const struct { const char *code; int status; } table[] = {
                 { "usage", EXIT_USAGE }, { "refused", EXIT_REFUSED }, { "not_found", EXIT_NOT_FOUND },
                 { "unreachable", EXIT_UNREACHABLE }, { "timeout", EXIT_TIMEOUT },
+                /* At its client limit: it cannot serve us now, as if unreachable. */
+                { "busy", EXIT_UNREACHABLE },
         };
 
         for (size_t i = 0; code && i < ELEMENTSOF(table); i++)
@@ -213,6 +224,8 @@ int ctl_call(struct ctl *c, cJSON *request_owned, usec_t timeout, bool quiet, cJ
         ok = cJSON_GetObjectItemCaseSensitive(resp, "ok");
         if (!cJSON_IsTrue(ok)) {
                 int status = status_for_code(ctl_json_string(resp, "code"));
+
+                c->agent_busy = streq(strempty(ctl_json_string(resp, "code")), "busy");
 
                 if (!quiet)
                         ctl_fail(status, "%s", ctl_json_string(resp, "error") ?: "the agent refused the request");

@@ -24,6 +24,7 @@ struct ctl {
         struct config config;
         bool have_config;
         char *socket;                /* the resolved control socket path */
+        bool agent_busy;             /* the last call was answered "busy" (alive, at its client limit) */
 };
 
 /* Options every verb takes after its name, so that "agentctl cluster show
@@ -58,6 +59,8 @@ int ctl_status_for_errno(int r);
 
 /* The configuration (for run_dir, control_socket, the DCS, Postgres). */
 int ctl_load_config(struct ctl *c);
+/* Whether the configuration file (-c, else the default) can be read. */
+bool ctl_config_readable(struct ctl *c);
 
 /* One request to the local agent (the request is taken, NULL is "out of
  * memory"). On a transport failure prints the

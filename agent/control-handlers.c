@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "act.h"
 #include "agent.h"
 #include "control-handlers.h"
 #include "control.h"
@@ -16,9 +17,15 @@
 /* Answered when the lease record cannot be written; the operator retries. */
 #define ANNOTATION_ATTEMPTS 3
 #define DEMOTE_DEFAULT_TIMEOUT (60 * USEC_PER_SEC)
-/* Status reads the local server itself, so that it shows the server as it
- * is now; bounded well under a tick so that the loop is never held up long. */
-#define STATUS_PG_TIMEOUT USEC_PER_SEC
+/* The local server as the last tick observed it. */
+struct status_snapshot {
+        usec_t at;                    /* 0: no tick yet */
+        bool running, accepting, in_recovery, held, supervisor_watched, supervisor_gone;
+        uint32_t timeline;
+        uint64_t lsn, replay_lsn;
+        char *upstream_host;
+        int upstream_port;
+};
 
 struct control_handlers {
         struct agent *agent;
@@ -30,6 +37,7 @@ struct control_handlers {
         struct dcs inner;
         struct dcs_member_list *members;
         usec_t members_at;
+        struct status_snapshot pg;
 };
 
 static inline void json_deletep(cJSON **j) {
@@ -84,6 +92,11 @@ static uint64_t tee_request_count(void *u) {
         return h->inner.ops->request_count ? h->inner.ops->request_count(h->inner.userdata) : 0;
 }
 
+static const struct api_stats *tee_request_stats(void *u) {
+        struct control_handlers *h = u;
+        return h->inner.ops->request_stats ? h->inner.ops->request_stats(h->inner.userdata) : NULL;
+}
+
 static int tee_member_list(void *u, usec_t deadline, struct dcs_member_list **ret, char **err) {
         struct control_handlers *h = u;
         struct dcs_member_list *l = NULL, *copy = NULL;
@@ -113,6 +126,7 @@ static const struct dcs_ops tee_ops = {
         .member_list = tee_member_list,
         .event_post = tee_event_post,
         .request_count = tee_request_count,
+        .request_stats = tee_request_stats,
         .free = tee_free,
 };
 
@@ -160,39 +174,58 @@ static bool add_item(cJSON *o, const char *key, cJSON *item) {
         return true;
 }
 
-/* The local server as it is now, with short timeouts of its own. */
-static cJSON *status_postgres(struct agent *a) {
+/* The local server as the last tick saw it: `status` never waits on
+ * PostgreSQL (a flood of status requests must not hold up the loop). */
+static cJSON *status_postgres(struct control_handlers *h, usec_t now) {
         _cleanup_(json_deletep) cJSON *o = cJSON_CreateObject();
-        _cleanup_(pgconn_closep) PGconn *c = NULL;
-        _cleanup_free_ char *ci = NULL, *upstream = NULL;
-        struct pg_node_status st = {};
-        bool running, accepting = false;
-        pid_t pid;
+        _cleanup_free_ char *upstream = NULL;
+        const struct status_snapshot *st = &h->pg;
+        bool accepting = st->at > 0 && st->accepting;
 
         if (!o)
                 return NULL;
-        running = pgctl_is_running(&a->node.pgctl, &pid) > 0;
-        if (running && node_local_conninfo(&a->node, &ci) >= 0 &&
-            pgconn_connect(ci, "agentctl-status", STATUS_PG_TIMEOUT, STATUS_PG_TIMEOUT, &c, NULL) >= 0 &&
-            pgconn_query_status(c, &st, NULL) >= 0)
-                accepting = true;
-        if (accepting && st.upstream_host)
-                upstream = strdup_printf("%s:%d", st.upstream_host, st.upstream_port ? st.upstream_port : 5432);
-        if (!cJSON_AddBoolToObject(o, "running", running) ||
+        if (accepting && st->upstream_host)
+                upstream = strdup_printf("%s:%d", st->upstream_host, st->upstream_port ? st->upstream_port : 5432);
+        if (!cJSON_AddBoolToObject(o, "running", st->running) ||
             !cJSON_AddBoolToObject(o, "accepting", accepting) ||
-            !(accepting ? cJSON_AddBoolToObject(o, "in_recovery", st.in_recovery) : cJSON_AddNullToObject(o, "in_recovery")) ||
-            !(accepting ? cJSON_AddNumberToObject(o, "timeline", st.timeline) : cJSON_AddNullToObject(o, "timeline")) ||
-            !add_lsn(o, "lsn", accepting ? (st.in_recovery ? MAX(st.receive_lsn, st.replay_lsn) : st.current_lsn) : 0) ||
-            !add_lsn(o, "replay_lsn", accepting ? (st.in_recovery ? st.replay_lsn : st.current_lsn) : 0) ||
+            !(accepting ? cJSON_AddBoolToObject(o, "in_recovery", st->in_recovery) : cJSON_AddNullToObject(o, "in_recovery")) ||
+            !(accepting ? cJSON_AddNumberToObject(o, "timeline", st->timeline) : cJSON_AddNullToObject(o, "timeline")) ||
+            !add_lsn(o, "lsn", accepting ? st->lsn : 0) ||
+            !add_lsn(o, "replay_lsn", accepting ? st->replay_lsn : 0) ||
             !add_string_or_null(o, "upstream", upstream) ||
-            !(accepting && st.in_recovery && st.replay_lag > 0 ? cJSON_AddNumberToObject(o, "replay_lag_seconds", seconds(st.replay_lag))
-                                                                : cJSON_AddNullToObject(o, "replay_lag_seconds")) ||
-            !cJSON_AddBoolToObject(o, "held", pgctl_hold_is_set(a->config.run_dir) > 0)) {
-                pg_node_status_done(&st);
+            !cJSON_AddNullToObject(o, "replay_lag_seconds") ||
+            !cJSON_AddBoolToObject(o, "held", st->held) ||
+            !(st->supervisor_watched && st->at ? cJSON_AddBoolToObject(o, "supervisor", !st->supervisor_gone)
+                                               : cJSON_AddNullToObject(o, "supervisor")) ||
+            !(st->at ? cJSON_AddNumberToObject(o, "observed_seconds_ago", seconds(now - MIN(now, st->at)))
+                     : cJSON_AddNullToObject(o, "observed_seconds_ago")))
                 return NULL;
-        }
-        pg_node_status_done(&st);
         return TAKE_PTR(o);
+}
+
+void control_handlers_observed(struct agent *a, const struct observation *o) {
+        struct control_handlers *h = a->control;
+        char *host = NULL;
+
+        if (!h)
+                return;
+        if (o->pg_upstream_host && !(host = strdup(o->pg_upstream_host)))
+                return;
+        free(h->pg.upstream_host);
+        h->pg = (struct status_snapshot) {
+                .at = clock_now(a->clock),
+                .running = o->pg_running,
+                .accepting = o->pg_accepting,
+                .in_recovery = o->pg_in_recovery,
+                .held = o->pg_held,
+                .supervisor_watched = o->supervisor_watched,
+                .supervisor_gone = o->supervisor_gone,
+                .timeline = o->pg_timeline,
+                .lsn = o->pg_lsn,
+                .replay_lsn = o->pg_replay_lsn,
+                .upstream_host = host,
+                .upstream_port = o->pg_upstream_port,
+        };
 }
 
 static cJSON *status_lease(struct agent *a, usec_t now) {
@@ -217,7 +250,9 @@ static cJSON *status_lease(struct agent *a, usec_t now) {
             !cJSON_AddNumberToObject(o, "lease_duration_seconds", seconds(l->lease_duration)) ||
             !cJSON_AddBoolToObject(o, "paused", l->paused) ||
             !add_strv(o, "sync", l->sync) ||
+            !add_string_or_null(o, "sync_mode", dcs_sync_mode_to_string(l->sync_mode)) ||
             !add_string_or_null(o, "switchover", l->switchover) ||
+            !add_string_or_null(o, "switchover_refused", l->switchover_refused) ||
             !add_string_or_null(o, "successor", l->successor) ||
             !cJSON_AddNumberToObject(o, "age_seconds", seconds(now - MIN(now, e->observed_at))) ||
             !cJSON_AddBoolToObject(o, "held_by_us", election_held_by_us(e)) ||
@@ -251,6 +286,17 @@ static cJSON *status_members(struct control_handlers *h) {
         return TAKE_PTR(arr);
 }
 
+/* Issue 17, item 3: this agent holds the lease and can prove it: it leads,
+ * its last successful renewal was sent less than renew_deadline ago, and it
+ * is not fencing. A primary is routable only while this holds (`agentctl
+ * node check`); past it the others may take the lease after lease_duration. */
+static bool lease_valid(const struct agent *a, usec_t now) {
+        const struct election *e = &a->node.election;
+
+        return e->leader && a->state.kind != AGENT_FENCED && a->state.kind != AGENT_STOPPED &&
+                election_renew_remaining(e, now) > 0;
+}
+
 static void handle_status(struct control_handlers *h, struct control_reply *rp) {
         struct agent *a = h->agent;
         usec_t now = clock_now(a->clock);
@@ -264,18 +310,20 @@ static void handle_status(struct control_handlers *h, struct control_reply *rp) 
             !cJSON_AddStringToObject(node, "state", agent_state_to_string(a->state.kind)) ||
             !cJSON_AddNumberToObject(node, "state_seconds", seconds(now - MIN(now, a->state.since))) ||
             !cJSON_AddBoolToObject(node, "leader", a->node.election.leader) ||
+            !cJSON_AddBoolToObject(node, "lease_valid", lease_valid(a, now)) ||
             !cJSON_AddBoolToObject(node, "demote_requested", a->state.demote_requested) ||
             !cJSON_AddNumberToObject(node, "priority", (double) a->config.priority) ||
             !cJSON_AddBoolToObject(node, "nofailover", a->config.nofailover) ||
             !cJSON_AddNumberToObject(node, "ticks", (double) a->ticks) ||
             !cJSON_AddNumberToObject(o, "status_interval_seconds", seconds(a->config.status_interval)) ||
+            !cJSON_AddNumberToObject(o, "lease_duration_seconds", seconds(a->config.lease_duration)) ||
             !cJSON_AddNumberToObject(o, "maximum_lag_on_failover", (double) a->config.maximum_lag_on_failover) ||
             !(h->members ? cJSON_AddNumberToObject(o, "members_age_seconds", seconds(now - MIN(now, h->members_at)))
                          : cJSON_AddNullToObject(o, "members_age_seconds"))) {
                 (void) control_reply_error(rp, "out of memory");
                 return;
         }
-        if (!add_item(node, "postgres", status_postgres(a)) || !add_item(o, "lease", status_lease(a, now)) ||
+        if (!add_item(node, "postgres", status_postgres(h, now)) || !add_item(o, "lease", status_lease(a, now)) ||
             !add_item(o, "members", status_members(h))) {
                 (void) control_reply_error(rp, "out of memory");
                 return;
@@ -308,31 +356,71 @@ static int reply_fail(struct control_reply *rp, const char *code, const char *fm
 struct annotation_change {
         int paused;                  /* -1: leave */
         const char *switchover;      /* NULL: leave */
+        char *refusal;               /* why the record did not take the change */
 };
 
-static void apply_change(struct dcs_leader *l, void *userdata) {
-        const struct annotation_change *c = userdata;
+/* One hand-over at a time (docs/handover.pml): a request on the lease, a
+ * release naming a successor, or a final LSN not yet cleared by the new
+ * primary's first renewal each mean one is in progress. */
+static int handover_in_progress(const struct dcs_leader *l, char **ret) {
+        if (!isempty(l->switchover))
+                *ret = strdup_printf("a switchover to %s is already requested and in progress; wait for it (agentctl cluster show)",
+                                     streq(l->switchover, "*") ? "the best standby" : l->switchover);
+        else if (isempty(l->holder) && (!isempty(l->successor) || l->successor_lsn > 0))
+                *ret = strdup_printf("a hand-over to %s is in progress; wait for it (agentctl cluster show)",
+                                     isempty(l->successor) ? "the best standby" : l->successor);
+        else if (l->successor_lsn > 0)
+                *ret = strdup_printf("a hand-over to %s is in progress (it has not promoted yet); wait for it (agentctl cluster show)",
+                                     strempty(l->holder));
+        else
+                return 0;
+        return *ret ? -EBUSY : -ENOMEM;
+}
 
+static int apply_change(struct dcs_leader *l, void *userdata) {
+        struct annotation_change *c = userdata;
+        int r;
+
+        c->refusal = mfree(c->refusal);
+        if (c->switchover) {
+                r = handover_in_progress(l, &c->refusal);
+                if (r < 0)
+                        return r;
+                if (isempty(l->holder)) {
+                        c->refusal = strdup("nobody holds the lease: there is no primary to switch over from");
+                        return c->refusal ? -EBUSY : -ENOMEM;
+                }
+        }
+        if (c->paused >= 0 && !c->switchover && l->paused == c->paused)
+                return -EALREADY; /* nothing to write */
         if (c->paused >= 0)
                 l->paused = c->paused;
         if (c->switchover) {
                 char *s = strdup(c->switchover);
 
-                if (s) {
-                        free(l->switchover);
-                        l->switchover = s;
-                }
+                if (!s)
+                        return -ENOMEM;
+                free(l->switchover);
+                l->switchover = s;
+                /* A new request starts without the last one's refusal. */
+                l->switchover_refused = mfree(l->switchover_refused);
         }
+        return 0;
 }
 
-/* A write that meets a concurrent renewal (409) is tried again on the
- * record election_update_annotations() has re-read. */
+/* The change is judged on a record read now, not on the loop's copy, which
+ * may be older than the Lease (a renewal's answer that arrived late): "was
+ * not paused: nothing to resume" from a stale copy left a cluster paused
+ * with nobody knowing. A write that meets a concurrent renewal (409) is
+ * tried again on the record election_update_annotations() has re-read. */
 static int write_annotations(struct agent *a, struct annotation_change *c, char **reterr_msg) {
         struct election *e = &a->node.election;
         int r = -ESTALE;
 
-        if (!e->observed)
-                (void) election_observe(e, NULL);
+        r = election_observe(e, reterr_msg);
+        if (r < 0)
+                return r;
+        r = -ESTALE;
         for (int i = 0; i < ANNOTATION_ATTEMPTS && r == -ESTALE; i++) {
                 *reterr_msg = mfree(*reterr_msg);
                 r = election_update_annotations(e, apply_change, c, reterr_msg);
@@ -340,23 +428,57 @@ static int write_annotations(struct agent *a, struct annotation_change *c, char 
         return r;
 }
 
+/* `resume` also brings back a node that `demote` stopped (a standby's
+ * pre-stop, or a primary after its hand-over) while its agent runs on:
+ * without it only a restart would. It starts again as a standby. */
+static bool undemote(struct agent *a) {
+        if (!a->state.demote_requested || !a->state.demote_done || a->state.kind != AGENT_STOPPED)
+                return false;
+        a->state.demote_requested = false;
+        a->state.demote_done = false;
+        a->state.kind = AGENT_STARTING;
+        agent_log(a, LOG_LEVEL_INFO, "resume", "resumed after demote: starting PostgreSQL again as a standby");
+        return true;
+}
+
 static void handle_pause(struct control_handlers *h, struct control_reply *rp, bool paused) {
         struct annotation_change c = { .paused = paused };
         _cleanup_free_ char *err = NULL;
+        bool restarted = !paused && undemote(h->agent);
         cJSON *o;
         int r;
 
         r = write_annotations(h->agent, &c, &err);
+        free(c.refusal);
+        if (r == -EALREADY) {
+                o = cJSON_CreateObject();
+                if (o && (!cJSON_AddBoolToObject(o, "paused", paused) || !cJSON_AddBoolToObject(o, "changed", restarted) ||
+                          !cJSON_AddStringToObject(o, "message", paused ? "automatic failover was already paused" :
+                                                   restarted ? "demoted node restarting as a standby (automatic failover was not paused)" :
+                                                   "automatic failover was not paused: nothing to resume"))) {
+                        cJSON_Delete(o);
+                        o = NULL;
+                }
+                (void) control_reply(rp, o);
+                return;
+        }
         if (r < 0) {
                 reply_fail(rp, r == -ENOENT ? "not_found" : "unreachable", "cannot %s: %s", paused ? "pause" : "resume",
                            err ? err : strerror(-r));
                 return;
         }
-        agent_log(h->agent, LOG_LEVEL_INFO, paused ? "pause" : "resume", "%s by agentctl",
-                  paused ? "automatic failover paused" : "automatic failover resumed");
+        /* An event, not just a log line: operator actions belong in the
+         * audit trail of cluster events (issue 19, 4c). */
+        event_emit(&h->agent->node, &h->agent->log, LOG_LEVEL_INFO, paused ? "pause" : "resume", "%s by agentctl",
+                   paused ? "automatic failover paused" : "automatic failover resumed");
         o = cJSON_CreateObject();
-        if (o)
+        if (o) {
                 cJSON_AddBoolToObject(o, "paused", paused);
+                cJSON_AddBoolToObject(o, "changed", true);
+                cJSON_AddStringToObject(o, "message", paused ? "automatic failover paused" :
+                                        restarted ? "automatic failover resumed; demoted node restarting as a standby" :
+                                        "automatic failover resumed");
+        }
         (void) control_reply(rp, o);
 }
 
@@ -378,6 +500,8 @@ static int handle_switchover(struct control_handlers *h, struct control_reply *r
 
         if (to && !cJSON_IsNull(to) && !(cJSON_IsString(to) && !isempty(to->valuestring)))
                 return reply_fail(rp, "usage", "\"to\" must be a member name or null");
+        if (l && handover_in_progress(l, &err) < 0)
+                return reply_fail(rp, "refused", "switchover refused: %s", strempty(err));
         if (!l || isempty(l->holder))
                 return reply_fail(rp, "refused", "nobody holds the lease: there is no primary to switch over from");
         if (cJSON_IsString(to)) {
@@ -399,9 +523,15 @@ static int handle_switchover(struct control_handlers *h, struct control_reply *r
                 return reply_fail(rp, "failed", "out of memory");
         l = NULL;
         r = write_annotations(h->agent, &c, &err);
+        if (r == -EBUSY) {
+                _cleanup_free_ char *why = TAKE_PTR(c.refusal);
+
+                return reply_fail(rp, "refused", "switchover refused: %s", strempty(why));
+        }
+        c.refusal = mfree(c.refusal);
         if (r < 0)
                 return reply_fail(rp, "unreachable", "cannot request the switchover: %s", err ? err : strerror(-r));
-        agent_log(h->agent, LOG_LEVEL_INFO, "switchover", "switchover from %s to %s requested by agentctl", from,
+        event_emit(&h->agent->node, &h->agent->log, LOG_LEVEL_INFO, "switchover-request", "switchover from %s to %s requested by agentctl", from,
                   streq(c.switchover, "*") ? "the best standby" : c.switchover);
         o = cJSON_CreateObject();
         if (o && (!cJSON_AddStringToObject(o, "from", from) ||
@@ -493,6 +623,13 @@ static void on_demote_done(void *userdata, bool ok, const char *message) {
         control_handlers_complete_demote(userdata, ok, message);
 }
 
+const struct dcs_member_list *control_handlers_members(const struct agent *a, usec_t *ret_at) {
+        if (!a->control || !a->control->members)
+                return NULL;
+        *ret_at = a->control->members_at;
+        return a->control->members;
+}
+
 /* ---- dispatch, attach, detach ---- */
 
 static void on_request(struct control_reply *rp, const char *command, const cJSON *req, void *userdata) {
@@ -554,6 +691,7 @@ void control_handlers_detach(struct agent *a) {
                 a->node.demote_userdata = NULL;
         }
         dcs_member_list_free(h->members);
+        free(h->pg.upstream_host);
         free(h);
         a->control = NULL;
 }

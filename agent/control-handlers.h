@@ -6,6 +6,8 @@
 
 #include <stdbool.h>
 
+#include "macro.h"
+
 struct agent;
 
 /* Serves the control socket from a->event; call after node_init(). A
@@ -18,5 +20,15 @@ void control_handlers_detach(struct agent *a);
 /* The control loop's act calls this when a requested demote finished (ok)
  * or failed: the waiting `demote` request gets its answer. */
 void control_handlers_complete_demote(struct agent *a, bool ok, const char *msg);
+
+/* The control loop hands over each tick's observation: `status` answers
+ * from it and never opens a connection to PostgreSQL itself. */
+struct observation;
+void control_handlers_observed(struct agent *a, const struct observation *o);
+
+/* The member list the control loop last read, and when (monotonic); NULL
+ * before the first read. The HTTP API's /cluster answers from it. */
+struct dcs_member_list;
+const struct dcs_member_list *control_handlers_members(const struct agent *a, usec_t *ret_at);
 
 #endif

@@ -10,6 +10,7 @@
 #include "agent.h"
 #include "control-handlers.h"
 #include "exit-codes.h"
+#include "http-server.h"
 #include "pglease-build.h"
 #include "util.h"
 
@@ -81,7 +82,8 @@ static void decide_options_from(const struct config *c, struct decide_options *r
         };
 }
 
-/* Reloadable policy keys take effect at the next tick. */
+/* Reloadable policy keys take effect at the next tick; longer lease
+ * timings only once a renewal has published them (election.h). */
 static void apply_policy(struct agent *a) {
         struct decide_options o;
         char *name;
@@ -100,46 +102,44 @@ static void apply_policy(struct agent *a) {
 }
 
 /* --election-only: the lease and nothing else, for the election tests and
- * benchmarks: take it when free, renew it, say when it is lost. */
+ * benchmarks: take it when free, say when it is lost. It is renewed as the
+ * full agent's is, by the renewer's thread (renewer.h), which also logs the
+ * loss at the renew deadline (safety rule 1) or when another member wrote;
+ * the loop learns of both here. */
 static void election_tick(struct agent *a, usec_t now) {
-        struct election *e = &a->node.election;
+        struct node *n = &a->node;
+        struct election *e = &n->election;
         _cleanup_free_ char *err = NULL;
-        bool was_leader = e->leader;
         int r;
 
-        /* Safety rule 1 before anything that may block. */
-        if (election_lost(e, now)) {
-                agent_log(a, LOG_LEVEL_ERROR, "fence", "lease lost: the last successful renewal was sent more than renew_deadline ago");
+        renewer_sync(n->renewer, e, a->config.retry_period);
+        now = MAX(now, clock_now(a->clock));
+        if (e->leader && election_lost(e, now))
                 e->leader = false;
+        /* A holder in good standing does not read the Lease (observe.c):
+         * its renewals fail with a conflict when anybody else wrote. */
+        if (e->leader)
                 return;
-        }
         r = election_observe(e, &err);
-        if (was_leader && !e->leader) {
-                agent_log(a, LOG_LEVEL_ERROR, "fence", "lease lost: it is now held by %s",
-                          e->observed ? strempty(e->observed->holder) : "nobody");
-                return;
-        }
-        if (r < 0 && r != -ENOENT)
+        if (r < 0 && r != -ENOENT) {
                 agent_log(a, LOG_LEVEL_WARNING, "observe", "cannot read the lease: %s", strempty(err));
-        now = clock_now(a->clock);
-        if (election_lost(e, now)) {
-                agent_log(a, LOG_LEVEL_ERROR, "fence", "lease lost: the last successful renewal was sent more than renew_deadline ago");
-                e->leader = false;
                 return;
         }
         err = mfree(err);
-        if (e->leader) {
-                r = election_renew(e, NULL, &err);
-                if (r == -ESTALE)
-                        agent_log(a, LOG_LEVEL_ERROR, "fence", "lease lost: %s", strempty(err));
-                else if (r < 0)
-                        agent_log(a, LOG_LEVEL_WARNING, "renew", "renewal failed: %s", strempty(err));
+        now = MAX(now, clock_now(a->clock));
+        if (!election_may_acquire(e, now))
                 return;
-        }
-        if (r >= 0 || r == -ENOENT) {
-                if (election_may_acquire(e, now) && election_acquire(e, NULL, &err) >= 0)
-                        agent_log(a, LOG_LEVEL_INFO, "acquire", "took the leader lease");
-        }
+        /* A failed attempt is not logged: an "acquire" line means the lease
+         * was taken (test_election reads beliefs from these lines); the
+         * next tick reads the lease and tries again. */
+        if (election_acquire(e, NULL, NULL) < 0)
+                return;
+        r = renewer_start(n->renewer, e->observed, e->last_renew_sent);
+        if (r < 0)
+                agent_log(a, LOG_LEVEL_ERROR, "acquire", "took the leader lease but cannot hand it to the renewer: %s; it expires",
+                          strerror(-r));
+        else
+                agent_log(a, LOG_LEVEL_INFO, "acquire", "took the leader lease");
 }
 
 static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -158,7 +158,7 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
         /* Safety rule 1 on time: a leader ticks at its renew deadline too,
          * whatever the period, so that it fences the moment it passes. */
         if (a->have_node && a->node.election.leader) {
-                usec_t deadline = a->node.election.last_renew_sent + a->config.renew_deadline + USEC_PER_MSEC;
+                usec_t deadline = a->node.election.last_renew_sent + election_renew_deadline(&a->node.election) + USEC_PER_MSEC;
 
                 if (deadline > clock_now(a->clock) && deadline < next)
                         next = deadline;
@@ -241,6 +241,7 @@ static void agent_shutdown(struct agent *a) {
                         return;
         }
         err = mfree(err);
+        renewer_stop(a->node.renewer, e);
         if (election_release(e, NULL, 0, &err) < 0)
                 agent_log(a, LOG_LEVEL_WARNING, "release", "cannot release the lease: %s", strempty(err));
         else
@@ -264,6 +265,11 @@ int agent_run(struct agent *a) {
                         return r == -ENOMEM ? EXIT_FAIL : EXIT_CONFIG;
                 }
                 a->have_node = true;
+                r = node_start_renewer(&a->node, &a->log, !a->election_only, &err);
+                if (r < 0) {
+                        agent_log(a, LOG_LEVEL_ERROR, "start", "cannot start the lease renewer: %s", err ? err : strerror(-r));
+                        return EXIT_FAIL;
+                }
                 decide_options_from(&a->config, &o);
                 r = agent_state_init(&a->state, &o);
                 if (r < 0)
@@ -305,6 +311,11 @@ int agent_run(struct agent *a) {
                 if (r < 0)
                         agent_log(a, LOG_LEVEL_ERROR, "control", "no control socket (agentctl and the pre-stop hook cannot reach this agent): %s",
                                   err ? err : strerror(-r));
+                err = mfree(err);
+                r = http_server_attach(a, &err);
+                if (r < 0)
+                        agent_log(a, LOG_LEVEL_ERROR, "http", "no HTTP API (probes and /metrics cannot reach this agent): %s",
+                                  err ? err : strerror(-r));
         }
 
         agent_log(a, LOG_LEVEL_INFO, "start", "pglease-agent %s starting: cluster %s, retry_period %" PRIu64 "ms",
@@ -314,6 +325,7 @@ int agent_run(struct agent *a) {
         r = sd_event_loop(a->event);
         status = r < 0 ? EXIT_FAIL : r;
         agent_shutdown(a);
+        http_server_detach(a);
         control_handlers_detach(a);
         if (a->have_state)
                 agent_state_done(&a->state);
@@ -357,6 +369,8 @@ void agent_tick(struct agent *a, usec_t now, usec_t late) {
                                           l.items[i].target ? " " : "", strempty(l.items[i].target));
                 (void) act(&a->node, &a->log, &a->state, &o, &l, &redecide);
                 if (!redecide || round == TICK_ROUNDS - 1) {
+                        control_handlers_observed(a, &o);
+                        http_server_observed(a, &o);
                         if (!redecide)
                                 act_housekeeping(&a->node, &a->log, &a->state, &o);
                         action_list_done(&l);

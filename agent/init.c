@@ -442,12 +442,15 @@ static int bootstrap_populate(struct init_ctx *c, const struct bootstrap_options
         say(c, LOG_LEVEL_INFO, "created the roles %s (replication) and %s (pg_rewind)", cfg->replication_user,
             cfg->rewind_user);
         r = metadata_migrate(conn, cfg->metadata_schema, c->n.sql_dir, &applied, &err);
+        /* Timeline 1 begins here: the history's first row (issue 19, item 3). */
+        if (r >= 0)
+                r = metadata_history_insert(conn, cfg->metadata_schema, 1, PG_LSN_INVALID, cfg->node_name, NULL, "bootstrap", &err);
         node_local_reset(&c->n);
         if (r < 0)
                 return fail(c, EXIT_FAIL, "cannot create the metadata schema %s: %s", cfg->metadata_schema,
                             err ? err : strerror(-r));
-        say(c, LOG_LEVEL_INFO, "applied %u metadata migrations from %s to schema %s", applied, c->n.sql_dir,
-            cfg->metadata_schema);
+        say(c, LOG_LEVEL_INFO, "applied %u metadata migrations from %s to schema %s and recorded the bootstrap", applied,
+            c->n.sql_dir ?: "the built-in set", cfg->metadata_schema);
         return EXIT_OK;
 }
 
@@ -496,10 +499,36 @@ static void bootstrap_plan(struct init_ctx *c, const struct bootstrap_options *o
              o->max_slot_wal_keep_size ? o->max_slot_wal_keep_size : "-1", c->n.cfg->hba_networks);
         plan(c, "pg_ctl start -w with listen_addresses='' (local connections only)");
         plan(c, "create the roles %s and %s", o->repl_user, o->rewind_user);
-        plan(c, "apply the metadata migrations in %s to schema %s", c->n.sql_dir, c->n.cfg->metadata_schema);
+        plan(c, "apply the metadata migrations in %s to schema %s", c->n.sql_dir ?: "the built-in set",
+             c->n.cfg->metadata_schema);
         plan(c, "remove the marker; publish the member record (primary at %s:%d)", node_connect_host(&c->n),
              (int) c->n.cfg->pg_port);
         plan(c, "pg_ctl stop -m fast; leave the lease held for the agent");
+}
+
+/* The bootstrap options, and all that a bootstrap can fail on in this
+ * node's configuration. */
+static int bootstrap_prepare(struct init_ctx *c, struct node_bootstrap *s) {
+        int status;
+
+        if (node_bootstrap_options(&c->n, remaining(c), s) < 0)
+                return fail(c, EXIT_CONFIG, "cannot use hba_networks or max_slot_wal_keep_size");
+        status = choose_local_auth(c, &s->o);
+        if (status != EXIT_OK)
+                return status;
+        if (bootstrap_options_check(&s->o) < 0)
+                return fail(c, EXIT_CONFIG, "invalid bootstrap options (role names, networks, listen_addresses "
+                            "or socket_dir)");
+        return EXIT_OK;
+}
+
+/* Checked before the Lease is created: a member that takes the lease and
+ * then cannot bootstrap leaves the cluster without a primary until the
+ * lease expires. */
+static int bootstrap_preflight(struct init_ctx *c) {
+        _cleanup_(node_bootstrap_done) struct node_bootstrap s = {};
+
+        return bootstrap_prepare(c, &s);
 }
 
 static int init_bootstrap(struct init_ctx *c) {
@@ -508,9 +537,9 @@ static int init_bootstrap(struct init_ctx *c) {
         int r, status;
 
         marker = sibling_path(c->n.cfg->data_dir, BOOTSTRAP_MARKER);
-        if (!marker || node_bootstrap_options(&c->n, remaining(c), &s) < 0)
-                return fail(c, EXIT_CONFIG, "cannot use hba_networks or max_slot_wal_keep_size");
-        status = choose_local_auth(c, &s.o);
+        if (!marker)
+                return fail(c, EXIT_FAIL, "out of memory");
+        status = bootstrap_prepare(c, &s);
         if (status != EXIT_OK)
                 return status;
         if (c->dry_run) {
@@ -633,7 +662,7 @@ static const char *holder_name(const struct init_ctx *c) {
 static int no_leader(struct init_ctx *c, const struct view *v) {
         const struct config *cfg = c->n.cfg;
         _cleanup_free_ char *err = NULL;
-        int r;
+        int r, status;
 
         if (v->lease_missing && cfg->bootstrap == BOOTSTRAP_NEVER) {
                 note(c, LOG_LEVEL_INFO, "no lease yet and bootstrap = never: waiting for a leader to clone from");
@@ -651,6 +680,9 @@ static int no_leader(struct init_ctx *c, const struct view *v) {
                         say(c, LOG_LEVEL_INFO, "no lease: this member would try to create it and bootstrap");
                         return init_bootstrap(c);
                 }
+                status = bootstrap_preflight(c);
+                if (status != EXIT_OK)
+                        return status;
                 r = election_acquire(&c->n.election, NULL, &err);
                 if (r == -ESTALE || r == -EBUSY) {
                         say(c, LOG_LEVEL_INFO, "another member created the lease first (holder %s): cloning from it "

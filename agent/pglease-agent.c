@@ -7,6 +7,7 @@
 #include "agent.h"
 #include "exit-codes.h"
 #include "init.h"
+#include "kube.h"
 #include "pglease-build.h"
 #include "run-postgres.h"
 #include "util.h"
@@ -53,6 +54,70 @@ static int default_config_path(char **ret) {
                 return -ENOMEM;
         *ret = p;
         return 0;
+}
+
+/* A file the agent reads at start: readable now, or the error names the key. */
+static int check_readable(const char *key, const char *path, char **reterr_msg) {
+        _cleanup_free_ char *content = NULL;
+        int r;
+
+        if (isempty(path))
+                return 0;
+        r = read_full_file(path, &content, NULL);
+        if (r < 0)
+                return set_error_msg(reterr_msg, "%s: %s: %s", key, path, strerror(-r)), r;
+        return 0;
+}
+
+/* --check-config reads what the agent reads at start, so that a
+ * configuration it accepts cannot fail there: the Kubernetes credentials
+ * (the kubeconfig and every file it names) and the password files. Outside
+ * a pod without a kubeconfig, the in-cluster credentials cannot be checked:
+ * 1 and a note then. */
+static int check_start_inputs(const struct config *c, char **reterr_msg) {
+        const struct kube_options o = { .kubeconfig = isempty(c->kube_config) ? NULL : c->kube_config };
+        struct kube_config kc = {};
+        const char *files[][2] = {
+                { "superuser_password_file", c->superuser_password_file },
+                { "replication_password_file", c->replication_password_file },
+                { "rewind_password_file", c->rewind_password_file },
+                { "certificate-authority", NULL }, { "client-certificate", NULL }, { "client-key", NULL },
+        };
+        int r, in_cluster = 0;
+
+        r = kube_config_resolve(&o, &kc, reterr_msg);
+        if (r == -ENXIO && !o.kubeconfig && isempty(getenv("KUBECONFIG")) &&
+            isempty(getenv("KUBERNETES_SERVICE_HOST"))) {
+                in_cluster = 1;
+                r = 0;
+        } else if (r < 0)
+                return r;
+        files[3][1] = kc.ca_file;
+        files[4][1] = kc.cert_file;
+        files[5][1] = kc.key_file;
+        for (size_t i = 0; i < ELEMENTSOF(files) && r >= 0; i++)
+                r = check_readable(files[i][0], files[i][1], reterr_msg);
+        kube_config_done(&kc);
+        return r < 0 ? r : in_cluster;
+}
+
+static int check_config_main(struct agent *a) {
+        _cleanup_free_ char *dump = NULL, *err = NULL;
+        int r;
+
+        r = check_start_inputs(&a->config, &err);
+        if (r < 0) {
+                fprintf(stderr, "pglease-agent: invalid configuration: %s\n", err ? err : strerror(-r));
+                return EXIT_CONFIG;
+        }
+        if (r > 0)
+                fprintf(stderr, "pglease-agent: note: not in a pod and no kube_config or $KUBECONFIG: the in-cluster "
+                        "credentials were not checked\n");
+        if (config_dump(&a->config, &dump) < 0)
+                return EXIT_FAIL;
+        printf("# pglease-agent %s: effective configuration (%s)\n%s",
+               PGLEASE_VERSION, a->config_path ? a->config_path : "no configuration file", dump);
+        return EXIT_OK;
 }
 
 enum mode { MODE_DAEMON, MODE_CHECK_CONFIG, MODE_INIT };
@@ -162,18 +227,9 @@ int main(int argc, char **argv) {
                 goto finish;
         }
         switch (mode) {
-        case MODE_CHECK_CONFIG: {
-                _cleanup_free_ char *dump = NULL;
-
-                if (config_dump(&a.config, &dump) < 0) {
-                        status = EXIT_FAIL;
-                        break;
-                }
-                printf("# pglease-agent %s: effective configuration (%s)\n%s",
-                       PGLEASE_VERSION, a.config_path ? a.config_path : "no configuration file", dump);
-                status = EXIT_OK;
+        case MODE_CHECK_CONFIG:
+                status = check_config_main(&a);
                 break;
-        }
         case MODE_INIT:
                 status = agent_init_main(&a, dry_run);
                 break;

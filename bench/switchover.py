@@ -49,25 +49,17 @@ TIMINGS = {"default": SHIPPED, "test": dict(cluster_mod.DEFAULT_SETTINGS)}
 
 def stage_for_runner(binaries, stage_dir):
     """The agents run as the test user (under root, `pglease-test`): copy
-    the programs and the migrations where it can read them if it cannot
-    read the originals (a tree under /root)."""
-    out = types.SimpleNamespace(**vars(binaries),
-                                sql_dir=os.path.join(SOURCE, "sql"))
-    for key in ("agent", "agentctl", "sql_dir"):
+    the programs where it can run them if it cannot reach the originals (a
+    tree under /root). The migrations are built into the agent."""
+    out = types.SimpleNamespace(**vars(binaries))
+    for key in ("agent", "agentctl"):
         path = getattr(out, key)
-        if pgharness.runner_can_access(path, "r" if key == "sql_dir"
-                                       else "x"):
+        if pgharness.runner_can_access(path, "x"):
             continue
         pgharness.make_dir(stage_dir, 0o755)
         target = os.path.join(stage_dir, os.path.basename(path))
-        if key == "sql_dir":
-            shutil.copytree(path, target)
-            for name in os.listdir(target):
-                os.chmod(os.path.join(target, name), 0o644)
-            os.chmod(target, 0o755)
-        else:
-            shutil.copy2(path, target)
-            os.chmod(target, 0o755)
+        shutil.copy2(path, target)
+        os.chmod(target, 0o755)
         setattr(out, key, target)
     return out
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "act.h"
+#include "fence.h"
 #include "lease-file.h"
 #include "pgconn.h"
 #include "pglease-build.h"
@@ -14,7 +15,7 @@
 
 /* Events an operator must see in `kubectl get events` too. */
 static bool event_is_notable(const char *event) {
-        static const char *const notable[] = { "promote", "fence", "release", "rejoin", "acquire", "switchover", "demote", "primary-down" };
+        static const char *const notable[] = { "promote", "fence", "release", "rejoin", "acquire", "switchover", "demote", "primary-down", "supervisor-gone" };
 
         for (size_t i = 0; i < ELEMENTSOF(notable); i++)
                 if (streq(event, notable[i]))
@@ -22,10 +23,22 @@ static bool event_is_notable(const char *event) {
         return false;
 }
 
+static void event_queue(struct node *n, enum log_level level, const char *event, const char *details, usec_t at) {
+        struct metadata_event e = {
+                .at = at,
+                .node = n->cfg->node_name,
+                .event = (char *) event,   /* the queue copies it */
+                .successful = level < LOG_LEVEL_ERROR,
+                .details = (char *) details,
+        };
+
+        (void) metadata_event_queue_push(&n->events, &e);
+}
+
 void event_emit(struct node *n, const struct logger *log, enum log_level level, const char *event,
                 const char *fmt, ...) {
         _cleanup_free_ char *msg = NULL, *details = NULL, *quoted = NULL;
-        struct metadata_event e;
+        usec_t at = clock_realtime(n->clock);
         va_list ap;
 
         va_start(ap, fmt);
@@ -34,20 +47,26 @@ void event_emit(struct node *n, const struct logger *log, enum log_level level, 
         va_end(ap);
         if (!msg)
                 return;
-        log_write(log, clock_realtime(n->clock), level, event, "%s", msg);
+        /* A repeat of the last event is counted, not written (issue 19,
+         * item 4); the count goes out when the run ends. */
+        if (level != LOG_LEVEL_DEBUG && !streq(event, "state")) {
+                if (event_repeat_absorb(&n->event_repeat, event, level, msg, at))
+                        return;
+                struct event_repeat_summary sum;
+
+                if (event_repeat_next(&n->event_repeat, event, level, msg, at, &sum) >= 0 && sum.event) {
+                        log_write(log, at, (enum log_level) sum.level, sum.event, "(the last message repeated %u more time(s))", sum.count);
+                        event_queue(n, (enum log_level) sum.level, sum.event, sum.details, sum.at);
+                        event_repeat_summary_done(&sum);
+                }
+        }
+        log_write(log, at, level, event, "%s", msg);
         if (level == LOG_LEVEL_DEBUG || streq(event, "state"))
                 return;
         if (json_escape(msg, &quoted) < 0)
                 return;
         details = strdup_printf("{\"message\":%s,\"level\":\"%s\"}", quoted, log_level_to_string(level));
-        e = (struct metadata_event) {
-                .at = clock_realtime(n->clock),
-                .node = n->cfg->node_name,
-                .event = (char *) event,   /* the queue copies it */
-                .successful = level < LOG_LEVEL_ERROR,
-                .details = details,
-        };
-        (void) metadata_event_queue_push(&n->events, &e);
+        event_queue(n, level, event, details, at);
         if (event_is_notable(event) && n->dcs.ops->event_post)
                 (void) n->dcs.ops->event_post(n->dcs.userdata, level >= LOG_LEVEL_WARNING ? "Warning" : "Normal",
                                               event, msg, clock_now(n->clock) + n->cfg->api_timeout, NULL);
@@ -58,6 +77,9 @@ static void publish_from(const struct observation *o, struct election_publish *p
         if (o->pg_accepting && !o->pg_in_recovery) {
                 pub->optime_timeline = o->pg_timeline;
                 pub->optime_lsn = o->pg_lsn;
+                /* Promoted: the hand-over's successor and final LSN have
+                 * done their work (docs/handover.pml). */
+                pub->clear_handover = o->successor_lsn > 0 || !isempty(o->successor);
         }
 }
 
@@ -115,6 +137,12 @@ static int do_start_standby(struct node *n, const struct logger *log, const stru
                 event_emit(n, log, LOG_LEVEL_ERROR, "start", "cannot write the standby configuration: %s", err ? err : strerror(-r));
                 return r;
         }
+        /* An event, not only a log line: a revived node's return shows in
+         * cluster events (issue 19, item 4). */
+        if (a->target)
+                event_emit(n, log, LOG_LEVEL_INFO, "start", "starting PostgreSQL as a standby of %s:%d", a->target, a->port);
+        else
+                event_emit(n, log, LOG_LEVEL_INFO, "start", "starting PostgreSQL as a standby (no leader known yet)");
         return start_postgres(n, log);
 }
 
@@ -228,21 +256,28 @@ static int do_rejoin(struct node *n, const struct logger *log, struct agent_stat
 }
 
 static void do_record_promotion(struct node *n, const struct logger *log, const struct action *a) {
-        _cleanup_free_ char *err = NULL;
-        PGconn *c = node_local(n, &err);
-        unsigned applied = 0;
+        /* Best effort: written now or by a later tick (metadata-work.c). */
+        static const char *const reasons[] = { "bootstrap", "failover", "switchover", "demote" };
+        const char *reason = "failover";
 
-        if (!c)
-                return;
-        if (!n->schema_ready && metadata_migrate(c, n->cfg->metadata_schema, n->sql_dir, &applied, &err) >= 0)
-                n->schema_ready = true;
-        if (metadata_history_insert(c, n->cfg->metadata_schema, a->timeline, a->lsn, n->cfg->node_name, "failover", &err) < 0)
-                log_write(log, clock_realtime(n->clock), LOG_LEVEL_WARNING, "history", "cannot record the promotion: %s", strempty(err));
+        /* A static string: the row may be written ticks later. */
+        for (size_t i = 0; i < ELEMENTSOF(reasons); i++)
+                if (a->target && streq(a->target, reasons[i]))
+                        reason = reasons[i];
+        metadata_work_history(n, log, node_local(n, NULL), a->timeline, a->lsn, reason, a->names ? a->names[0] : NULL);
 }
 
 
-static void clear_switchover(struct dcs_leader *l, void *userdata) {
+/* userdata: the refusal's reason, left on the lease for agentctl. */
+static int clear_switchover(struct dcs_leader *l, void *userdata) {
+        char *why = userdata ? strdup(userdata) : NULL;
+
+        if (userdata && !why)
+                return -ENOMEM;
         l->switchover = mfree(l->switchover);
+        free(l->switchover_refused);
+        l->switchover_refused = why;
+        return 0;
 }
 
 /* synchronous_standby_names = 'ANY k ("a", "b")' with k = the number of
@@ -297,6 +332,28 @@ static int do_set_sync(struct node *n, const struct logger *log, const struct ac
         return r;
 }
 
+/* Safety rule 1: the supervisor's lease-expiry backstop is removed only
+ * once PostgreSQL is confirmed stopped or read-only; until then the fence
+ * is escalated (the supervisor's SIGKILL, then ours) and the file stays, so
+ * that nothing (a release, a fence that failed) leaves a writable primary
+ * without it. Returns whether it was lifted. */
+static bool backstop_lift(struct node *n, const struct logger *log, const struct observation *o) {
+        _cleanup_free_ char *err = NULL;
+
+        if (!fence_write_safe(&n->pgctl, o->pg_accepting && o->pg_in_recovery)) {
+                n->backstop_held = true;
+                event_emit(n, log, LOG_LEVEL_ERROR, "fence", "PostgreSQL is not confirmed stopped: escalating to SIGKILL through the supervisor");
+                if (fence_escalate(&n->pgctl, n->cfg->run_dir, n->clock, FENCE_ESCALATION_WAIT, &err) < 0) {
+                        event_emit(n, log, LOG_LEVEL_ERROR, "fence", "PostgreSQL may still accept writes: %s; the supervisor's lease-expiry backstop stays in force",
+                                   strempty(err));
+                        return false;
+                }
+        }
+        (void) lease_file_remove(n->cfg->run_dir);
+        n->backstop_held = false;
+        return true;
+}
+
 /* The planned hand-over: checkpoint (so the shutdown is short), fast stop
  * (the walsenders ship everything up to the shutdown checkpoint to the
  * connected standbys), read the final LSN from the control file, point the
@@ -331,11 +388,22 @@ static int do_switchover(struct node *n, const struct logger *log, struct agent_
                         (void) replication_write_standby_config(n->cfg->data_dir, &u, slot, NULL);
         } else
                 (void) pgctl_write_standby_marker(n->cfg->data_dir);
+        /* Safety rule 1: no release before the stop is confirmed. The
+         * renewer stops first: a renewal after the lift would re-arm the
+         * supervisor's watchdog over the standby this node becomes. */
+        renewer_stop(n->renewer, &n->election);
+        if (!backstop_lift(n, log, o))
+                return -EBUSY;
         err = mfree(err);
-        r = election_release(&n->election, a->target, r >= 0 ? cd.checkpoint_lsn : 0, &err);
+        /* Kept so that a release that does not get through is written
+         * again on the next tick with the same final LSN. */
+        s->handover_lsn = r >= 0 ? cd.checkpoint_lsn : 0;
+        n->election.release_reason = s->demote_requested ? "demote" : "switchover";
+        r = election_release(&n->election, a->target, s->handover_lsn, &err);
+        n->election.release_reason = NULL;
         event_emit(n, log, r < 0 ? LOG_LEVEL_ERROR : LOG_LEVEL_INFO, s->demote_requested ? "demote" : "switchover",
-                   "%s the lease to %s at LSN %" PRIX64 "%s%s", r < 0 ? "could not release" : "released", a->target,
-                   cd.checkpoint_lsn, r < 0 ? ": " : "", r < 0 ? strempty(err) : "");
+                   "%s the lease to %s at LSN %" LSN_FMT "%s%s", r < 0 ? "could not release" : "released", a->target,
+                   LSN_ARGS(cd.checkpoint_lsn), r < 0 ? ": " : "", r < 0 ? strempty(err) : "");
         n->schema_ready = false;
         return r;
 }
@@ -353,9 +421,12 @@ static int act_one(struct node *n, const struct logger *log, struct agent_state 
         case ACTION_ACQUIRE:
                 publish_from(o, &pub);
                 r = election_acquire(&n->election, &pub, &err);
+                if (r >= 0)
+                        (void) renewer_start(n->renewer, n->election.observed, n->election.last_renew_sent);
                 if (r >= 0) {
+                        n->backstop_held = false;
                         /* The supervisor's watchdog (safety rule 1), see lease-file.h. */
-                        (void) lease_file_write(n->cfg->run_dir, n->election.last_renew_sent + n->cfg->renew_deadline);
+                        (void) lease_file_write(n->cfg->run_dir, n->election.last_renew_sent + election_renew_deadline(&n->election));
                         event_emit(n, log, LOG_LEVEL_INFO, "acquire", "took the leader lease");
                         *redecide = true;
                 } else
@@ -367,16 +438,35 @@ static int act_one(struct node *n, const struct logger *log, struct agent_state 
                 pub.optime_lsn = a->lsn ? a->lsn : pub.optime_lsn;
                 pub.set_sync = a->set_sync;
                 pub.sync = a->names;
-                r = election_renew(&n->election, &pub, &err);
-                if (r >= 0)
-                        (void) lease_file_write(n->cfg->run_dir, n->election.last_renew_sent + n->cfg->renew_deadline);
+                pub.sync_mode = a->set_sync ? a->sync_mode : DCS_SYNC_MODE_UNKNOWN;
+                /* The renewer renews on its own timer (and rewrites the
+                 * lease-expiry file); a new sync list is waited for (safety
+                 * rule 4), and so is the end of a hand-over (the next
+                 * switchover request is refused until it is published); the
+                 * optime is not. */
+                if (n->renewer)
+                        r = renewer_publish(n->renewer, &pub, pub.set_sync || pub.clear_handover, &err);
                 else
+                        r = election_renew(&n->election, &pub, &err);
+                if (r >= 0) {
+                        n->backstop_held = false;
+                        if (!n->renewer)
+                                (void) lease_file_write(n->cfg->run_dir, n->election.last_renew_sent + election_renew_deadline(&n->election));
+                } else
                         log_write(log, clock_realtime(n->clock), LOG_LEVEL_WARNING, "renew", "renewal failed: %s (%" PRIu64 "ms left before fencing)",
                                   err ? err : strerror(-r), election_renew_remaining(&n->election, clock_now(n->clock)) / USEC_PER_MSEC);
                 break;
         case ACTION_RELEASE:
+                /* Safety rule 1: the backstop goes only after the stop is
+                 * confirmed, and the lease only after the backstop; the
+                 * renewer stops first so that it cannot re-arm it. */
+                renewer_stop(n->renewer, &n->election);
+                if (!backstop_lift(n, log, o)) {
+                        event_emit(n, log, LOG_LEVEL_ERROR, "release", "not releasing the lease: PostgreSQL is not confirmed stopped or read-only");
+                        r = -EBUSY;
+                        break;
+                }
                 r = election_release(&n->election, a->target, a->lsn, &err);
-                (void) lease_file_remove(n->cfg->run_dir);
                 event_emit(n, log, r < 0 ? LOG_LEVEL_ERROR : LOG_LEVEL_INFO, "release", "%s the lease%s%s%s%s",
                            r < 0 ? "could not release" : "released", a->target ? " to " : "", strempty(a->target),
                            r < 0 ? ": " : "", r < 0 ? strempty(err) : "");
@@ -389,8 +479,16 @@ static int act_one(struct node *n, const struct logger *log, struct agent_state 
                         *redecide = true;
                 break;
         case ACTION_FENCE:
-                r = pgctl_fence(&n->pgctl, n->cfg->stop_timeout, &err);
-                (void) lease_file_remove(n->cfg->run_dir);
+                renewer_stop(n->renewer, &n->election);
+                if (o->pg_refusing) {
+                        /* A frozen postmaster acts on no SIGQUIT: SIGKILL
+                         * of it and all its processes (they cannot commit
+                         * once more when resumed), as the supervisor's fence. */
+                        (void) pgctl_write_standby_marker(n->cfg->data_dir);
+                        r = fence_escalate(&n->pgctl, n->cfg->run_dir, n->clock, FENCE_ESCALATION_WAIT, &err);
+                } else
+                        r = pgctl_fence(&n->pgctl, n->cfg->stop_timeout, &err);
+                (void) backstop_lift(n, log, o);
                 n->election.leader = false;
                 n->schema_ready = false;
                 node_local_reset(n);
@@ -418,10 +516,9 @@ static int act_one(struct node *n, const struct logger *log, struct agent_state 
                 break;
         case ACTION_SWITCHOVER:
                 r = do_switchover(n, log, s, o, a);
-                (void) lease_file_remove(n->cfg->run_dir);
                 break;
         case ACTION_CLEAR_SWITCHOVER:
-                r = election_update_annotations(&n->election, clear_switchover, NULL, &err);
+                r = election_update_annotations(&n->election, clear_switchover, (void *) a->target, &err);
                 if (r < 0)
                         log_write(log, clock_realtime(n->clock), LOG_LEVEL_WARNING, "switchover", "cannot clear the request: %s", strempty(err));
                 break;
@@ -460,6 +557,8 @@ int act(struct node *n, const struct logger *log, struct agent_state *s, const s
 }
 
 static const char *status_for(const struct agent_state *s, const struct observation *o) {
+        if (o->supervisor_gone)
+                return "no supervisor";
         switch (s->kind) {
         case AGENT_FENCED:
                 return "fenced";
@@ -478,6 +577,8 @@ static const char *status_for(const struct agent_state *s, const struct observat
                 return "cloning";
         if (!o->pg_running)
                 return "stopped";
+        if (o->pg_refusing)
+                return "not accepting connections";
         if (!o->pg_accepting)
                 return "starting";
         if (!o->pg_in_recovery)
@@ -514,7 +615,7 @@ int act_member_record(const struct node *n, const struct agent_state *s, const s
  * its heartbeat shows the agent alive. LSNs change on every tick of a busy
  * primary: they alone do not count as a change. */
 static void publish_member(struct node *n, const struct logger *log, const struct agent_state *s, const struct observation *o) {
-        _cleanup_free_ char *json = NULL, *key = NULL, *err = NULL;
+        _cleanup_free_ char *key = NULL, *err = NULL;
         struct dcs_member m;
         usec_t now = clock_now(n->clock);
         int r;
@@ -539,43 +640,10 @@ static void publish_member(struct node *n, const struct logger *log, const struc
         n->last_published = TAKE_PTR(key);
 }
 
-/* The nodes table: every member as the primary sees it now. */
-static void record_nodes(struct node *n, PGconn *c, const struct observation *o) {
-        for (size_t i = 0; i <= o->n_peers; i++) {
-                _cleanup_free_ char *ci = NULL, *slot = NULL;
-                _cleanup_strv_free_ char **tags = NULL;
-                const struct peer_observation *p = i < o->n_peers ? &o->peers[i] : NULL;
-                const char *name = p ? p->name : n->cfg->node_name;
-                const char *host = p ? p->host : node_connect_host(n);
-                int port = p ? p->port : (int) n->cfg->pg_port;
-                struct metadata_node row;
-
-                if (isempty(host))
-                        continue;
-                ci = strdup_printf("host=%s port=%d", host, port);
-                if (!ci || replication_slot_name(name, &slot) < 0)
-                        return;
-                if (!p)
-                        (void) strv_split_comma(n->cfg->tags, &tags);
-                row = (struct metadata_node) {
-                        .name = name,
-                        .conninfo = ci,
-                        .role = p ? member_role_to_string(p->role) : "primary",
-                        .upstream = p ? n->cfg->node_name : NULL,
-                        .priority = p ? p->priority : (int) n->cfg->priority,
-                        .location = p ? NULL : (isempty(n->cfg->location) ? NULL : n->cfg->location),
-                        .tags = tags,
-                        .slot_name = p ? slot : NULL,
-                };
-                (void) metadata_node_upsert(c, n->cfg->metadata_schema, &row, NULL);
-        }
-}
-
 static void primary_housekeeping(struct node *n, const struct logger *log, const struct observation *o) {
         _cleanup_strv_free_ char **names = NULL, **created = NULL, **dropped = NULL;
         _cleanup_free_ char *err = NULL;
         usec_t now = clock_now(n->clock);
-        unsigned applied = 0;
         PGconn *c;
 
         c = node_local(n, &err);
@@ -595,38 +663,22 @@ static void primary_housekeeping(struct node *n, const struct logger *log, const
                 event_emit(n, log, LOG_LEVEL_INFO, "slot", "dropped replication slot %s: its member has been gone longer than slot_retention", *s);
         /* Slots first: they need no commit, while the writes below wait
          * for a synchronous standby, which cannot stream without its slot. */
-        err = mfree(err);
-        if (!n->schema_ready) {
-                if (metadata_migrate(c, n->cfg->metadata_schema, n->sql_dir, &applied, &err) < 0) {
-                        log_write(log, clock_realtime(n->clock), LOG_LEVEL_WARNING, "metadata", "cannot apply the schema migrations: %s", strempty(err));
-                        return;
-                }
-                n->schema_ready = true;
-                if (applied > 0)
-                        log_write(log, clock_realtime(n->clock), LOG_LEVEL_INFO, "metadata", "applied %u schema migration(s)", applied);
-        }
-
-        if (n->last_nodes == 0 || now - n->last_nodes >= n->cfg->status_interval) {
-                n->last_nodes = now;
-                record_nodes(n, c, o);
-        }
-        if (n->last_monitoring == 0 || now - n->last_monitoring >= n->cfg->monitoring_interval) {
-                n->last_monitoring = now;
-                (void) metadata_sample_replication(c, n->cfg->metadata_schema, n->cfg->node_name, NULL, NULL);
-                (void) metadata_prune_monitoring(c, n->cfg->metadata_schema, n->cfg->monitoring_retention, NULL, NULL);
-        }
-        if (metadata_event_queue_size(&n->events) > 0)
-                (void) metadata_event_queue_flush(&n->events, c, n->cfg->metadata_schema, NULL, NULL);
+        metadata_work_primary(n, log, c, o);
 }
 
 void act_housekeeping(struct node *n, const struct logger *log, const struct agent_state *s,
                       const struct observation *o) {
+        /* A fence not yet confirmed: look again, escalate again. */
+        if (n->backstop_held && !n->election.leader)
+                (void) backstop_lift(n, log, o);
         if (o->lease_read || n->last_publish == 0)
                 publish_member(n, log, s, o);
         if (s->kind == AGENT_PRIMARY && o->pg_accepting && !o->pg_in_recovery) {
                 primary_housekeeping(n, log, o);
                 return;
         }
+        if (n->schema_ready)
+                metadata_work_reset(&n->metadata);
         n->schema_ready = false;
         if (o->leader_host && metadata_event_queue_size(&n->events) > 0) {
                 PGconn *c = node_primary(n, o->leader_host, o->leader_port, NULL);

@@ -95,6 +95,10 @@ static int validate(const struct bootstrap_options *o) {
         return 0;
 }
 
+int bootstrap_options_check(const struct bootstrap_options *o) {
+        return validate(o);
+}
+
 int bootstrap_conf_text(const struct bootstrap_options *o, char **ret) {
         char *buf = NULL;
         size_t size = 0;

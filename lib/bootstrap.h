@@ -58,6 +58,10 @@ int bootstrap_create_roles(PGconn *c, const struct bootstrap_options *o,
 int bootstrap_conf_text(const struct bootstrap_options *o, char **ret);
 int bootstrap_hba_text(const struct bootstrap_options *o, char **ret);
 
+/* 0 when bootstrap_initdb would accept the options, else -EINVAL: lets
+ * init check them before it creates the Lease. */
+int bootstrap_options_check(const struct bootstrap_options *o);
+
 /* True for a role name bootstrap accepts: [a-z_][a-z0-9_]{0,62}. */
 bool bootstrap_valid_role_name(const char *s);
 /* True for an IPv4 or IPv6 CIDR ("10.0.0.0/8", "fd00::/64"). */

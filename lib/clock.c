@@ -87,9 +87,17 @@ int clock_parse_rfc3339(const char *s, usec_t *ret) {
         if (*p == 'Z' || *p == 'z')
                 p++;
         else if (*p == '+' || *p == '-') {
-                int hh, mm;
+                long hh, mm;
 
-                if (sscanf(p + 1, "%2d:%2d", &hh, &mm) != 2)
+                /* Exactly "HH:MM": sscanf("%2d:%2d") also took "5:2" and
+                 * the 6 bytes skipped then ran past the end of the string
+                 * (found by fuzz-lease-json). */
+                if (!isdigit((unsigned char) p[1]) || !isdigit((unsigned char) p[2]) || p[3] != ':' ||
+                    !isdigit((unsigned char) p[4]) || !isdigit((unsigned char) p[5]))
+                        return -EINVAL;
+                hh = (p[1] - '0') * 10 + (p[2] - '0');
+                mm = (p[4] - '0') * 10 + (p[5] - '0');
+                if (hh > 23 || mm > 59)
                         return -EINVAL;
                 offset = (hh * 3600L + mm * 60L) * (*p == '+' ? 1 : -1);
                 p += 6;

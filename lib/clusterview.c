@@ -20,7 +20,7 @@ static inline void json_deletep(cJSON **j) {
 }
 
 char *clusterview_format_bytes(uint64_t bytes) {
-        static const char *const units[] = { "B", "kB", "MB", "GB", "TB" };
+        static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
         double v = (double) bytes;
         size_t u = 0;
 
@@ -120,6 +120,16 @@ static int row_from_member(const struct clusterview_source *src, size_t i, struc
         if (strdup_or_null(m->name, &r->name) < 0 || strdup_or_null(role ? role : "unknown", &r->role) < 0 ||
             strdup_or_null(m->host ? m->host : "", &r->host) < 0 || strv_split_comma(m->tags, &r->tags) < 0)
                 return -ENOMEM;
+        /* Issue 19, item 2: a member silent for longer than the lease
+         * duration (and not answering live) is not what its last record
+         * says: never shown as a (second) primary. */
+        if (r->reachable != 1 && src->lease_duration > 0 &&
+            (r->heartbeat_age < 0 || r->heartbeat_age > (double) src->lease_duration / USEC_PER_SEC)) {
+                free(r->role);
+                r->role = strdup("unknown");
+                r->status = strdup(r->reachable == 0 ? "stopped" : "no heartbeat");
+                return r->role && r->status ? 0 : -ENOMEM;
+        }
         if (r->reachable == 0)
                 r->status = strdup("unreachable");
         else if (r->heartbeat_age < 0 || (src->status_interval > 0 &&
@@ -130,24 +140,36 @@ static int row_from_member(const struct clusterview_source *src, size_t i, struc
         return r->status ? 0 : -ENOMEM;
 }
 
-/* Lag is measured against the leader: its row when it reports an LSN,
- * else the optime it last published on the lease. */
+/* Lag is measured against the primary's LSN (issue 19, item 1): read live
+ * when it answered (agentctl reads it after every standby, so no standby
+ * can look ahead of it), else its record's, else the optime it last
+ * published. A lag that mixes a record in is marked stale. */
 static void compute_lag(struct clusterview *v) {
+        const struct clusterview_row *primary = NULL;
         uint64_t ref = v->optime_lsn;
+        bool ref_live = false;
 
         for (size_t i = 0; i < v->n; i++)
-                if (v->rows[i].leader && v->rows[i].lsn > 0 && streq(v->rows[i].role, "primary"))
-                        ref = MAX(ref, v->rows[i].lsn);
+                if (streq(v->rows[i].role, "primary") && v->rows[i].lsn > 0 && (!primary || v->rows[i].leader))
+                        primary = &v->rows[i];
+        if (primary) {
+                ref = primary->lsn;
+                ref_live = primary->reachable == 1;
+        }
         for (size_t i = 0; i < v->n; i++) {
                 struct clusterview_row *r = &v->rows[i];
 
-                if (r->leader && streq(r->role, "primary")) {
+                if (r == primary) {
                         r->has_lag = true;
                         r->lag_bytes = 0;
                         r->lag_seconds = 0;
-                } else if (ref > 0 && r->lsn > 0 && r->reachable != 0) {
+                        r->stale = !ref_live;
+                } else if (ref > 0 && r->lsn > 0 && !streq(r->role, "unknown")) {
                         r->has_lag = true;
                         r->lag_bytes = ref > r->lsn ? ref - r->lsn : 0;
+                        r->stale = !ref_live || r->reachable != 1;
+                        if (r->stale)
+                                r->lag_seconds = -1;
                 }
         }
 }
@@ -213,6 +235,9 @@ int clusterview_build(const struct clusterview_source *src, struct clusterview *
                 v->paused = l->paused;
                 v->optime_timeline = l->optime_timeline;
                 v->optime_lsn = l->optime_lsn;
+                v->lease_expired = !isempty(l->holder) && src->lease_age >= 0 &&
+                                   (src->lease_duration ?: l->lease_duration) > 0 &&
+                                   src->lease_age > (double) (src->lease_duration ?: l->lease_duration) / USEC_PER_SEC;
                 if (strdup_or_null(strempty(l->holder), &v->holder) < 0 || strdup_or_null(l->switchover, &v->switchover) < 0 ||
                     strv_copy(l->sync, &v->sync) < 0)
                         return -ENOMEM;
@@ -257,14 +282,15 @@ static char *join(char *const *l, const char *sep) {
 static char *format_lag(const struct clusterview_row *r) {
         _cleanup_free_ char *b = NULL;
 
+        /* One format in every mode: bytes, then seconds ("?" unknown). */
         if (!r->has_lag)
                 return strdup("-");
         b = clusterview_format_bytes(r->lag_bytes);
         if (!b)
                 return NULL;
-        if (r->lag_seconds >= 0 && !r->leader)
-                return strdup_printf("%s, %.1f s", b, r->lag_seconds);
-        return TAKE_PTR(b);
+        if (r->lag_seconds >= 0)
+                return strdup_printf("%s, %.1f s%s", b, r->lag_seconds, r->stale ? " (stale)" : "");
+        return strdup_printf("%s, ? s%s", b, r->stale ? " (stale)" : "");
 }
 
 static char *format_tags(const struct clusterview_row *r) {
@@ -310,6 +336,8 @@ static void print_header(FILE *f, const struct clusterview *v) {
                 fputs("leader unknown (lease unreadable)", f);
         else if (isempty(v->holder))
                 fputs("no leader", f);
+        else if (v->lease_expired)
+                fprintf(f, "leader %s is gone (lease expired)", v->holder);
         else
                 fprintf(f, "leader %s", v->holder);
         if (v->lease_known && v->lease_age >= 0)
@@ -320,6 +348,8 @@ static void print_header(FILE *f, const struct clusterview *v) {
         if (v->switchover)
                 fprintf(f, ", switchover requested to %s", streq(v->switchover, "*") ? "any standby" : v->switchover);
         fputc('\n', f);
+        if (v->paused && v->lease_known && (v->lease_expired || isempty(v->holder)))
+                fputs("The leader is gone and failover is suspended while the cluster is paused: agentctl resume\n", f);
 }
 
 int clusterview_format_table(const struct clusterview *v, char **ret) {
@@ -406,6 +436,7 @@ static cJSON *lease_json(const struct clusterview *v) {
         if (!o || !cJSON_AddBoolToObject(o, "known", v->lease_known) ||
             !add_str_or_null(o, "holder", v->lease_known ? v->holder : NULL) ||
             !add_num_or_null(o, "age_seconds", v->lease_known && v->lease_age >= 0, v->lease_age) ||
+            !cJSON_AddBoolToObject(o, "expired", v->lease_expired) ||
             !cJSON_AddNumberToObject(o, "transitions", (double) v->transitions) ||
             !cJSON_AddBoolToObject(o, "paused", v->paused) || !add_strv(o, "sync", v->sync) ||
             !add_str_or_null(o, "switchover", v->switchover))
@@ -426,6 +457,7 @@ static cJSON *row_json(const struct clusterview_row *r) {
             !add_num_or_null(o, "timeline", r->timeline > 0, r->timeline) || !add_lsn_or_null(o, "lsn", r->lsn) ||
             !add_lsn_or_null(o, "replay_lsn", r->replay_lsn) || !add_num_or_null(o, "lag_bytes", r->has_lag, (double) r->lag_bytes) ||
             !add_num_or_null(o, "lag_seconds", r->lag_seconds >= 0, r->lag_seconds) ||
+            !cJSON_AddBoolToObject(o, "stale", r->stale) ||
             !cJSON_AddNumberToObject(o, "priority", r->priority) || !cJSON_AddBoolToObject(o, "nofailover", r->nofailover) ||
             !add_strv(o, "tags", r->tags) || !cJSON_AddStringToObject(o, "host", r->host) ||
             !cJSON_AddNumberToObject(o, "port", r->port) ||

@@ -33,13 +33,14 @@ struct clusterview_source {
         const struct clusterview_probe *probes; /* NULL, or one per member */
         usec_t now_realtime;                    /* ages heartbeats (display only) */
         usec_t status_interval;
+        usec_t lease_duration;                  /* a member silent for longer is not shown as a primary; 0 unknown */
         uint64_t maximum_lag;
 };
 
 struct clusterview_row {
         char *name;
         char *role;              /* "primary", "replica", "unknown" */
-        char *status;            /* the agent's state, or "unreachable" / "no heartbeat" */
+        char *status;            /* the agent's state, or "unreachable" / "no heartbeat" / "stopped" */
         bool leader;             /* holds the lease */
         uint32_t timeline;       /* 0: unknown */
         uint64_t lsn;            /* 0: unknown */
@@ -47,6 +48,7 @@ struct clusterview_row {
         bool has_lag;
         uint64_t lag_bytes;
         double lag_seconds;      /* < 0 unknown */
+        bool stale;              /* LSN or lag from a member record, not read live from both servers */
         int priority;
         bool nofailover;
         char **tags;
@@ -62,6 +64,7 @@ struct clusterview {
         bool lease_known;
         char *holder;            /* "" when released */
         double lease_age;
+        bool lease_expired;      /* the holder has not renewed for longer than the lease duration */
         int64_t transitions;
         bool paused;
         char **sync;
@@ -81,7 +84,7 @@ DEFINE_POINTER_CLEANUP_FUNC(struct clusterview, clusterview_free);
 int clusterview_format_table(const struct clusterview *v, char **ret);
 int clusterview_to_json(const struct clusterview *v, cJSON **ret);
 
-/* "0 B", "512 B", "1.5 MB" (powers of 1024). */
+/* "0 B", "512 B", "1.5 MiB" (powers of 1024). */
 char *clusterview_format_bytes(uint64_t bytes);
 
 #endif

@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bootstrap.h"
 #include "config.h"
+#include "httpapi.h"
 #include "util.h"
 
 static const char *const bootstrap_values[] = { "auto", "never", NULL };
@@ -62,6 +64,16 @@ static const struct config_key keys[] = {
             "Directory shared with the run-postgres supervisor: hold file, pid files, control socket."),
         KEY(control_socket, CONFIG_PATH, "", 0, 0, false,
             "The agent's Unix control socket; empty means <run_dir>/agent.sock."),
+        KEY(http_listen, CONFIG_STRING, "", 0, 0, false,
+            "ADDRESS:PORT of the HTTP API (probes, /cluster, /metrics), e.g. 127.0.0.1:8008 or [::]:8008; empty turns it off."),
+        KEY(http_request_timeout, CONFIG_DURATION, "5s", SEC(1), SEC(600), false,
+            "An HTTP API request not wholly received this long after it began is cut off (slow and idle clients)."),
+        KEY(http_max_connections, CONFIG_INT, "64", 1, 10000, false,
+            "Most HTTP API connections open at once; more are refused."),
+        KEY(http_max_body, CONFIG_SIZE, "4kB", 0, 0, true,
+            "A request body larger than this is answered 413 (no endpoint takes a body)."),
+        KEY(http_maximum_lag, CONFIG_SIZE, "16MB", 0, 0, true,
+            "A standby further behind the leader's published optime is not ready and fails /replica (unless ?lag= says otherwise)."),
         KEY_ENUM(pgctl, "supervisor", pgctl_values, false,
                  "How the agent starts and stops PostgreSQL: the run-postgres supervisor, or pg_ctl."),
         KEY(primary_start_timeout, CONFIG_DURATION, "10s", SEC(1), SEC(3600), true,
@@ -70,36 +82,36 @@ static const struct config_key keys[] = {
             "Time limit for a clean stop of PostgreSQL before it is stopped immediately."),
         KEY(connect_timeout, CONFIG_DURATION, "3s", SEC(1), SEC(60), true,
             "libpq connect_timeout for every connection the agent opens."),
-        KEY(statement_timeout, CONFIG_DURATION, "5s", MS(100), SEC(3600), true,
-            "statement_timeout for every query the agent runs."),
+        KEY(statement_timeout, CONFIG_DURATION, "2s", MS(100), SEC(3600), true,
+            "statement_timeout for every query the agent runs; less than renew_deadline."),
         KEY(superuser, CONFIG_STRING, "postgres", 0, 0, false,
             "The superuser the agent connects as."),
-        KEY(superuser_password_file, CONFIG_PATH, "", 0, 0, true,
+        KEY(superuser_password_file, CONFIG_PATH, "", 0, 0, false,
             "File holding the superuser's password (a mounted Secret)."),
-        KEY(superuser_password, CONFIG_SECRET, "", 0, 0, true,
+        KEY(superuser_password, CONFIG_SECRET, "", 0, 0, false,
             "The superuser's password inline; prefer superuser_password_file."),
         KEY(replication_user, CONFIG_STRING, "replicator", 0, 0, false,
             "The role standbys stream and clone with."),
-        KEY(replication_password_file, CONFIG_PATH, "", 0, 0, true,
+        KEY(replication_password_file, CONFIG_PATH, "", 0, 0, false,
             "File holding the replication role's password."),
-        KEY(replication_password, CONFIG_SECRET, "", 0, 0, true,
+        KEY(replication_password, CONFIG_SECRET, "", 0, 0, false,
             "The replication role's password inline; prefer replication_password_file."),
         KEY(rewind_user, CONFIG_STRING, "pglease_rewind", 0, 0, false,
             "Least-privilege role pg_rewind connects as."),
-        KEY(rewind_password_file, CONFIG_PATH, "", 0, 0, true,
+        KEY(rewind_password_file, CONFIG_PATH, "", 0, 0, false,
             "File holding the rewind role's password."),
-        KEY(rewind_password, CONFIG_SECRET, "", 0, 0, true,
+        KEY(rewind_password, CONFIG_SECRET, "", 0, 0, false,
             "The rewind role's password inline; prefer rewind_password_file."),
         KEY(database, CONFIG_STRING, "postgres", 0, 0, false,
             "Database the agent connects to and keeps the metadata schema in."),
         KEY(metadata_schema, CONFIG_STRING, "pglease", 0, 0, false,
             "Schema of the metadata tables."),
         KEY(sql_dir, CONFIG_PATH, "", 0, 0, false,
-            "Directory of the metadata schema migrations; empty means the installed one, else the source tree's."),
+            "Directory of the metadata schema migrations to apply instead of the ones built into the agent; empty means the built-in ones."),
         KEY_ENUM(bootstrap, "auto", bootstrap_values, false,
                  "auto: this node may initdb a new cluster when it takes the lease first; never: only clone."),
         KEY(hba_networks, CONFIG_STRING, "0.0.0.0/0,::/0", 0, 0, false,
-            "Comma list of networks allowed to connect (scram-sha-256), written to pg_hba.conf by bootstrap."),
+            "Comma list of networks in CIDR notation allowed to connect (scram-sha-256), written to pg_hba.conf by bootstrap."),
         KEY(max_wal_senders, CONFIG_INT, "10", 2, 1000, false,
             "max_wal_senders written by bootstrap."),
         KEY(max_replication_slots, CONFIG_INT, "10", 2, 1000, false,
@@ -132,7 +144,7 @@ static const struct config_key keys[] = {
             "Interval between two lag samples written to the monitoring table."),
         KEY(monitoring_retention, CONFIG_DURATION, "7d", SEC(60), SEC(366 * 86400), true,
             "Age after which monitoring rows are pruned."),
-        KEY(event_queue_size, CONFIG_INT, "1000", 1, 1000000, true,
+        KEY(event_queue_size, CONFIG_INT, "1000", 1, 1000000, false,
             "Events kept in memory while the primary is unreachable."),
         KEY_ENUM(log_format, "text", log_format_values, true,
                  "Log lines as text or JSON (one object per line); the journal when started by systemd."),
@@ -171,9 +183,39 @@ const char *config_enum_to_string(const char *key, int value) {
 #define FIELD(c, k, type) ((type *) ((uint8_t *) (c) + (k)->offset))
 #define IN_SET_STRINGISH(t) ((t) == CONFIG_STRING || (t) == CONFIG_PATH || (t) == CONFIG_SECRET)
 
-static int key_range_error(const struct config_key *k, const char *value, char **reterr_msg) {
-        _cleanup_free_ char *lo = NULL, *hi = NULL;
+/* A value as error messages echo it, quoted: at most CONFIG_ECHO_MAX bytes
+ * (a 10 MB value must not become a 10 MB log line), control characters as
+ * '?' (a newline must not forge a second log line). */
+#define CONFIG_ECHO_MAX 64
 
+static char *echo_value(const char *v) {
+        size_t n = strlen(v);
+        char *s;
+
+        if (n <= CONFIG_ECHO_MAX)
+                s = strdup_printf("'%s'", v);
+        else
+                s = strdup_printf("'%.*s...' (%zu bytes)", CONFIG_ECHO_MAX, v, n);
+        if (!s)
+                return NULL;
+        for (char *p = s; *p; p++)
+                if ((unsigned char) *p < 0x20 || *p == 0x7f)
+                        *p = '?';
+        return s;
+}
+
+static int value_error(const struct config_key *k, const char *value, int r, const char *why, char **reterr_msg) {
+        _cleanup_free_ char *shown = k->type == CONFIG_SECRET ? strdup("***") : echo_value(value);
+
+        set_error_msg(reterr_msg, "%s: %s %s", k->name, strempty(shown), why);
+        return r;
+}
+
+static int key_range_error(const struct config_key *k, const char *value, char **reterr_msg) {
+        _cleanup_free_ char *lo = NULL, *hi = NULL, *why = NULL;
+
+        if (!k->min && !k->max)
+                return value_error(k, value, -ERANGE, "out of range", reterr_msg);
         if (k->type == CONFIG_DURATION) {
                 lo = format_duration((usec_t) k->min);
                 hi = format_duration((usec_t) k->max);
@@ -181,8 +223,51 @@ static int key_range_error(const struct config_key *k, const char *value, char *
                 lo = strdup_printf("%" PRId64, k->min);
                 hi = strdup_printf("%" PRId64, k->max);
         }
-        set_error_msg(reterr_msg, "%s: value '%s' out of range (%s..%s)", k->name, value, strempty(lo), strempty(hi));
-        return -ERANGE;
+        why = strdup_printf("out of range (%s..%s)", strempty(lo), strempty(hi));
+        return value_error(k, value, -ERANGE, strempty(why), reterr_msg);
+}
+
+/* An overflow (-ERANGE from the parser) is out of range, not a bad format. */
+static int parse_failed(const struct config_key *k, const char *value, int r, const char *why, char **reterr_msg) {
+        if (r == -ERANGE)
+                return key_range_error(k, value, reterr_msg);
+        return value_error(k, value, -EINVAL, why, reterr_msg);
+}
+
+static int parse_enum(const struct config_key *k, const char *value, struct config *c, char **reterr_msg) {
+        _cleanup_free_ char *allowed = NULL, *why = NULL;
+        size_t len = 0;
+
+        for (int i = 0; k->enum_values[i]; i++)
+                if (streq(k->enum_values[i], value)) {
+                        *FIELD(c, k, int) = i;
+                        return 0;
+                }
+        for (int i = 0; k->enum_values[i]; i++)
+                len += strlen(k->enum_values[i]) + 2;
+        allowed = calloc(1, len + 1);
+        if (!allowed)
+                return -ENOMEM;
+        for (int i = 0; k->enum_values[i]; i++) {
+                if (i > 0)
+                        strcat(allowed, ", ");
+                strcat(allowed, k->enum_values[i]);
+        }
+        why = strdup_printf("is not one of: %s", allowed);
+        return value_error(k, value, -EINVAL, strempty(why), reterr_msg);
+}
+
+static int parse_string(const struct config_key *k, const char *value, struct config *c, char **reterr_msg) {
+        char *s, **field = FIELD(c, k, char *);
+
+        if (k->type == CONFIG_PATH && !isempty(value) && !path_is_absolute(value))
+                return value_error(k, value, -EINVAL, "is not an absolute path", reterr_msg);
+        s = strdup(value);
+        if (!s)
+                return -ENOMEM;
+        free(*field);
+        *field = s;
+        return 0;
 }
 
 static int parse_value(const struct config_key *k, const char *value, struct config *c, char **reterr_msg) {
@@ -191,24 +276,14 @@ static int parse_value(const struct config_key *k, const char *value, struct con
         switch (k->type) {
         case CONFIG_STRING:
         case CONFIG_PATH:
-        case CONFIG_SECRET: {
-                char *s, **field = FIELD(c, k, char *);
-
-                if (k->type == CONFIG_PATH && !isempty(value) && !path_is_absolute(value))
-                        return set_error_msg(reterr_msg, "%s: '%s' is not an absolute path", k->name, value), -EINVAL;
-                s = strdup(value);
-                if (!s)
-                        return -ENOMEM;
-                free(*field);
-                *field = s;
-                return 0;
-        }
+        case CONFIG_SECRET:
+                return parse_string(k, value, c, reterr_msg);
         case CONFIG_INT: {
                 int64_t n;
 
                 r = parse_int64(value, &n);
                 if (r < 0)
-                        return set_error_msg(reterr_msg, "%s: '%s' is not an integer", k->name, value), -EINVAL;
+                        return parse_failed(k, value, r, "is not an integer", reterr_msg);
                 if ((k->min || k->max) && (n < k->min || n > k->max))
                         return key_range_error(k, value, reterr_msg);
                 *FIELD(c, k, int64_t) = n;
@@ -217,14 +292,15 @@ static int parse_value(const struct config_key *k, const char *value, struct con
         case CONFIG_BOOL:
                 r = parse_bool(value, FIELD(c, k, bool));
                 if (r < 0)
-                        return set_error_msg(reterr_msg, "%s: '%s' is not a boolean (yes/no, on/off, true/false, 1/0)", k->name, value), -EINVAL;
+                        return value_error(k, value, -EINVAL, "is not a boolean (yes/no, on/off, true/false, 1/0)",
+                                           reterr_msg);
                 return 0;
         case CONFIG_DURATION: {
                 usec_t u;
 
                 r = parse_duration(value, &u);
                 if (r < 0)
-                        return set_error_msg(reterr_msg, "%s: '%s' is not a duration (like 10s, 500ms, 2min)", k->name, value), -EINVAL;
+                        return parse_failed(k, value, r, "is not a duration (like 10s, 500ms, 2min)", reterr_msg);
                 if ((k->min || k->max) && (u < (usec_t) k->min || u > (usec_t) k->max))
                         return key_range_error(k, value, reterr_msg);
                 *FIELD(c, k, usec_t) = u;
@@ -235,36 +311,25 @@ static int parse_value(const struct config_key *k, const char *value, struct con
 
                 r = parse_size(value, &b);
                 if (r < 0)
-                        return set_error_msg(reterr_msg, "%s: '%s' is not a size (like 1048576, 16MB, 1GB)", k->name, value), -EINVAL;
+                        return parse_failed(k, value, r, "is not a size (like 1048576, 16MB, 1GB)", reterr_msg);
                 *FIELD(c, k, uint64_t) = b;
                 return 0;
         }
         case CONFIG_ENUM:
-                for (int i = 0; k->enum_values[i]; i++)
-                        if (streq(k->enum_values[i], value)) {
-                                *FIELD(c, k, int) = i;
-                                return 0;
-                        }
-                {
-                        _cleanup_free_ char *allowed = NULL;
-                        size_t len = 0;
-
-                        for (int i = 0; k->enum_values[i]; i++)
-                                len += strlen(k->enum_values[i]) + 2;
-                        allowed = calloc(1, len + 1);
-                        if (!allowed)
-                                return -ENOMEM;
-                        for (int i = 0; k->enum_values[i]; i++) {
-                                if (i > 0)
-                                        strcat(allowed, ", ");
-                                strcat(allowed, k->enum_values[i]);
-                        }
-                        set_error_msg(reterr_msg, "%s: '%s' is not one of: %s", k->name, value, allowed);
-                }
-                return -EINVAL;
+                return parse_enum(k, value, c, reterr_msg);
         default:
                 return -EINVAL;
         }
+}
+
+/* A value is one line of text: a newline or another control character
+ * (from --set or the environment; a file cannot hold one in a value) would
+ * end up in pg_hba.conf, a conninfo or a log line. */
+static bool has_control_char(const char *v) {
+        for (const unsigned char *p = (const unsigned char *) v; *p; p++)
+                if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
+                        return true;
+        return false;
 }
 
 int config_set(struct config *c, const char *key, const char *value, const char *origin, char **reterr_msg) {
@@ -275,9 +340,14 @@ int config_set(struct config *c, const char *key, const char *value, const char 
 
         k = config_key_find(key, &i);
         if (!k) {
-                set_error_msg(reterr_msg, "unknown key '%s'", key);
+                _cleanup_free_ char *shown = echo_value(key);
+
+                set_error_msg(reterr_msg, "unknown key %s", strempty(shown));
                 return -ENOENT;
         }
+        if (has_control_char(value))
+                return value_error(k, value, -EINVAL, "contains a newline or another control character",
+                                   reterr_msg);
         r = parse_value(k, value, c, reterr_msg);
         if (r < 0)
                 return r;
@@ -332,8 +402,11 @@ static int split_line(char *line, char **ret_key, char **ret_value, char **reter
         if (*key == '\0')
                 return set_error_msg(reterr_msg, "missing key before '='"), -EINVAL;
         for (char *k = key; *k; k++)
-                if (!islower((unsigned char) *k) && !isdigit((unsigned char) *k) && *k != '_')
-                        return set_error_msg(reterr_msg, "invalid key '%s'", key), -EINVAL;
+                if (!islower((unsigned char) *k) && !isdigit((unsigned char) *k) && *k != '_') {
+                        _cleanup_free_ char *shown = echo_value(key);
+
+                        return set_error_msg(reterr_msg, "invalid key %s", strempty(shown)), -EINVAL;
+                }
         if (*value == '\'' || *value == '"') {
                 char quote = *value;
                 char *end = strchr(value + 1, quote);
@@ -358,19 +431,58 @@ static int split_line(char *line, char **ret_key, char **ret_value, char **reter
         return 1;
 }
 
-int config_load_file(struct config *c, const char *path, char **reterr_msg) {
+/* A NUL byte would silently end the file early for every string function
+ * below: everything after it would be ignored. */
+static int check_no_nul(const char *path, const char *content, size_t size, char **reterr_msg) {
+        const char *nul = memchr(content, '\0', size);
+        unsigned lineno = 1;
+
+        if (!nul)
+                return 0;
+        for (const char *p = content; p < nul; p++)
+                lineno += *p == '\n';
+        return set_error_msg(reterr_msg, "%s:%u: NUL byte in the file", path, lineno), -EINVAL;
+}
+
+/* Sets one "key = value" of line lineno; a key set twice in one file is an
+ * error (which of the two did the author mean?). */
+static int file_set(struct config *c, const char *path, unsigned lineno, const char *key, const char *value,
+                    unsigned *first_line, char **reterr_msg) {
+        _cleanup_free_ char *err = NULL, *origin = NULL;
+        size_t i;
+        int r;
+
+        if (config_key_find(key, &i)) {
+                if (first_line[i] > 0)
+                        return set_error_msg(reterr_msg, "%s:%u: duplicate key '%s' (first set at line %u)",
+                                             path, lineno, key, first_line[i]), -EINVAL;
+                first_line[i] = lineno;
+        }
+        origin = strdup_printf("%s:%u", path, lineno);
+        if (!origin)
+                return -ENOMEM;
+        r = config_set(c, key, value, origin, &err);
+        if (r < 0)
+                return set_error_msg(reterr_msg, "%s:%u: %s", path, lineno, strempty(err)), r;
+        return 0;
+}
+
+int config_load_text(struct config *c, const char *text, size_t size, const char *path, char **reterr_msg) {
         _cleanup_free_ char *content = NULL;
+        unsigned first_line[CONFIG_MAX_KEYS] = {};
         char *line, *save = NULL;
         unsigned lineno = 0;
         int r;
 
-        r = read_full_file(path, &content, NULL);
+        r = check_no_nul(path, text, size, reterr_msg);
         if (r < 0)
-                return set_error_msg(reterr_msg, "%s: cannot read: %s", path, strerror(-r)), r;
-
+                return r;
+        content = strndup(text, size);
+        if (!content)
+                return -ENOMEM;
         /* strtok_r would skip empty lines and shift the numbering. */
         for (line = content; line; line = save) {
-                _cleanup_free_ char *err = NULL, *origin = NULL;
+                _cleanup_free_ char *err = NULL;
                 char *key, *value;
 
                 save = strchr(line, '\n');
@@ -383,14 +495,35 @@ int config_load_file(struct config *c, const char *path, char **reterr_msg) {
                         return set_error_msg(reterr_msg, "%s:%u: %s", path, lineno, err), r;
                 if (r == 0)
                         continue;
-                origin = strdup_printf("%s:%u", path, lineno);
-                if (!origin)
-                        return -ENOMEM;
-                r = config_set(c, key, value, origin, &err);
+                r = file_set(c, path, lineno, key, value, first_line, reterr_msg);
                 if (r < 0)
-                        return set_error_msg(reterr_msg, "%s:%u: %s", path, lineno, strempty(err)), r;
+                        return r;
         }
         return 0;
+}
+
+int config_load_file(struct config *c, const char *path, char **reterr_msg) {
+        _cleanup_free_ char *content = NULL;
+        size_t size = 0;
+        int r;
+
+        r = read_full_file(path, &content, &size);
+        if (r < 0)
+                return set_error_msg(reterr_msg, "%s: cannot read: %s", path,
+                                     r == -EISDIR ? "is a directory" : strerror(-r)), r;
+        return config_load_text(c, content, size, path, reterr_msg);
+}
+
+/* PGLEASE_ variables that are not keys but are documented, so not unknown. */
+static const char *const env_not_keys[] = {
+        "PGLEASE_CONFIG",     /* the file itself: pglease-agent(8) */
+};
+
+static bool env_is_documented(const char *name) {
+        for (size_t i = 0; i < ELEMENTSOF(env_not_keys); i++)
+                if (streq(env_not_keys[i], name))
+                        return true;
+        return false;
 }
 
 int config_load_env(struct config *c, char *const *envp, char ***ret_unknown, char **reterr_msg) {
@@ -412,6 +545,8 @@ int config_load_env(struct config *c, char *const *envp, char ***ret_unknown, ch
                         return -ENOMEM;
                 for (char *k = key; *k; k++)
                         *k = (char) tolower((unsigned char) *k);
+                if (env_is_documented(name))
+                        continue;
                 if (!config_key_find(key, NULL)) {
                         r = strv_extend(&unknown, name);
                         if (r < 0)
@@ -441,33 +576,139 @@ static bool valid_dns_label(const char *s, size_t max) {
         return true;
 }
 
-int config_validate(const struct config *c, char **reterr_msg) {
+/* Where a key's value came from, for an error about it: "FILE:LINE",
+ * "env PGLEASE_X", "flag --set" or "default". */
+static const char *origin_of(const struct config *c, const char *name) {
+        size_t i;
+
+        if (!config_key_find(name, &i))
+                return "?";
+        return c->origin[i] ?: "default";
+}
+
+static int key_invalid(const struct config *c, const char *name, const char *value, const char *why,
+                       char **reterr_msg) {
+        _cleanup_free_ char *shown = echo_value(value);
+
+        set_error_msg(reterr_msg, "%s: %s: %s %s", origin_of(c, name), name, strempty(shown), why);
+        return -EINVAL;
+}
+
+/* Two keys that contradict each other: both with their value and origin. */
+static int keys_conflict(const struct config *c, const char *a, usec_t va, const char *b, usec_t vb,
+                         const char *rule, char **reterr_msg) {
+        _cleanup_free_ char *fa = format_duration(va), *fb = format_duration(vb);
+
+        set_error_msg(reterr_msg, "%s (%s, %s) must be %s %s (%s, %s)", a, strempty(fa), origin_of(c, a), rule, b,
+                      strempty(fb), origin_of(c, b));
+        return -EINVAL;
+}
+
+static int validate_timing(const struct config *c, char **reterr_msg) {
         /* The lease-timing rule of docs/design.md: followers wait
          * lease_duration, the primary fences after renew_deadline, and a
          * renewal must fit at least once in the deadline with some margin. */
         if (c->lease_duration <= c->renew_deadline)
-                return set_error_msg(reterr_msg, "lease_duration (%" PRIu64 "ms) must be greater than renew_deadline (%" PRIu64 "ms)",
-                                     c->lease_duration / USEC_PER_MSEC, c->renew_deadline / USEC_PER_MSEC), -EINVAL;
+                return keys_conflict(c, "lease_duration", c->lease_duration, "renew_deadline", c->renew_deadline,
+                                     "greater than", reterr_msg);
         if (c->renew_deadline * 10 <= c->retry_period * 12)
-                return set_error_msg(reterr_msg, "renew_deadline (%" PRIu64 "ms) must be greater than 1.2 x retry_period (%" PRIu64 "ms)",
-                                     c->renew_deadline / USEC_PER_MSEC, c->retry_period / USEC_PER_MSEC), -EINVAL;
-        if (!valid_dns_label(c->cluster_name, 50))
-                return set_error_msg(reterr_msg, "cluster_name: '%s' must be a DNS label (a-z, 0-9, '-', at most 50 characters)", c->cluster_name), -EINVAL;
-        if (!isempty(c->node_name) && !valid_dns_label(c->node_name, 63))
-                return set_error_msg(reterr_msg, "node_name: '%s' must be a DNS label (a-z, 0-9, '-', at most 63 characters)", c->node_name), -EINVAL;
-        if (!isempty(c->namespace_) && !valid_dns_label(c->namespace_, 63))
-                return set_error_msg(reterr_msg, "namespace: '%s' must be a DNS label", c->namespace_), -EINVAL;
-        if (isempty(c->data_dir))
-                return set_error_msg(reterr_msg, "data_dir: must be set"), -EINVAL;
+                return keys_conflict(c, "renew_deadline", c->renew_deadline, "retry_period", c->retry_period,
+                                     "greater than 1.2 x", reterr_msg);
+        /* No statement of the agent's may outlast the lease's deadline: a
+         * metadata write waiting on a lock is given up well before. */
+        if (c->statement_timeout >= c->renew_deadline)
+                return keys_conflict(c, "statement_timeout", c->statement_timeout, "renew_deadline", c->renew_deadline,
+                                     "less than", reterr_msg);
         if (c->status_interval < c->retry_period)
-                return set_error_msg(reterr_msg, "status_interval must be at least retry_period"), -EINVAL;
-        if (!isempty(c->replication_password) && !isempty(c->replication_password_file))
-                return set_error_msg(reterr_msg, "replication_password and replication_password_file are both set; keep one"), -EINVAL;
-        if (!isempty(c->superuser_password) && !isempty(c->superuser_password_file))
-                return set_error_msg(reterr_msg, "superuser_password and superuser_password_file are both set; keep one"), -EINVAL;
-        if (!isempty(c->rewind_password) && !isempty(c->rewind_password_file))
-                return set_error_msg(reterr_msg, "rewind_password and rewind_password_file are both set; keep one"), -EINVAL;
+                return keys_conflict(c, "status_interval", c->status_interval, "retry_period", c->retry_period,
+                                     "at least", reterr_msg);
         return 0;
+}
+
+/* Every item of hba_networks goes into pg_hba.conf at bootstrap: checked
+ * here so that init never creates the Lease with networks it cannot write. */
+static int validate_networks(const struct config *c, char **reterr_msg) {
+        _cleanup_strv_free_ char **networks = NULL;
+        int r;
+
+        r = strv_split_comma(c->hba_networks, &networks);
+        if (r < 0)
+                return r;
+        for (char **n = networks; n && *n; n++)
+                if (!bootstrap_valid_cidr(*n))
+                        return key_invalid(c, "hba_networks", *n,
+                                           "is not a network in CIDR notation (like 10.0.0.0/8 or fd00::/8)",
+                                           reterr_msg);
+        return 0;
+}
+
+static int validate_names(const struct config *c, char **reterr_msg) {
+        static const char *const roles[] = { "superuser", "replication_user", "rewind_user" };
+
+        if (!valid_dns_label(c->cluster_name, 50))
+                return key_invalid(c, "cluster_name", c->cluster_name,
+                                   "must be a DNS label (a-z, 0-9, '-', at most 50 characters)", reterr_msg);
+        if (!isempty(c->node_name) && !valid_dns_label(c->node_name, 63))
+                return key_invalid(c, "node_name", c->node_name,
+                                   "must be a DNS label (a-z, 0-9, '-', at most 63 characters)", reterr_msg);
+        if (!isempty(c->namespace_) && !valid_dns_label(c->namespace_, 63))
+                return key_invalid(c, "namespace", c->namespace_, "must be a DNS label", reterr_msg);
+        for (size_t i = 0; i < ELEMENTSOF(roles); i++) {
+                const char *v = *FIELD(c, config_key_find(roles[i], NULL), char *);
+
+                if (!bootstrap_valid_role_name(v))
+                        return key_invalid(c, roles[i], v, "is not a role name (a-z, 0-9, '_', at most 63)",
+                                           reterr_msg);
+        }
+        return 0;
+}
+
+static int validate_passwords(const struct config *c, char **reterr_msg) {
+        static const char *const roles[] = { "superuser", "replication", "rewind" };
+
+        for (size_t i = 0; i < ELEMENTSOF(roles); i++) {
+                _cleanup_free_ char *inline_key = strdup_printf("%s_password", roles[i]);
+                _cleanup_free_ char *file_key = strdup_printf("%s_password_file", roles[i]);
+                const struct config_key *ki, *kf;
+
+                if (!inline_key || !file_key)
+                        return -ENOMEM;
+                ki = config_key_find(inline_key, NULL);
+                kf = config_key_find(file_key, NULL);
+                if (!isempty(*FIELD(c, ki, char *)) && !isempty(*FIELD(c, kf, char *)))
+                        return set_error_msg(reterr_msg, "%s (%s) and %s (%s) are both set; keep one", inline_key,
+                                             origin_of(c, inline_key), file_key, origin_of(c, file_key)), -EINVAL;
+        }
+        return 0;
+}
+
+int config_validate(const struct config *c, char **reterr_msg) {
+        int r;
+
+        r = validate_timing(c, reterr_msg);
+        if (r < 0)
+                return r;
+        r = validate_names(c, reterr_msg);
+        if (r < 0)
+                return r;
+        if (isempty(c->data_dir))
+                return set_error_msg(reterr_msg, "%s: data_dir: must be set", origin_of(c, "data_dir")), -EINVAL;
+        r = validate_networks(c, reterr_msg);
+        if (r < 0)
+                return r;
+        if (!isempty(c->http_listen)) {
+                struct sockaddr_storage ss;
+                socklen_t len;
+
+                if (httpapi_parse_listen(c->http_listen, &ss, &len) < 0)
+                        return key_invalid(c, "http_listen", c->http_listen,
+                                           "is not ADDRESS:PORT with a numeric address (127.0.0.1:8008, [::]:8008) and a port in 1-65535",
+                                           reterr_msg);
+        }
+        if (strpbrk(c->listen_addresses, "'\\"))
+                return key_invalid(c, "listen_addresses", c->listen_addresses,
+                                   "must not contain a quote or a backslash", reterr_msg);
+        return validate_passwords(c, reterr_msg);
 }
 
 int config_load(const char *path, char *const *envp, char *const *settings,

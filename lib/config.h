@@ -53,6 +53,12 @@ struct config {
         char *socket_dir;
         char *run_dir;
         char *control_socket;
+        /* the HTTP API (docs/http-api.md) */
+        char *http_listen;
+        usec_t http_request_timeout;
+        int64_t http_max_connections;
+        uint64_t http_max_body;
+        uint64_t http_maximum_lag;
         int pgctl;
         usec_t primary_start_timeout;
         usec_t stop_timeout;
@@ -128,6 +134,9 @@ int config_set(struct config *c, const char *key, const char *value, const char 
 /* Reads a file of "key = value" lines ('#' comments, optional quotes).
  * Errors name FILE:LINE and the key. */
 int config_load_file(struct config *c, const char *path, char **reterr_msg);
+/* The same for the file's content text[0..size) (a NUL in it is an error);
+ * path only names it in messages. */
+int config_load_text(struct config *c, const char *text, size_t size, const char *path, char **reterr_msg);
 
 /* Applies PGLEASE_<KEY> variables from envp. Unknown PGLEASE_ variables are
  * not errors (tools share the prefix) but are returned in ret_unknown. */

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -19,7 +20,8 @@ struct control_conn {
         struct control_server *server;
         int fd;
         sd_event_source *io;
-        sd_event_source *idle;
+        sd_event_source *idle;           /* the request deadline (CONTROL_REQUEST_TIMEOUT) */
+        sd_event_source *more;           /* the next buffered request, at the next loop turn */
         char *in;
         size_t in_len, in_alloc;
         char *out;
@@ -126,6 +128,12 @@ static int buf_append(char **buf, size_t *len, size_t *alloc, const char *data, 
         return 0;
 }
 
+/* The input buffer is NULL until the first byte arrives, and memchr(NULL,
+ * ..., 0) is undefined (found by fuzz-control: a client that sends nothing). */
+static char *buf_find_newline(char *buf, size_t len) {
+        return len > 0 ? memchr(buf, '\n', len) : NULL;
+}
+
 static void conn_free(struct control_conn *c) {
         if (!c)
                 return;
@@ -139,6 +147,7 @@ static void conn_free(struct control_conn *c) {
         c->server->n_conns--;
         sd_event_source_disable_unref(c->io);
         sd_event_source_disable_unref(c->idle);
+        sd_event_source_disable_unref(c->more);
         safe_close(c->fd);
         free(c->in);
         free(c->out);
@@ -196,23 +205,36 @@ static int conn_queue_error(struct control_conn *c, const char *fmt, ...) {
         return r;
 }
 
+static bool conn_has_request(const struct control_conn *c) {
+        return c->in_len > 0 && memchr(c->in, '\n', c->in_len);
+}
+
+/* The client's time for its next request starts at connect and after each
+ * answer; bytes trickling in do not extend it. */
+static void conn_arm_deadline(struct control_conn *c) {
+        uint64_t now = 0;
+
+        (void) sd_event_now(c->server->event, CLOCK_MONOTONIC, &now);
+        (void) sd_event_source_set_time(c->idle, now + CONTROL_REQUEST_TIMEOUT);
+}
+
 static void conn_update(struct control_conn *c) {
         uint32_t events = 0;
+        bool queued = conn_has_request(c);
         int r;
 
+        /* Read more only when nothing is waiting to be served: pipelined
+         * requests stay in the client's socket buffer (back-pressure). */
         if (!c->read_eof && !c->close_after_flush)
-                events |= c->pending ? EPOLLRDHUP : EPOLLIN | EPOLLRDHUP;
+                events |= c->pending || queued ? EPOLLRDHUP : EPOLLIN | EPOLLRDHUP;
         if (c->out_off < c->out_len)
                 events |= EPOLLOUT;
         r = sd_event_source_set_io_events(c->io, events);
-        if (r >= 0 && c->idle) {
-                /* Idle means: nothing to answer, nothing being sent. */
-                uint64_t now = 0;
-
-                (void) sd_event_now(c->server->event, CLOCK_MONOTONIC, &now);
-                (void) sd_event_source_set_time(c->idle, now + CONTROL_IDLE_TIMEOUT);
+        if (r >= 0 && c->idle)
                 (void) sd_event_source_set_enabled(c->idle, c->pending ? SD_EVENT_OFF : SD_EVENT_ONESHOT);
-        }
+        if (r >= 0 && c->more)
+                (void) sd_event_source_set_enabled(c->more, queued && !c->pending && !c->close_after_flush ?
+                                                                SD_EVENT_ONESHOT : SD_EVENT_OFF);
 }
 
 static void reply_free(struct control_reply *rp) {
@@ -262,11 +284,14 @@ static void conn_dispatch(struct control_conn *c, char *line) {
                 (void) control_reply_error(rp, "internal error: command %s was not answered", command->valuestring);
 }
 
-/* Dispatches the complete lines buffered, one at a time: the next waits
- * until the previous one is answered. */
+/* Dispatches one complete line buffered: one request per connection per
+ * turn of the loop, so that no client holds the loop for more than one
+ * answer; the next waits for the `more` source (next turn). */
 static void conn_process_input(struct control_conn *c) {
-        while (!c->pending && !c->close_after_flush) {
-                char *nl = memchr(c->in, '\n', c->in_len);
+        bool served = false;
+
+        while (!c->pending && !c->close_after_flush && !served) {
+                char *nl = buf_find_newline(c->in, c->in_len);
                 size_t n;
 
                 if (!nl) {
@@ -283,8 +308,10 @@ static void conn_process_input(struct control_conn *c) {
                         c->close_after_flush = true;
                         return;
                 }
-                if (strspn(c->in, " \t\r") != n - 1)
+                if (strspn(c->in, " \t\r") != n - 1) {
                         conn_dispatch(c, c->in);
+                        served = true;
+                }
                 memmove(c->in, c->in + n, c->in_len - n);
                 c->in_len -= n;
         }
@@ -328,8 +355,10 @@ static bool conn_finished(const struct control_conn *c) {
         if (c->close_after_flush)
                 return true;
         /* The client finished sending and everything it asked is answered. */
-        return c->read_eof && !memchr(c->in, '\n', c->in_len);
+        return c->read_eof && !buf_find_newline(c->in, c->in_len);
 }
+
+static void conn_serve(struct control_conn *c);
 
 static int on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         struct control_conn *c = userdata;
@@ -338,24 +367,29 @@ static int on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *userda
                 conn_free(c);
                 return 0;
         }
-        if ((revents & EPOLLIN) || ((revents & EPOLLRDHUP) && !c->pending)) {
+        if ((revents & EPOLLIN) || ((revents & EPOLLRDHUP) && !c->pending && !conn_has_request(c))) {
                 if (conn_read(c) < 0) {
                         conn_free(c);
                         return 0;
                 }
         } else if (revents & EPOLLRDHUP)
                 c->read_eof = true;
+        conn_serve(c);
+        return 0;
+}
+
+static int on_conn_more(sd_event_source *s, void *userdata) {
+        conn_serve(userdata);
+        return 0;
+}
+
+static void conn_serve(struct control_conn *c) {
         conn_process_input(c);
-        if (conn_flush(c) < 0) {
+        if (conn_flush(c) < 0 || conn_finished(c)) {
                 conn_free(c);
-                return 0;
-        }
-        if (conn_finished(c)) {
-                conn_free(c);
-                return 0;
+                return;
         }
         conn_update(c);
-        return 0;
 }
 
 static int on_conn_idle(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -363,13 +397,37 @@ static int on_conn_idle(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
+/* At the limit, the oldest connection that has nothing to be answered
+ * (no request buffered or in progress, nothing being sent) makes room: a
+ * crowd of idle or trickling clients cannot keep agentctl out. */
+static bool server_make_room(struct control_server *s) {
+        static const char evicted[] = "{\"version\":1,\"ok\":false,\"code\":\"busy\",\"error\":\"closed to make room for another client (no request within the connection's turn)\"}\n";
+        struct control_conn *oldest = NULL;
+
+        for (struct control_conn *c = s->conns; c; c = c->next) {
+                int unread = 0;
+
+                /* Bytes not read yet may be a whole request: not idle. */
+                if (ioctl(c->fd, FIONREAD, &unread) < 0 || unread > 0)
+                        continue;
+                if (!c->pending && !conn_has_request(c) && c->out_off >= c->out_len)
+                        oldest = c; /* the list is newest first */
+        }
+        if (!oldest)
+                return false;
+        (void) send(oldest->fd, evicted, sizeof evicted - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+        conn_free(oldest);
+        return true;
+}
+
 static void server_accept_one(struct control_server *s, int fd) {
         struct control_conn *c;
         uint64_t now = 0;
         int r;
 
-        if (s->n_conns >= CONTROL_CLIENTS_MAX) {
-                static const char busy[] = "{\"version\":1,\"ok\":false,\"error\":\"too many clients\"}\n";
+        if (s->n_conns >= CONTROL_CLIENTS_MAX && !server_make_room(s)) {
+                /* agentctl maps the code to "unreachable" (exit 4). */
+                static const char busy[] = "{\"version\":1,\"ok\":false,\"code\":\"busy\",\"error\":\"the agent is busy: every client slot has a request in progress\"}\n";
 
                 (void) send(fd, busy, sizeof busy - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
                 safe_close(fd);
@@ -387,7 +445,11 @@ static void server_accept_one(struct control_server *s, int fd) {
         (void) sd_event_now(s->event, CLOCK_MONOTONIC, &now);
         r = sd_event_add_io(s->event, &c->io, fd, EPOLLIN | EPOLLRDHUP, on_conn_io, c);
         if (r >= 0)
-                r = sd_event_add_time(s->event, &c->idle, CLOCK_MONOTONIC, now + CONTROL_IDLE_TIMEOUT, 0, on_conn_idle, c);
+                r = sd_event_add_time(s->event, &c->idle, CLOCK_MONOTONIC, now + CONTROL_REQUEST_TIMEOUT, 0, on_conn_idle, c);
+        if (r >= 0)
+                r = sd_event_add_defer(s->event, &c->more, on_conn_more, c);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(c->more, SD_EVENT_OFF);
         if (r < 0)
                 conn_free(c);
 }
@@ -420,8 +482,9 @@ int control_reply(struct control_reply *rp, cJSON *response) {
                         r = conn_queue_json(c, response);
                 if (r < 0)
                         c->close_after_flush = true;
-                /* The next request line, if any, is dispatched from the
-                 * I/O callback once this answer is on its way. */
+                conn_arm_deadline(c);
+                /* The next request line, if any, is dispatched at the next
+                 * turn of the loop (the `more` source). */
                 conn_update(c);
         }
         if (response)
@@ -616,7 +679,7 @@ size_t control_server_n_connections(const struct control_server *s) {
 static const char *errno_phrase(int r) {
         switch (-r) {
         case ENOENT:
-                return "no such socket (is the agent running?)";
+                return "the socket file does not exist (no agent was started with this socket, or the file was removed)";
         case ECONNREFUSED:
                 return "connection refused";
         case EACCES:
@@ -754,10 +817,15 @@ int control_call(const char *path, const cJSON *request, usec_t timeout, const s
         if (r < 0)
                 return set_error_msg(reterr_msg, "cannot reach the agent at %s: %s", path, errno_phrase(r)), r;
         r = client_send(fd, line, deadline, clock);
-        if (r < 0)
-                return set_error_msg(reterr_msg, "cannot send to the agent at %s: %s", path, errno_phrase(r)), r;
         line = mfree(line);
-        r = client_receive(fd, deadline, clock, &line);
+        /* An agent at its client limit answers "busy" and closes before
+         * reading: that answer is still there to read. */
+        if (r < 0 && (r != -EPIPE && r != -ECONNRESET))
+                return set_error_msg(reterr_msg, "cannot send to the agent at %s: %s", path, errno_phrase(r)), r;
+        if (r < 0 && client_receive(fd, deadline, clock, &line) < 0)
+                return set_error_msg(reterr_msg, "cannot send to the agent at %s: %s", path, errno_phrase(r)), r;
+        if (!line)
+                r = client_receive(fd, deadline, clock, &line);
         if (r == -EMSGSIZE)
                 return set_error_msg(reterr_msg, "the agent at %s sent a response longer than %u bytes", path,
                                      CONTROL_RESPONSE_MAX), -EBADMSG;

@@ -21,9 +21,13 @@
 /* Responses may be larger (a status with many members); a client refuses
  * anything past this. */
 #define CONTROL_RESPONSE_MAX (4u * 1024u * 1024u)
+/* At the limit the oldest connection with nothing to answer is closed to
+ * make room; when every one has a request in progress, the new client gets
+ * {"ok":false,"code":"busy",...} (agentctl: unreachable, exit 4). */
 #define CONTROL_CLIENTS_MAX 64
-/* A connection with no request in progress is closed after this. */
-#define CONTROL_IDLE_TIMEOUT (30 * USEC_PER_SEC)
+/* A client must complete each request within this of connecting or of its
+ * previous answer, counted in total, not per byte; else it is closed. */
+#define CONTROL_REQUEST_TIMEOUT (10 * USEC_PER_SEC)
 
 struct control_server;
 /* One request waiting for its answer. */

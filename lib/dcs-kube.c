@@ -77,8 +77,15 @@ static int leader_annotations(const cJSON *ann, struct dcs_leader *l) {
         v = obj_string(ann, DCS_ANNOTATION_SYNC);
         if (!isempty(v) && strv_split_comma(v, &l->sync) < 0)
                 return -ENOMEM;
+        l->sync_mode = dcs_sync_mode_from_string(obj_string(ann, DCS_ANNOTATION_SYNC_MODE));
         v = obj_string(ann, DCS_ANNOTATION_SWITCHOVER);
         if (!isempty(v) && !(l->switchover = strdup(v)))
+                return -ENOMEM;
+        v = obj_string(ann, DCS_ANNOTATION_SWITCHOVER_REFUSED);
+        if (!isempty(v) && !(l->switchover_refused = strdup(v)))
+                return -ENOMEM;
+        v = obj_string(ann, DCS_ANNOTATION_HANDOVER);
+        if (!isempty(v) && !(l->handover = strdup(v)))
                 return -ENOMEM;
         v = obj_string(ann, DCS_ANNOTATION_PAUSED);
         l->paused = v && parse_bool(v, &b) >= 0 && b;
@@ -200,13 +207,16 @@ static int write_annotations(const struct dcs_leader *l, cJSON *ann) {
         }
         if (strv_length(l->sync) > 0 && !(sync = strv_join_comma(l->sync)))
                 return -ENOMEM;
-        if (l->successor && l->successor_lsn > 0 && !(succ_lsn = dcs_lsn_format(l->successor_lsn)))
+        if (l->successor_lsn > 0 && !(succ_lsn = dcs_lsn_format(l->successor_lsn)))
                 return -ENOMEM;
         if (!set_annotation(ann, DCS_ANNOTATION_OPTIME, optime) ||
             !set_annotation(ann, DCS_ANNOTATION_SYNC, sync) ||
+            !set_annotation(ann, DCS_ANNOTATION_SYNC_MODE, dcs_sync_mode_to_string(l->sync_mode)) ||
             !set_annotation(ann, DCS_ANNOTATION_SWITCHOVER, isempty(l->switchover) ? NULL : l->switchover) ||
+            !set_annotation(ann, DCS_ANNOTATION_SWITCHOVER_REFUSED, isempty(l->switchover_refused) ? NULL : l->switchover_refused) ||
             !set_annotation(ann, DCS_ANNOTATION_PAUSED, l->paused ? "true" : NULL) ||
             !set_annotation(ann, DCS_ANNOTATION_SUCCESSOR, isempty(l->successor) ? NULL : l->successor) ||
+            !set_annotation(ann, DCS_ANNOTATION_HANDOVER, isempty(l->handover) ? NULL : l->handover) ||
             !set_annotation(ann, DCS_ANNOTATION_SUCCESSOR_LSN, succ_lsn))
                 return -ENOMEM;
         return 0;
@@ -392,20 +402,11 @@ static int member_cmp(const void *a, const void *b) {
         return strcmp(((const struct dcs_member *) a)->name, ((const struct dcs_member *) b)->name);
 }
 
-static int kube_member_list(void *userdata, usec_t deadline, struct dcs_member_list **ret, char **reterr_msg) {
-        struct dcs_kube *d = userdata;
+int dcs_kube_members_from_pod_list(const cJSON *list, struct dcs_member_list **ret, char **reterr_msg) {
         _cleanup_(dcs_member_list_freep) struct dcs_member_list *l = NULL;
-        _cleanup_(cjson_deletep) cJSON *list = NULL;
-        _cleanup_free_ char *selector = NULL;
         const cJSON *items, *pod;
         int r;
 
-        selector = strdup_printf("%s=%s", DCS_LABEL_CLUSTER, d->cluster);
-        if (!selector)
-                return -ENOMEM;
-        r = kube_pod_list(d->kube, d->namespace, selector, deadline, &list, reterr_msg);
-        if (r < 0)
-                return r;
         items = obj_get(list, "items");
         if (items && !cJSON_IsArray(items)) {
                 (void) set_error_msg(reterr_msg, "pod list: items is not an array");
@@ -427,6 +428,21 @@ static int kube_member_list(void *userdata, usec_t deadline, struct dcs_member_l
         return 0;
 }
 
+static int kube_member_list(void *userdata, usec_t deadline, struct dcs_member_list **ret, char **reterr_msg) {
+        struct dcs_kube *d = userdata;
+        _cleanup_(cjson_deletep) cJSON *list = NULL;
+        _cleanup_free_ char *selector = NULL;
+        int r;
+
+        selector = strdup_printf("%s=%s", DCS_LABEL_CLUSTER, d->cluster);
+        if (!selector)
+                return -ENOMEM;
+        r = kube_pod_list(d->kube, d->namespace, selector, deadline, &list, reterr_msg);
+        if (r < 0)
+                return r;
+        return dcs_kube_members_from_pod_list(list, ret, reterr_msg);
+}
+
 static int kube_event_post(void *userdata, const char *type, const char *reason, const char *message,
                            usec_t deadline, char **reterr_msg) {
         struct dcs_kube *d = userdata;
@@ -443,6 +459,10 @@ static int kube_event_post(void *userdata, const char *type, const char *reason,
 
 static uint64_t kube_request_count_op(void *userdata) {
         return kube_request_count(((struct dcs_kube *) userdata)->kube);
+}
+
+static const struct api_stats *kube_request_stats_op(void *userdata) {
+        return kube_request_stats(((struct dcs_kube *) userdata)->kube);
 }
 
 static void dcs_kube_free(void *userdata) {
@@ -473,6 +493,7 @@ static const struct dcs_ops dcs_kube_ops = {
         .member_list = kube_member_list,
         .event_post = kube_event_post,
         .request_count = kube_request_count_op,
+        .request_stats = kube_request_stats_op,
         .free = dcs_kube_free,
 };
 

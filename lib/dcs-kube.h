@@ -30,4 +30,9 @@ int dcs_kube_leader_from_lease(const cJSON *lease, struct dcs_leader **ret);
 int dcs_kube_leader_to_lease(const struct dcs_leader *l, const cJSON *base, const char *ns, const char *name,
                              cJSON **ret);
 
+/* The members of a PodList response, sorted by name: a pod without a name
+ * is skipped, one without a readable status annotation is listed as
+ * unknown. -EBADMSG when "items" is not an array. */
+int dcs_kube_members_from_pod_list(const cJSON *list, struct dcs_member_list **ret, char **reterr_msg);
+
 #endif

@@ -20,6 +20,8 @@ struct dcs_leader *dcs_leader_free(struct dcs_leader *l) {
         free(l->holder);
         strv_free(l->sync);
         free(l->switchover);
+        free(l->switchover_refused);
+        free(l->handover);
         free(l->successor);
         free(l->version);
         free(l->raw);
@@ -58,10 +60,12 @@ int dcs_leader_copy(const struct dcs_leader *l, struct dcs_leader **ret) {
         if (!c)
                 return -ENOMEM;
         *c = *l;
-        c->holder = c->switchover = c->successor = c->version = c->raw = NULL;
+        c->holder = c->switchover = c->switchover_refused = c->handover = c->successor = c->version = c->raw = NULL;
         c->sync = NULL;
         if (strdup_nullable(l->holder, &c->holder) < 0 ||
             strdup_nullable(l->switchover, &c->switchover) < 0 ||
+            strdup_nullable(l->switchover_refused, &c->switchover_refused) < 0 ||
+            strdup_nullable(l->handover, &c->handover) < 0 ||
             strdup_nullable(l->successor, &c->successor) < 0 ||
             strdup_nullable(l->version, &c->version) < 0 ||
             strdup_nullable(l->raw, &c->raw) < 0 ||
@@ -69,6 +73,25 @@ int dcs_leader_copy(const struct dcs_leader *l, struct dcs_leader **ret) {
                 return -ENOMEM;
         *ret = TAKE_PTR(c);
         return 0;
+}
+
+static const char *const sync_mode_table[_DCS_SYNC_MODE_MAX] = {
+        [DCS_SYNC_MODE_OFF] = "off",
+        [DCS_SYNC_MODE_ON] = "on",
+        [DCS_SYNC_MODE_STRICT] = "strict",
+};
+
+const char *dcs_sync_mode_to_string(enum dcs_sync_mode m) {
+        if ((unsigned) m >= _DCS_SYNC_MODE_MAX)
+                return NULL;
+        return sync_mode_table[m];
+}
+
+enum dcs_sync_mode dcs_sync_mode_from_string(const char *s) {
+        for (int i = DCS_SYNC_MODE_OFF; s && i < _DCS_SYNC_MODE_MAX; i++)
+                if (streq(sync_mode_table[i], s))
+                        return i;
+        return DCS_SYNC_MODE_UNKNOWN;
 }
 
 static const char *const member_role_table[_MEMBER_ROLE_MAX] = {

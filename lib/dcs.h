@@ -12,14 +12,29 @@
 /* Annotation keys on the Lease (docs/design.md, "Leader election"). */
 #define DCS_ANNOTATION_OPTIME "pglease.io/optime"               /* "<timeline>/<lsn>", e.g. "3/0/3000060" */
 #define DCS_ANNOTATION_SYNC "pglease.io/sync"                   /* comma list of member names */
+#define DCS_ANNOTATION_SYNC_MODE "pglease.io/sync-mode"         /* the leader's synchronous_mode: off, on, strict */
 #define DCS_ANNOTATION_SWITCHOVER "pglease.io/switchover"       /* requested target name, or "*" for any */
 #define DCS_ANNOTATION_PAUSED "pglease.io/paused"               /* "true" while paused */
+#define DCS_ANNOTATION_SWITCHOVER_REFUSED "pglease.io/switchover-refused" /* the leader's reason for refusing the last request */
+#define DCS_ANNOTATION_HANDOVER "pglease.io/handover"         /* "<switchover|demote> <old primary>" of a planned release */
 #define DCS_ANNOTATION_SUCCESSOR "pglease.io/successor"         /* member allowed to take a released lease */
 #define DCS_ANNOTATION_SUCCESSOR_LSN "pglease.io/successor-lsn" /* the LSN it must have replayed */
 /* Member records (Pod annotation and labels). */
 #define DCS_ANNOTATION_STATUS "pglease.io/status"
 #define DCS_LABEL_ROLE "pglease.io/role"
 #define DCS_LABEL_CLUSTER "pglease.io/cluster"
+
+/* The synchronous_mode a leader publishes with its sync list; UNKNOWN when
+ * the record has none (written before it was published: the list binds). */
+enum dcs_sync_mode {
+        DCS_SYNC_MODE_UNKNOWN,
+        DCS_SYNC_MODE_OFF,
+        DCS_SYNC_MODE_ON,
+        DCS_SYNC_MODE_STRICT,
+        _DCS_SYNC_MODE_MAX,
+};
+const char *dcs_sync_mode_to_string(enum dcs_sync_mode m);
+enum dcs_sync_mode dcs_sync_mode_from_string(const char *s);
 
 struct dcs_leader {
         char *holder;                /* "" when nobody holds it (released) */
@@ -31,10 +46,13 @@ struct dcs_leader {
         uint32_t optime_timeline;    /* published by the leader; 0 if none */
         uint64_t optime_lsn;
         char **sync;                 /* NULL-terminated; NULL or empty when none */
+        enum dcs_sync_mode sync_mode;
         char *switchover;            /* requested target, NULL if none */
+        char *switchover_refused;    /* why the leader refused the last request, NULL if it did not */
         bool paused;
         char *successor;             /* named successor of a release, NULL if none */
         uint64_t successor_lsn;
+        char *handover;              /* "switchover pg-0" / "demote pg-0": why and by whom, NULL if none */
 
         char *version;               /* opaque write precondition (resourceVersion) */
         char *raw;                   /* the record's bytes; any change restarts expiry */
@@ -111,6 +129,8 @@ struct dcs_ops {
                           usec_t deadline, char **reterr_msg);
         /* How many requests this backend has sent (for benchmarks). */
         uint64_t (*request_count)(void *userdata);
+        /* The same by verb, code and latency (api-stats.h); may be NULL. */
+        const struct api_stats *(*request_stats)(void *userdata);
         void (*free)(void *userdata);
 };
 

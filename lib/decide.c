@@ -57,6 +57,7 @@ void observation_done(struct observation *o) {
         free(o->pg_conninfo_host);
         free(o->lease_holder);
         free(o->successor);
+        free(o->handover);
         free(o->switchover);
         strv_free(o->sync);
         free(o->leader_host);
@@ -88,6 +89,8 @@ int agent_state_init(struct agent_state *s, const struct decide_options *o) {
 
 void agent_state_done(struct agent_state *s) {
         free(s->opt.name);
+        free(s->handover_target);
+        free(s->last_other_holder);
         strv_free(s->sync_pending);
         free(s->sync_pending_lsn);
         *s = (struct agent_state) {};
@@ -160,6 +163,15 @@ static bool in_sync_set(const struct observation *o, const char *name) {
         return false;
 }
 
+/* Safety rule 4 follows what the leader published, not this node's own
+ * synchronous_mode (a rolling configuration change, a node whose file
+ * differs): a published set binds unless the leader published that it runs
+ * with synchronous_mode = off. A record without the mode (an older agent
+ * wrote it) binds too. An empty set means the leader ran without one. */
+static bool sync_binding(const struct observation *o) {
+        return o->sync && o->sync[0] && o->sync_mode != DCS_SYNC_MODE_OFF;
+}
+
 /* A member that may be promoted at all (safety rules 2 and 4). */
 static bool eligible(const struct observation *o, const struct agent_state *s, const char *name,
                      int64_t priority, bool nofailover, uint64_t lsn) {
@@ -168,7 +180,7 @@ static bool eligible(const struct observation *o, const struct agent_state *s, c
         /* Safety rule 4: with synchronous mode on, only a standby that the
          * leader published as synchronous holds every acknowledged commit.
          * An empty published set means the leader ran without one. */
-        if (s->opt.synchronous_mode != SYNCHRONOUS_OFF && o->sync && o->sync[0] && !in_sync_set(o, name))
+        if (sync_binding(o) && !in_sync_set(o, name))
                 return false;
         if (o->optime_lsn > 0 && lsn + s->opt.maximum_lag_on_failover < o->optime_lsn)
                 return false;
@@ -194,6 +206,15 @@ static bool better(const struct candidate *a, const struct candidate *b) {
         return strcmp(a->name, b->name) < 0;
 }
 
+/* A release named a successor that has not taken the lease for one lease
+ * duration (lease_may_acquire says so for everyone else): it had its
+ * chance (issue 14, item 3). Whoever takes the lease instead waits for the
+ * final LSN, so nothing the old primary wrote is lost by passing it over. */
+static bool successor_timed_out(const struct observation *o, const char *name) {
+        return o->lease_read && o->lease_may_acquire && o->lease_holder && isempty(o->lease_holder) &&
+                !isempty(o->successor) && streq(o->successor, name) && o->successor_lsn > 0;
+}
+
 static const char *pick(const struct observation *o, const struct agent_state *s, bool include_self) {
         struct candidate best = {}, c;
         bool have = false;
@@ -207,7 +228,8 @@ static const char *pick(const struct observation *o, const struct agent_state *s
                 const struct peer_observation *p = &o->peers[i];
                 uint64_t lsn = MAX(p->receive_lsn, p->replay_lsn);
 
-                if (!p->reachable || !p->in_recovery || !eligible(o, s, p->name, p->priority, p->nofailover, lsn))
+                if (!p->reachable || !p->in_recovery || !eligible(o, s, p->name, p->priority, p->nofailover, lsn) ||
+                    successor_timed_out(o, p->name))
                         continue;
                 c = (struct candidate) { p->name, p->timeline, lsn, p->priority };
                 if (!have || better(&c, &best)) {
@@ -235,12 +257,12 @@ static const struct peer_observation *peer_ahead(const struct observation *o, co
                 const struct peer_observation *p = &o->peers[i];
                 struct candidate c = { p->name, p->timeline, MAX(p->receive_lsn, p->replay_lsn), p->priority };
 
-                if (!p->reachable || !p->in_recovery)
+                if (!p->reachable || !p->in_recovery || successor_timed_out(o, p->name))
                         continue;
                 /* Safety rule 4: WAL beyond what the synchronous standbys
                  * have was never acknowledged; an asynchronous standby that
                  * holds some must rewind, not block the promotion. */
-                if (s->opt.synchronous_mode != SYNCHRONOUS_OFF && o->sync && o->sync[0] && !in_sync_set(o, p->name))
+                if (sync_binding(o) && !in_sync_set(o, p->name))
                         continue;
                 if (c.timeline > self.timeline || (c.timeline == self.timeline && c.lsn > self.lsn))
                         return p;
@@ -465,6 +487,17 @@ static int decide_sync(const struct observation *o, struct agent_state *s, struc
         return 0;
 }
 
+static enum dcs_sync_mode sync_mode_published(const struct agent_state *s) {
+        switch (s->opt.synchronous_mode) {
+        case SYNCHRONOUS_ON:
+                return DCS_SYNC_MODE_ON;
+        case SYNCHRONOUS_STRICT:
+                return DCS_SYNC_MODE_STRICT;
+        default:
+                return DCS_SYNC_MODE_OFF;
+        }
+}
+
 static void renew(struct action_list *l, const struct observation *o) {
         struct action *a = push(l, ACTION_RENEW, NULL);
 
@@ -481,15 +514,34 @@ static void release(struct action_list *l, const char *successor, uint64_t lsn) 
                 a->lsn = lsn;
 }
 
+/* The holder's primary is lost (not back in time, or unsupervised): fence
+ * first so that the old primary cannot come back as one, then release. */
+static int fence_and_release(struct agent_state *s, usec_t now, struct action_list *l, const char *successor) {
+        push(l, ACTION_FENCE, NULL);
+        release(l, successor, 0);
+        s->was_primary = true;
+        s->primary_down_since = 0;
+        set_state(s, l, AGENT_FENCED, now);
+        return 0;
+}
+
 /* We hold the lease and our Postgres is down: wait for the supervisor to
  * bring it back, but not longer than primary_start_timeout. */
 static int decide_holder_down(const struct observation *o, struct agent_state *s, usec_t now, struct action_list *l) {
         const char *successor;
 
         if (s->primary_down_since == 0) {
-                s->primary_down_since = now;
-                emit(l, LOG_LEVEL_WARNING, "primary-down", "PostgreSQL is not accepting connections; waiting up to %" PRIu64 "s for it to come back",
-                     s->opt.primary_start_timeout / USEC_PER_SEC);
+                /* A frozen postmaster is down since it last accepted a
+                 * connection (the tick before), not since we noticed. */
+                s->primary_down_since = o->pg_refusing && o->pg_accepted_at > 0 ? MIN(o->pg_accepted_at, now) : now;
+                /* A holder whose server is still starting (bootstrap, a
+                 * restart) has not lost a primary: no "primary-down" event
+                 * seconds after bootstrap (issue 19, item 4). */
+                if (s->kind == AGENT_PRIMARY)
+                        emit(l, LOG_LEVEL_WARNING, "primary-down",
+                             "PostgreSQL is not accepting connections%s; waiting up to %" PRIu64 "s for it to come back",
+                             o->pg_refusing ? " (it answers on the agent's old connection only: a frozen or stuck postmaster)" : "",
+                             s->opt.primary_start_timeout / USEC_PER_SEC);
         }
         if (now - s->primary_down_since < s->opt.primary_start_timeout) {
                 renew(l, o);
@@ -501,25 +553,24 @@ static int decide_holder_down(const struct observation *o, struct agent_state *s
                 return 0;
         }
         successor = decide_best_successor(o, s);
-        emit(l, LOG_LEVEL_ERROR, "release", "PostgreSQL did not come back within primary_start_timeout; releasing the lease to %s",
-             successor ? successor : "whoever is best");
-        /* Fence first so that the old primary cannot come back as one. */
-        push(l, ACTION_FENCE, NULL);
-        release(l, successor, 0);
-        s->was_primary = true;
-        s->primary_down_since = 0;
-        set_state(s, l, AGENT_FENCED, now);
-        return 0;
+        emit(l, LOG_LEVEL_ERROR, "release", "PostgreSQL %s within primary_start_timeout; fencing it and releasing the lease to %s",
+             o->pg_refusing ? "accepted no new connection" : "did not come back", successor ? successor : "whoever is best");
+        return fence_and_release(s, now, l, successor);
 }
 
-static bool waiting_for_successor_lsn(const struct observation *o, const struct agent_state *s, usec_t now) {
-        if (isempty(o->successor) || !streq(o->successor, s->opt.name) || o->successor_lsn == 0)
+/* A lease taken after a hand-over carries the old primary's final LSN:
+ * whoever holds it never promotes before having replayed it (the model,
+ * docs/handover.pml), however long that takes. The old primary, once it
+ * runs again as a standby, is ahead and gets the lease back. */
+static bool waiting_for_final_lsn(const struct observation *o, struct agent_state *s, usec_t now, struct action_list *l) {
+        if (o->successor_lsn == 0 || o->pg_replay_lsn >= o->successor_lsn)
                 return false;
-        if (o->pg_replay_lsn >= o->successor_lsn)
-                return false;
-        /* Not forever: the old primary is gone; after one lease duration we
-         * promote with what we have, as an unplanned failover would. */
-        return now - s->since < s->opt.lease_duration;
+        if (now - s->since >= s->opt.lease_duration && now - s->handover_wait_warned >= s->opt.lease_duration) {
+                s->handover_wait_warned = now;
+                emit(l, LOG_LEVEL_WARNING, "promote", "not promoting: the hand-over's final LSN %" LSN_FMT " is not replayed yet (replayed %" LSN_FMT "); waiting for it or for a standby that has it",
+                     LSN_ARGS(o->successor_lsn), LSN_ARGS(o->pg_replay_lsn));
+        }
+        return true;
 }
 
 /* We hold the lease and our Postgres is a standby: promote if safety rule 2
@@ -535,25 +586,26 @@ static int decide_holder_standby(const struct observation *o, struct agent_state
                 emit(l, LOG_LEVEL_INFO, "paused", "holding the lease as a standby while the cluster is paused: not promoting");
                 return 0;
         }
-        if (waiting_for_successor_lsn(o, s, now)) {
-                renew(l, o);
-                set_state(s, l, AGENT_PROMOTING, now);
-                return 0;
-        }
         ahead = peer_ahead(o, s);
         if (ahead) {
                 best = decide_best_successor(o, s);
-                emit(l, LOG_LEVEL_WARNING, "release", "%s is ahead of us (timeline %" PRIu32 ", lsn %" PRIX64 "); handing the lease to %s",
-                     ahead->name, ahead->timeline, MAX(ahead->receive_lsn, ahead->replay_lsn), best ? best : "nobody fit");
-                release(l, best, 0);
+                emit(l, LOG_LEVEL_WARNING, "release", "%s is ahead of us (timeline %" PRIu32 ", LSN %" LSN_FMT "); handing the lease to %s",
+                     ahead->name, ahead->timeline, LSN_ARGS(MAX(ahead->receive_lsn, ahead->replay_lsn)), best ? best : "nobody fit");
+                /* The final LSN stays on the lease for whoever takes it. */
+                release(l, best, o->successor_lsn);
                 set_state(s, l, AGENT_REPLICA, now);
+                return 0;
+        }
+        if (waiting_for_final_lsn(o, s, now, l)) {
+                renew(l, o);
+                set_state(s, l, AGENT_PROMOTING, now);
                 return 0;
         }
         if (!eligible(o, s, s->opt.name, s->opt.priority, s->opt.nofailover, o->pg_lsn)) {
                 best = decide_best_successor(o, s);
                 emit(l, LOG_LEVEL_WARNING, "release", "this node may not be promoted (nofailover, priority 0, not synchronous or too far behind); handing the lease to %s",
                      best ? best : "nobody fit");
-                release(l, best, 0);
+                release(l, best, o->successor_lsn);
                 set_state(s, l, AGENT_REPLICA, now);
                 return 0;
         }
@@ -563,6 +615,36 @@ static int decide_holder_standby(const struct observation *o, struct agent_state
         return 0;
 }
 
+
+/* Why a switchover to name (NULL: to the best standby) cannot happen, in
+ * words an operator can act on. */
+static char *refusal_reason(const struct observation *o, const struct agent_state *s, const char *name) {
+        const struct peer_observation *p = name ? observation_peer(o, name) : NULL;
+        bool sync = sync_binding(o);
+
+        if (!name)
+                return strdup_printf("no standby is fit to take over (none is a running, streaming standby with priority > 0%s%s)",
+                                     sync ? " in the synchronous set (synchronous mode: only a synchronous standby may be promoted)" : "", o->optime_lsn > 0 ? " within maximum_lag_on_failover" : "");
+        if (streq(name, s->opt.name))
+                return strdup_printf("%s is already the primary", name);
+        if (!p || !p->has_record)
+                return strdup_printf("%s is not a member of the cluster (no member record)", name);
+        if (!p->reachable)
+                return strdup_printf("%s is not running (its PostgreSQL does not answer)", name);
+        if (!p->in_recovery)
+                return strdup_printf("%s is not a standby", name);
+        if (p->nofailover)
+                return strdup_printf("%s is tagged nofailover", name);
+        if (p->priority <= 0)
+                return strdup_printf("%s has priority 0", name);
+        if (sync && !in_sync_set(o, name))
+                return strdup_printf("%s is not in the synchronous set (synchronous mode: only a synchronous standby may be promoted)",
+                                     name);
+        if (o->optime_lsn > 0 && MAX(p->receive_lsn, p->replay_lsn) + s->opt.maximum_lag_on_failover < o->optime_lsn)
+                return strdup_printf("%s is %" PRIu64 " bytes behind, more than maximum_lag_on_failover", name,
+                                     o->optime_lsn - MAX(p->receive_lsn, p->replay_lsn));
+        return strdup_printf("%s may not be promoted", name);
+}
 
 /* A switchover request (the Lease annotation) or the pre-stop hook on the
  * primary: hand the lease to a fit standby with the final LSN. */
@@ -596,21 +678,68 @@ static int decide_handover(const struct observation *o, struct agent_state *s, u
                         set_state(s, l, AGENT_STOPPED, now);
                         return 0;
                 }
-                emit(l, LOG_LEVEL_WARNING, "switchover", "refused: %s%s%s", named ? o->switchover : "no standby",
-                     named ? " is not a healthy standby that may be promoted" : " is fit to take over",
-                     s->opt.synchronous_mode != SYNCHRONOUS_OFF ? " (synchronous mode: only a synchronous standby may)" : "");
-                push(l, ACTION_CLEAR_SWITCHOVER, NULL);
+                _cleanup_free_ char *why = refusal_reason(o, s, named ? o->switchover : NULL);
+
+                emit(l, LOG_LEVEL_WARNING, "switchover", "refused: %s", why ? why : "no standby is fit to take over");
+                /* The reason goes on the lease too, for agentctl (issue 19, 4b). */
+                push(l, ACTION_CLEAR_SWITCHOVER, why ? why : "no standby is fit to take over");
                 renew(l, o);
                 return 0;
         }
         emit(l, LOG_LEVEL_INFO, s->demote_requested ? "demote" : "switchover", "handing over to %s: checkpoint, fast stop, release with the final LSN", target);
         push(l, ACTION_SWITCHOVER, target);
+        free(s->handover_target);
+        s->handover_target = strdup(target);
+        s->handover_lsn = 0;
         s->was_primary = true;
         set_state(s, l, AGENT_DEMOTING, now);
         return 0;
 }
 
+/* We hold the lease and the run-postgres supervisor is gone: its
+ * lease-expiry watchdog (safety rule 1 without the agent) went with it, so
+ * a stalled agent would leave a writable primary behind. Fence and release
+ * now, as for a crash. */
+static int decide_holder_unsupervised(const struct observation *o, struct agent_state *s, usec_t now, struct action_list *l) {
+        const char *successor = decide_best_successor(o, s);
+
+        emit(l, LOG_LEVEL_ERROR, "supervisor-gone", "the run-postgres supervisor is gone, and with it the lease-expiry watchdog: fencing PostgreSQL and releasing the lease to %s",
+             successor ? successor : "whoever is best");
+        return fence_and_release(s, now, l, successor);
+}
+
+/* Issue 19, item 3: why this node became the primary, and whose place it
+ * took. Timeline 1 was never promoted (bootstrap); a planned release
+ * names its reason and old primary on the lease (pglease.io/handover)
+ * until the new primary's first renewal; anything else is a failover
+ * from the last other holder seen. */
+static void promotion_reason(const struct observation *o, const struct agent_state *s, char **ret_reason, char **ret_old) {
+        const char *sp;
+
+        *ret_reason = *ret_old = NULL;
+        if (o->pg_timeline <= 1) {
+                *ret_reason = strdup("bootstrap");
+                return;
+        }
+        if (!isempty(o->handover) && (sp = strchr(o->handover, ' '))) {
+                *ret_reason = strndup(o->handover, (size_t) (sp - o->handover));
+                *ret_old = strdup(sp + 1);
+                return;
+        }
+        *ret_reason = strdup("failover");
+        if (s->last_other_holder)
+                *ret_old = strdup(s->last_other_holder);
+}
+
 static int decide_holder(const struct observation *o, struct agent_state *s, usec_t now, struct action_list *l) {
+        /* A supervisor that went away took the watchdog with it; one that
+         * was never seen is starting with the pod (its container starts
+         * beside ours), and with nothing running there is nothing to fence:
+         * PostgreSQL down waits for it like a crash, up to
+         * primary_start_timeout. A PostgreSQL running without one is
+         * fenced whatever the history. */
+        if (o->supervisor_gone && (s->supervisor_seen || o->pg_running))
+                return decide_holder_unsupervised(o, s, now, l);
         if (!o->pg_accepting)
                 return decide_holder_down(o, s, now, l);
         s->primary_down_since = 0;
@@ -625,19 +754,32 @@ static int decide_holder(const struct observation *o, struct agent_state *s, use
 
                 if (decide_sync(o, s, l, &publish) < 0)
                         return -ENOMEM;
+                /* The mode goes with the list; a record whose list
+                 * binds under another mode (a reload, an older agent,
+                 * the previous leader) gets the very same list again
+                 * with ours. An empty list binds nobody in any mode. */
+                if (!publish && o->sync && o->sync[0] && o->sync_mode != sync_mode_published(s) &&
+                    strv_union(o->sync, NULL, &publish) < 0)
+                        return -ENOMEM;
                 renew(l, o);
                 a = (struct action *) action_list_find(l, ACTION_RENEW);
                 if (a && publish) {
                         a->names = TAKE_PTR(publish);
                         a->set_sync = true;
+                        a->sync_mode = sync_mode_published(s);
                 }
         }
         if (s->kind == AGENT_PROMOTING || s->kind == AGENT_CANDIDATE) {
-                struct action *a = push(l, ACTION_RECORD_PROMOTION, NULL);
+                _cleanup_free_ char *reason = NULL, *old = NULL;
+                struct action *a;
 
+                promotion_reason(o, s, &reason, &old);
+                a = push(l, ACTION_RECORD_PROMOTION, reason);
                 if (a) {
                         a->lsn = o->pg_lsn;
                         a->timeline = o->pg_timeline;
+                        if (old)
+                                (void) strv_extend(&a->names, old);
                 }
                 emit(l, LOG_LEVEL_INFO, "promote", "promoted: primary on timeline %" PRIu32, o->pg_timeline);
         }
@@ -658,6 +800,12 @@ static bool leader_alive(const struct observation *o) {
  * are the best candidate, else be a standby of the leader. */
 static int decide_follower(const struct observation *o, struct agent_state *s, usec_t now, bool tilt, struct action_list *l) {
         bool leader_known = !isempty(o->lease_holder) && !streq(o->lease_holder, s->opt.name) && o->leader_host;
+
+        if (!isempty(o->lease_holder) && !streq(o->lease_holder, s->opt.name) &&
+            !(s->last_other_holder && streq(s->last_other_holder, o->lease_holder))) {
+                free(s->last_other_holder);
+                s->last_other_holder = strdup(o->lease_holder);
+        }
 
         if (o->pg_accepting && !o->pg_in_recovery) {
                 /* Safety rules 1 and 3: a primary without the lease. */
@@ -687,7 +835,8 @@ static int decide_follower(const struct observation *o, struct agent_state *s, u
                 }
                 return 0;
         }
-        if (o->lease_read && o->lease_may_acquire && !tilt && !isempty(o->successor) && streq(o->successor, s->opt.name) &&
+        if (o->lease_read && o->lease_may_acquire && !tilt && o->lease_holder && isempty(o->lease_holder) &&
+            !isempty(o->successor) && streq(o->successor, s->opt.name) &&
             o->pg_accepting && o->pg_in_recovery && !peer_ahead(o, s) &&
             eligible(o, s, s->opt.name, s->opt.priority, s->opt.nofailover, o->pg_lsn)) {
                 emit(l, LOG_LEVEL_INFO, "candidate", "the lease was handed over to this node: taking it");
@@ -710,7 +859,8 @@ static int decide_follower(const struct observation *o, struct agent_state *s, u
         if (s->kind == AGENT_STOPPED)
                 return 0;
         if (!o->pg_running) {
-                if (!o->pg_data_present)
+                /* Nothing starts PostgreSQL until its supervisor is back. */
+                if (!o->pg_data_present || o->supervisor_gone)
                         return 0;
                 if (!leader_known) {
                         if (s->kind == AGENT_STARTING) {
@@ -775,12 +925,18 @@ static int decide_follower(const struct observation *o, struct agent_state *s, u
 int decide(const struct observation *o, struct agent_state *s, usec_t now, struct action_list *ret) {
         bool tilt;
 
+        if (o->supervisor_watched && !o->supervisor_gone)
+                s->supervisor_seen = true;
+
         /* A planned hand-over is waited for by writers: while one is under
          * way (requested, or released to a successor), look more often so
-         * that the window without a primary is short. */
+         * that the window without a primary is short. So while the
+         * holder's PostgreSQL is down (primary_start_timeout is counted in
+         * ticks) and while a candidate is about to promote. */
         s->fast_tick = !isempty(o->switchover) || s->demote_requested ||
                 (o->lease_read && o->lease_holder && isempty(o->lease_holder) && !isempty(o->successor)) ||
-                s->kind == AGENT_DEMOTING || s->kind == AGENT_PROMOTING;
+                s->kind == AGENT_DEMOTING || s->kind == AGENT_PROMOTING || s->kind == AGENT_CANDIDATE ||
+                s->primary_down_since != 0;
 
         /* TILT (Redis Sentinel): a tick that starts more than a second
          * after it was due means this process was stalled; what it saw
@@ -810,6 +966,15 @@ int decide(const struct observation *o, struct agent_state *s, usec_t now, struc
 
         if (o->lease_held_by_us && o->lease_leader)
                 return decide_holder(o, s, now, ret);
+        if (o->lease_held_by_us && o->lease_read && s->kind == AGENT_DEMOTING) {
+                /* Our release did not get through (409 after retries, API
+                 * down): the demotion stands; write it again, never take
+                 * the lease back and promote (docs/handover.pml). */
+                emit(ret, LOG_LEVEL_WARNING, "switchover", "the lease still names this node: releasing it again to %s at LSN %" LSN_FMT,
+                     s->handover_target ? s->handover_target : "the best standby", LSN_ARGS(s->handover_lsn));
+                release(ret, s->handover_target, s->handover_lsn);
+                return 0;
+        }
         if (o->lease_held_by_us && o->lease_read && !tilt) {
                 /* The record names us but we have not written it in this
                  * life (a restart within the lease): take it back first. */

@@ -43,12 +43,20 @@ struct agent_state {
         usec_t tilt_until;            /* TILT: no promoting action before this */
         usec_t primary_down_since;    /* holder whose Postgres does not accept connections; 0 if fine */
         bool was_primary;             /* our data directory has been a primary: rejoin must check for divergence */
+        bool supervisor_seen;         /* the run-postgres supervisor was alive at some tick of this agent's life */
         bool rejoin_failed;           /* the last rejoin failed and rejoin_fallback = none */
         bool fast_tick;               /* a hand-over is under way: tick at a tenth of retry_period */
         usec_t follow_since;          /* a standby not yet streaming from the leader since this time; 0 when it is */
         bool demote_requested;        /* the pre-stop hook asked us to hand over and stay down */
         usec_t demote_deadline;       /* after it, fence and release even without a successor */
         bool demote_done;             /* the hand-over (or the fence) happened */
+        /* DEMOTING: whom we hand over to and the final LSN (set once
+         * PostgreSQL is stopped), so that a release that failed is written
+         * again, never turned into taking the lease back (docs/handover.pml). */
+        char *handover_target;
+        char *last_other_holder;      /* the last other member seen holding the lease: a failover's old primary */
+        uint64_t handover_lsn;
+        usec_t handover_wait_warned;  /* holder waiting for a final LSN: when we last said so */
         /* Synchronous mode: standbys added to synchronous_standby_names and
          * the primary's LSN when they were, waiting to be published once
          * they have flushed up to it (safety rule 4). */
@@ -92,6 +100,7 @@ struct action {
         /* ACTION_RENEW with set_sync, ACTION_SET_SYNC: NULL-terminated */
         bool set_sync;
         char **names;
+        enum dcs_sync_mode sync_mode; /* ACTION_RENEW with set_sync: published with names */
         /* ACTION_EVENT */
         enum log_level level;
         char *event;

@@ -15,6 +15,7 @@ int election_init(struct election *e, const struct election_options *o, const st
                 .identity = strdup(o->identity),
                 .lease_duration = o->lease_duration,
                 .renew_deadline = o->renew_deadline,
+                .granted_renew_deadline = o->renew_deadline,
                 .api_timeout = o->api_timeout,
                 .clock = clock,
                 .dcs = dcs,
@@ -48,7 +49,7 @@ int election_observe(struct election *e, char **reterr_msg) {
         /* The holder must be able to judge its loss on time (safety rule
          * 1): its read never outlasts its renew deadline. */
         if (e->leader)
-                deadline = MIN(deadline, MAX(e->last_renew_sent + e->renew_deadline, now + USEC_PER_MSEC));
+                deadline = MIN(deadline, MAX(e->last_renew_sent + election_renew_deadline(e), now + USEC_PER_MSEC));
         r = e->dcs->ops->leader_get(e->dcs->userdata, deadline, &l, reterr_msg);
         if (r == -ENOENT) {
                 e->observed = dcs_leader_free(e->observed);
@@ -100,12 +101,16 @@ bool election_may_acquire(const struct election *e, usec_t now) {
         return true;
 }
 
+usec_t election_renew_deadline(const struct election *e) {
+        return MIN(e->renew_deadline, e->granted_renew_deadline);
+}
+
 bool election_lost(const struct election *e, usec_t now) {
-        return e->leader && now > e->last_renew_sent && now - e->last_renew_sent > e->renew_deadline;
+        return e->leader && now > e->last_renew_sent && now - e->last_renew_sent > election_renew_deadline(e);
 }
 
 usec_t election_renew_remaining(const struct election *e, usec_t now) {
-        usec_t end = e->last_renew_sent + e->renew_deadline;
+        usec_t end = e->last_renew_sent + election_renew_deadline(e);
 
         return now >= end ? 0 : end - now;
 }
@@ -132,6 +137,11 @@ static int apply_publish(struct dcs_leader *w, const struct election_publish *pu
                 w->optime_timeline = pub->optime_timeline;
                 w->optime_lsn = pub->optime_lsn;
         }
+        if (pub->clear_handover) {
+                w->successor = mfree(w->successor);
+                w->successor_lsn = 0;
+                w->handover = mfree(w->handover);
+        }
         if (pub->set_sync) {
                 char **s;
                 int r = strv_copy(pub->sync, &s);
@@ -141,6 +151,8 @@ static int apply_publish(struct dcs_leader *w, const struct election_publish *pu
                 strv_free(w->sync);
                 w->sync = s;
         }
+        if (pub->sync_mode != DCS_SYNC_MODE_UNKNOWN)
+                w->sync_mode = pub->sync_mode;
         return 0;
 }
 
@@ -175,10 +187,11 @@ static int build_holder_record(struct election *e, const struct election_publish
                 if (e->observed)
                         w->transitions++;
                 w->acquire_time = wall;
-                /* A new holder starts without the previous hand-over's
-                 * successor and without a pending switchover request. */
-                w->successor = mfree(w->successor);
-                w->successor_lsn = 0;
+                /* A new holder starts without a pending switchover
+                 * request, but keeps the hand-over's successor and final
+                 * LSN: it must not promote before it has replayed that
+                 * LSN, even after a restart (docs/handover.pml). The
+                 * first renewal as a running primary clears them. */
                 w->switchover = mfree(w->switchover);
         }
         r = set_string(&w->holder, e->identity);
@@ -228,6 +241,7 @@ int election_acquire(struct election *e, const struct election_publish *pub, cha
         observe_record(e, got, clock_now(e->clock));
         e->leader = true;
         e->last_renew_sent = sent;
+        e->granted_renew_deadline = e->renew_deadline;
         return 0;
 }
 
@@ -238,7 +252,7 @@ static int renew_once(struct election *e, const struct election_publish *pub, ch
         int r;
 
         /* Never retry past the renew deadline: after it we fence anyway. */
-        deadline = MIN(sent + e->api_timeout, e->last_renew_sent + e->renew_deadline);
+        deadline = MIN(sent + e->api_timeout, e->last_renew_sent + election_renew_deadline(e));
         if (deadline <= sent)
                 return set_error_msg(reterr_msg, "renew deadline passed"), -ETIMEDOUT;
         r = build_holder_record(e, pub, &want);
@@ -249,6 +263,9 @@ static int renew_once(struct election *e, const struct election_publish *pub, ch
                 return r;
         observe_record(e, got, clock_now(e->clock));
         e->last_renew_sent = sent;
+        /* The record just written carries the current lease_duration:
+         * from now on the current renew_deadline is ours. */
+        e->granted_renew_deadline = e->renew_deadline;
         return 0;
 }
 
@@ -278,33 +295,58 @@ int election_renew(struct election *e, const struct election_publish *pub, char 
         return r;
 }
 
-int election_release(struct election *e, const char *successor, uint64_t successor_lsn, char **reterr_msg) {
+static int release_once(struct election *e, const char *successor, uint64_t successor_lsn, usec_t deadline,
+                        char **reterr_msg) {
         _cleanup_(dcs_leader_freep) struct dcs_leader *want = NULL;
         struct dcs_leader *got = NULL;
-        usec_t now = clock_now(e->clock);
         int r;
 
-        e->leader = false;
         if (!e->observed || !election_held_by_us(e))
-                return set_error_msg(reterr_msg, "not the holder"), -EPERM;
+                return set_error_msg(reterr_msg, "not the holder (the lease is held by %s)",
+                                     e->observed ? strempty(e->observed->holder) : "nobody"), -EPERM;
         r = dcs_leader_copy(e->observed, &want);
         if (r < 0)
                 return r;
         if (set_string(&want->holder, "") < 0 || set_string(&want->successor, isempty(successor) ? NULL : successor) < 0)
                 return -ENOMEM;
         want->lease_duration = USEC_PER_SEC;
-        want->successor_lsn = successor ? successor_lsn : 0;
+        want->successor_lsn = successor_lsn;
+        /* Why and by whom, for the successor's history row (issue 19,
+         * item 3); a release without a reason keeps the one in progress. */
+        if (e->release_reason) {
+                free(want->handover);
+                want->handover = strdup_printf("%s %s", e->release_reason, e->identity);
+                if (!want->handover)
+                        return -ENOMEM;
+        }
         want->renew_time = clock_realtime(e->clock);
-        r = e->dcs->ops->leader_update(e->dcs->userdata, want, now + e->api_timeout, &got, reterr_msg);
-        if (r == -ESTALE)
-                return reobserve_after_conflict(e);
+        r = e->dcs->ops->leader_update(e->dcs->userdata, want, deadline, &got, reterr_msg);
         if (r < 0)
                 return r;
         observe_record(e, got, clock_now(e->clock));
         return 0;
 }
 
-int election_update_annotations(struct election *e, void (*mutate)(struct dcs_leader *l, void *userdata),
+int election_release(struct election *e, const char *successor, uint64_t successor_lsn, char **reterr_msg) {
+        usec_t deadline = clock_now(e->clock) + e->api_timeout;
+        int r;
+
+        e->leader = false;
+        r = release_once(e, successor, successor_lsn, deadline, reterr_msg);
+        for (int i = 0; r == -ESTALE && i < 3; i++) {
+                /* Someone wrote an annotation: re-read and release again
+                 * while the record still names us. */
+                r = election_observe(e, reterr_msg);
+                if (r < 0)
+                        return r;
+                if (reterr_msg)
+                        *reterr_msg = mfree(*reterr_msg);
+                r = release_once(e, successor, successor_lsn, deadline, reterr_msg);
+        }
+        return r;
+}
+
+int election_update_annotations(struct election *e, int (*mutate)(struct dcs_leader *l, void *userdata),
                                 void *userdata, char **reterr_msg) {
         _cleanup_(dcs_leader_freep) struct dcs_leader *want = NULL;
         struct dcs_leader *got = NULL;
@@ -316,7 +358,9 @@ int election_update_annotations(struct election *e, void (*mutate)(struct dcs_le
         r = dcs_leader_copy(e->observed, &want);
         if (r < 0)
                 return r;
-        mutate(want, userdata);
+        r = mutate(want, userdata);
+        if (r < 0)
+                return r;
         r = e->dcs->ops->leader_update(e->dcs->userdata, want, now + e->api_timeout, &got, reterr_msg);
         if (r == -ESTALE)
                 return reobserve_after_conflict(e);
@@ -324,4 +368,8 @@ int election_update_annotations(struct election *e, void (*mutate)(struct dcs_le
                 return r;
         observe_record(e, got, clock_now(e->clock));
         return 0;
+}
+
+void election_adopt_record(struct election *e, struct dcs_leader *record, usec_t now) {
+        observe_record(e, record, now);
 }

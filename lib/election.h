@@ -29,6 +29,8 @@ struct election {
 
         bool leader;                  /* we hold the lease as far as we know */
         usec_t last_renew_sent;       /* monotonic send time of the last successful write as holder */
+        usec_t granted_renew_deadline;/* renew_deadline when that write (and its leaseDurationSeconds) was sent */
+        const char *release_reason;   /* set by the caller before election_release: "switchover", "demote", NULL */
 };
 
 /* What a holder publishes with a renewal. Fields left 0/NULL keep the
@@ -38,6 +40,8 @@ struct election_publish {
         uint64_t optime_lsn;
         char *const *sync;            /* NULL: keep; empty vector: clear */
         bool set_sync;
+        enum dcs_sync_mode sync_mode; /* published with the list; UNKNOWN: keep */
+        bool clear_handover;          /* the holder runs as the primary: the hand-over (successor, final LSN) is over */
 };
 
 int election_init(struct election *e, const struct election_options *o, const struct clock_ops *clock,
@@ -61,6 +65,12 @@ bool election_may_acquire(const struct election *e, usec_t now);
 bool election_lost(const struct election *e, usec_t now);
 /* How long until we must have renewed; 0 when already past. */
 usec_t election_renew_remaining(const struct election *e, usec_t now);
+/* The renew deadline the holder judges itself by: renew_deadline, but never
+ * longer than the one in force when the last successful write was sent.
+ * Followers wait the leaseDurationSeconds of the record they read, so a
+ * reload that raises the timings takes effect only once a write has
+ * published them; a reload that lowers them, at once. */
+usec_t election_renew_deadline(const struct election *e);
 
 /* Takes the lease (create or versioned replace). -ESTALE: someone else
  * wrote first; the record has been re-read, decide again. -EBUSY: the rules
@@ -72,14 +82,23 @@ int election_acquire(struct election *e, const struct election_publish *pub, cha
 int election_renew(struct election *e, const struct election_publish *pub, char **reterr_msg);
 
 /* Hands the lease over: holder "", leaseDurationSeconds 1, naming the
- * successor (may be NULL) and the LSN it must have replayed. We stop
- * leading whether or not the write succeeds. */
+ * successor (may be NULL) and the LSN whoever takes it must have replayed
+ * before promoting (0: none). We stop leading whether or not the write
+ * succeeds. A 409 is answered by re-reading and, while the record still
+ * names us, writing the release again on the new version: a hand-over is
+ * never turned back by a concurrent annotation write (docs/handover.pml). */
 int election_release(struct election *e, const char *successor, uint64_t successor_lsn, char **reterr_msg);
 
 /* Writes a change of the operator's annotations (pause, switchover request)
  * on the current record with its version; used by agentctl and the leader.
- * mutate() edits the copy in place. */
-int election_update_annotations(struct election *e, void (*mutate)(struct dcs_leader *l, void *userdata),
+ * mutate() edits the copy in place and returns 0 to write it, or a
+ * negative errno (the request does not apply to this record) that is
+ * returned without writing. */
+int election_update_annotations(struct election *e, int (*mutate)(struct dcs_leader *l, void *userdata),
                                 void *userdata, char **reterr_msg);
+
+/* Takes ownership of a record another reader of the same lease got (the
+ * renewer's), as if this election had read it at `now`. */
+void election_adopt_record(struct election *e, struct dcs_leader *record, usec_t now);
 
 #endif

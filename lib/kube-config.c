@@ -176,16 +176,44 @@ static const char *json_str(const cJSON *o, const char *key) {
         return cJSON_IsString(j) ? j->valuestring : NULL;
 }
 
-/* Finds {"name": name, field: {...}} in a kubeconfig list and returns field. */
-static const cJSON *find_named(const cJSON *root, const char *list, const char *field, const char *name) {
-        const cJSON *item;
+/* The kubeconfig files in the order kubectl reads them. */
+struct kubeconfig_file {
+        char *path;
+        cJSON *root;               /* an object, or NULL for an empty file */
+};
 
-        cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(root, list)) {
-                const char *n = json_str(item, "name");
+struct kubeconfig_set {
+        struct kubeconfig_file *files;
+        size_t n;
+};
 
-                if (n && streq(n, name)) {
-                        const cJSON *f = cJSON_GetObjectItemCaseSensitive(item, field);
-                        return cJSON_IsObject(f) ? f : NULL;
+static void kubeconfig_set_done(struct kubeconfig_set *s) {
+        for (size_t i = 0; i < s->n; i++) {
+                free(s->files[i].path);
+                if (s->files[i].root)
+                        cJSON_Delete(s->files[i].root);
+        }
+        free(s->files);
+        *s = (struct kubeconfig_set) {};
+}
+
+/* Finds {"name": name, field: {...}} in a kubeconfig list: the first file
+ * that defines the name wins, as kubectl merges (and relative paths in it
+ * are relative to that file). */
+static const cJSON *find_named(const struct kubeconfig_set *s, const char *list, const char *field,
+                               const char *name, const char **ret_path) {
+        for (size_t i = 0; i < s->n; i++) {
+                const cJSON *item;
+
+                cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(s->files[i].root, list)) {
+                        const char *n = json_str(item, "name");
+
+                        if (n && streq(n, name)) {
+                                const cJSON *f = cJSON_GetObjectItemCaseSensitive(item, field);
+
+                                *ret_path = s->files[i].path;
+                                return cJSON_IsObject(f) ? f : NULL;
+                        }
                 }
         }
         return NULL;
@@ -232,24 +260,6 @@ static int take_material(const char *kubeconfig, const cJSON *o, const char *fie
         return 0;
 }
 
-static int parse_kubeconfig_text(const char *path, const char *text, cJSON **ret, char **reterr_msg) {
-        const char *t = text;
-
-        while (*t == ' ' || *t == '\n' || *t == '\t' || *t == '\r')
-                t++;
-        if (*t == '{') {
-                cJSON *j = cJSON_Parse(text);
-
-                if (!j) {
-                        (void) set_error_msg(reterr_msg, "%s: invalid JSON", path);
-                        return -EINVAL;
-                }
-                *ret = j;
-                return 0;
-        }
-        return kube_yaml_parse(text, path, ret, reterr_msg);
-}
-
 static int kubeconfig_user(const char *path, const cJSON *user, struct kube_config *c, char **reterr_msg) {
         const char *v;
         int r;
@@ -280,73 +290,168 @@ static int kubeconfig_user(const char *path, const cJSON *user, struct kube_conf
         return take_material(path, user, "client-key", &c->key_data, &c->key_file, reterr_msg);
 }
 
-static int kubeconfig_extract(const char *path, const cJSON *root, struct kube_config *c, char **reterr_msg) {
+/* current-context comes from the first file that sets it, as in kubectl. */
+static const char *current_context(const struct kubeconfig_set *s, const char **ret_path) {
+        for (size_t i = 0; i < s->n; i++) {
+                const char *cur = json_str(s->files[i].root, "current-context");
+
+                if (!isempty(cur)) {
+                        *ret_path = s->files[i].path;
+                        return cur;
+                }
+        }
+        return NULL;
+}
+
+static int kubeconfig_extract(const struct kubeconfig_set *s, struct kube_config *c, char **reterr_msg) {
+        const char *names = s->n > 0 ? s->files[0].path : "kubeconfig";
+        const char *ctx_path = names, *cluster_path = names, *user_path = names;
         const cJSON *ctx, *cluster, *user = NULL;
         const char *cur, *v;
         int r;
 
-        cur = json_str(root, "current-context");
-        if (isempty(cur)) {
-                (void) set_error_msg(reterr_msg, "%s: no current-context", path);
+        cur = current_context(s, &ctx_path);
+        if (!cur) {
+                (void) set_error_msg(reterr_msg, "%s: no current-context", names);
                 return -EINVAL;
         }
-        ctx = find_named(root, "contexts", "context", cur);
+        ctx = find_named(s, "contexts", "context", cur, &ctx_path);
         if (!ctx) {
-                (void) set_error_msg(reterr_msg, "%s: context \"%s\" not found", path, cur);
+                (void) set_error_msg(reterr_msg, "%s: context \"%s\" not found", ctx_path, cur);
                 return -EINVAL;
         }
         v = json_str(ctx, "cluster");
-        cluster = v ? find_named(root, "clusters", "cluster", v) : NULL;
+        cluster = v ? find_named(s, "clusters", "cluster", v, &cluster_path) : NULL;
         if (!cluster || isempty(json_str(cluster, "server"))) {
                 (void) set_error_msg(reterr_msg, "%s: cluster \"%s\" of context \"%s\" not found or without server",
-                                     path, strempty(v), cur);
+                                     ctx_path, strempty(v), cur);
                 return -EINVAL;
         }
         v = json_str(ctx, "user");
         if (v) {
-                user = find_named(root, "users", "user", v);
+                user = find_named(s, "users", "user", v, &user_path);
                 if (!user) {
-                        (void) set_error_msg(reterr_msg, "%s: user \"%s\" not found", path, v);
+                        (void) set_error_msg(reterr_msg, "%s: user \"%s\" not found", ctx_path, v);
                         return -EINVAL;
                 }
         }
         c->server = strdup(json_str(cluster, "server"));
-        if (!c->server)
+        c->source = strdup(ctx_path);
+        if (!c->server || !c->source)
                 return -ENOMEM;
         v = json_str(ctx, "namespace");
         if (!isempty(v) && !(c->namespace = strdup(v)))
                 return -ENOMEM;
-        r = take_material(path, cluster, "certificate-authority", &c->ca_data, &c->ca_file, reterr_msg);
+        r = take_material(cluster_path, cluster, "certificate-authority", &c->ca_data, &c->ca_file, reterr_msg);
         if (r < 0)
                 return r;
-        return user ? kubeconfig_user(path, user, c, reterr_msg) : 0;
+        return user ? kubeconfig_user(user_path, user, c, reterr_msg) : 0;
 }
 
-int kube_config_load_kubeconfig(const char *path, struct kube_config *ret, char **reterr_msg) {
-        _cleanup_(kube_config_donep) struct kube_config c = {};
+/* Adds one file's content to the set. */
+static int kubeconfig_set_add_text(struct kubeconfig_set *s, const char *path, const char *text, size_t size,
+                                   char **reterr_msg) {
         _cleanup_(cjson_deletep) cJSON *root = NULL;
-        _cleanup_free_ char *text = NULL;
+        _cleanup_free_ char *copy = NULL;
+        struct kubeconfig_file *files;
         int r;
 
-        r = read_full_file(path, &text, NULL);
-        if (r < 0) {
-                (void) set_error_msg(reterr_msg, "%s: %s", path, strerror(-r));
-                return r;
-        }
-        r = parse_kubeconfig_text(path, text, &root, reterr_msg);
+        r = kube_yaml_parse(text, size, path, &root, reterr_msg);
         if (r < 0)
                 return r;
-        if (!cJSON_IsObject(root)) {
+        if (cJSON_IsNull(root))
+                cjson_deletep(&root);  /* an empty file adds nothing */
+        else if (!cJSON_IsObject(root)) {
                 (void) set_error_msg(reterr_msg, "%s: not a kubeconfig (top level is not a mapping)", path);
                 return -EINVAL;
         }
-        r = kubeconfig_extract(path, root, &c, reterr_msg);
+        copy = strdup(path);
+        if (!copy)
+                return -ENOMEM;
+        files = realloc(s->files, (s->n + 1) * sizeof(*files));
+        if (!files)
+                return -ENOMEM;
+        s->files = files;
+        s->files[s->n++] = (struct kubeconfig_file) { TAKE_PTR(copy), TAKE_PTR(root) };
+        return 0;
+}
+
+/* Reads one file into the set. A missing file is -ENOENT (without a
+ * message) so that the $KUBECONFIG list can skip it as kubectl does. */
+static int kubeconfig_set_add(struct kubeconfig_set *s, const char *path, char **reterr_msg) {
+        _cleanup_free_ char *text = NULL;
+        size_t size = 0;
+        int r;
+
+        for (size_t i = 0; i < s->n; i++)
+                if (streq(s->files[i].path, path))
+                        return 0;  /* kubectl reads a file listed twice once */
+        r = read_full_file(path, &text, &size);
+        if (r == -ENOENT)
+                return r;
+        if (r < 0) {
+                (void) set_error_msg(reterr_msg, "%s: %s", path, r == -EISDIR ? "is a directory" : strerror(-r));
+                return r;
+        }
+        return kubeconfig_set_add_text(s, path, text, size, reterr_msg);
+}
+
+static int kubeconfig_set_finish(struct kubeconfig_set *s, struct kube_config *ret, char **reterr_msg) {
+        struct kube_config c = {};
+        int r;
+
+        r = kubeconfig_extract(s, &c, reterr_msg);
+        if (r < 0) {
+                kube_config_done(&c);
+                return r;
+        }
+        *ret = c;
+        return 0;
+}
+
+int kube_config_load_kubeconfig(const char *path, struct kube_config *ret, char **reterr_msg) {
+        _cleanup_(kubeconfig_set_done) struct kubeconfig_set s = {};
+        int r;
+
+        r = kubeconfig_set_add(&s, path, reterr_msg);
+        if (r == -ENOENT)
+                (void) set_error_msg(reterr_msg, "%s: %s", path, strerror(-r));
         if (r < 0)
                 return r;
-        c.source = strdup(path);
-        if (!c.source)
+        return kubeconfig_set_finish(&s, ret, reterr_msg);
+}
+
+int kube_config_from_text(const char *text, size_t size, const char *path, struct kube_config *ret,
+                          char **reterr_msg) {
+        _cleanup_(kubeconfig_set_done) struct kubeconfig_set s = {};
+        int r;
+
+        r = kubeconfig_set_add_text(&s, path, text, size, reterr_msg);
+        if (r < 0)
+                return r;
+        return kubeconfig_set_finish(&s, ret, reterr_msg);
+}
+
+int kube_config_load_kubeconfig_list(const char *list, struct kube_config *ret, char **reterr_msg) {
+        _cleanup_(kubeconfig_set_done) struct kubeconfig_set s = {};
+        _cleanup_free_ char *copy = strdup(list);
+        char *save = NULL;
+        bool any = false;
+        int r;
+
+        if (!copy)
                 return -ENOMEM;
-        *ret = c;
-        c = (struct kube_config) {};
-        return 0;
+        for (char *p = strtok_r(copy, ":", &save); p; p = strtok_r(NULL, ":", &save)) {
+                r = kubeconfig_set_add(&s, p, reterr_msg);
+                if (r == -ENOENT)
+                        continue;  /* kubectl skips a missing file in the list */
+                if (r < 0)
+                        return r;
+                any = true;
+        }
+        if (!any) {
+                (void) set_error_msg(reterr_msg, "KUBECONFIG=%s: none of its files exists", list);
+                return -ENOENT;
+        }
+        return kubeconfig_set_finish(&s, ret, reterr_msg);
 }

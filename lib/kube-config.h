@@ -37,9 +37,21 @@ void kube_config_done(struct kube_config *c);
 int kube_config_load_incluster(const char *sa_dir, const char *server_override,
                                struct kube_config *ret, char **reterr_msg);
 
-/* The current context of a kubeconfig (YAML subset or JSON); relative file
- * paths are taken from the kubeconfig's directory, as kubectl does. */
+/* The current context of a kubeconfig (YAML or JSON, see kube-yaml.h);
+ * relative file paths are taken from the kubeconfig's directory, as kubectl
+ * does. A missing file is an error. */
 int kube_config_load_kubeconfig(const char *path, struct kube_config *ret, char **reterr_msg);
+
+/* The same for a kubeconfig's content text[0..size) named path (relative
+ * paths in it resolve against path's directory; a tokenFile is read). */
+int kube_config_from_text(const char *text, size_t size, const char *path, struct kube_config *ret,
+                          char **reterr_msg);
+
+/* The same for a $KUBECONFIG list ("a:b:c"), merged as kubectl merges it:
+ * a missing file is skipped, the first file that names a cluster, context or
+ * user wins for that name, current-context comes from the first file that
+ * sets it, and relative paths are relative to the file of their entry. */
+int kube_config_load_kubeconfig_list(const char *list, struct kube_config *ret, char **reterr_msg);
 
 /* Decodes standard base64 (whitespace ignored); -EINVAL on bad input. */
 int kube_base64_decode(const char *s, struct kube_blob *ret);

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "api-stats.h"
 #include "kube.h"
 #include "util.h"
 
@@ -24,6 +25,7 @@ struct kube {
         usec_t attempt_timeout;
         usec_t token_read_at;
         uint64_t requests;
+        struct api_stats stats;
         uint64_t rng;                /* xorshift state for backoff jitter */
         uint64_t event_seq;
 };
@@ -45,20 +47,14 @@ static void sleep_system(void *userdata, usec_t usec) {
                 ;
 }
 
-static int kube_load_config(const struct kube_options *o, struct kube_config *ret, char **reterr_msg) {
-        _cleanup_free_ char *path = NULL;
+int kube_config_resolve(const struct kube_options *o, struct kube_config *ret, char **reterr_msg) {
         const char *env;
 
         if (o->kubeconfig)
-                path = strdup(o->kubeconfig);
-        else if (!isempty(env = getenv("KUBECONFIG")))
-                /* A list like kubectl's: we take the first file only. */
-                path = strndup(env, strcspn(env, ":"));
-        else
-                return kube_config_load_incluster(o->serviceaccount_dir, o->server, ret, reterr_msg);
-        if (!path)
-                return -ENOMEM;
-        return kube_config_load_kubeconfig(path, ret, reterr_msg);
+                return kube_config_load_kubeconfig(o->kubeconfig, ret, reterr_msg);
+        if (!isempty(env = getenv("KUBECONFIG")))
+                return kube_config_load_kubeconfig_list(env, ret, reterr_msg);
+        return kube_config_load_incluster(o->serviceaccount_dir, o->server, ret, reterr_msg);
 }
 
 int kube_new(const struct kube_options *o, const struct clock_ops *clock, struct kube **ret, char **reterr_msg) {
@@ -69,7 +65,7 @@ int kube_new(const struct kube_options *o, const struct clock_ops *clock, struct
         k = calloc(1, sizeof(*k));
         if (!k)
                 return -ENOMEM;
-        r = kube_load_config(o, &k->config, reterr_msg);
+        r = kube_config_resolve(o, &k->config, reterr_msg);
         if (r < 0)
                 return r;
         if (o->server && o->kubeconfig) {
@@ -119,6 +115,10 @@ const char *kube_namespace(const struct kube *k) {
 
 uint64_t kube_request_count(const struct kube *k) {
         return k->requests;
+}
+
+const struct api_stats *kube_request_stats(const struct kube *k) {
+        return &k->stats;
 }
 
 /* Re-reads the token file when it is due (every 60 s) or forced (a 401).
@@ -279,6 +279,7 @@ static enum attempt_outcome kube_attempt(struct kube *k, struct kube_call *call,
         call->last_msg = NULL;
         r = k->transport->perform(k->transport_userdata, &call->req, MIN(deadline - now, k->attempt_timeout),
                                   &resp, &call->last_msg);
+        api_stats_record(&k->stats, call->req.method, r < 0 ? 0 : (int) resp.status, clock_now(k->clock) - MIN(clock_now(k->clock), now));
         if (r < 0) {
                 call->last_error = r;
                 if (!call->last_msg)

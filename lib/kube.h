@@ -59,6 +59,11 @@ struct kube_options {
 
 struct kube;
 
+/* The server and credentials kube_new() would use: o->kubeconfig, else the
+ * $KUBECONFIG list, else in-cluster (-ENXIO when not in a pod). Lets
+ * --check-config read them without talking to the server. */
+int kube_config_resolve(const struct kube_options *o, struct kube_config *ret, char **reterr_msg);
+
 /* Loads the configuration and prepares the transport; nothing is sent. */
 int kube_new(const struct kube_options *o, const struct clock_ops *clock, struct kube **ret, char **reterr_msg);
 struct kube *kube_free(struct kube *k);
@@ -68,6 +73,9 @@ DEFINE_POINTER_CLEANUP_FUNC(struct kube, kube_free);
 const char *kube_namespace(const struct kube *k);
 /* HTTP requests sent so far, retries included. */
 uint64_t kube_request_count(const struct kube *k);
+/* Those requests by verb and code, with their latency (api-stats.h). */
+struct api_stats;
+const struct api_stats *kube_request_stats(const struct kube *k);
 
 /* One call: retries 429/5xx/timeouts/connection errors with jittered
  * exponential backoff and Retry-After, re-reads the token and retries once

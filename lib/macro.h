@@ -25,6 +25,11 @@ typedef uint64_t usec_t;
 #define _likely_(x) (__builtin_expect(!!(x), 1))
 #define _unlikely_(x) (__builtin_expect(!!(x), 0))
 
+/* An LSN in PostgreSQL's own notation, "0/5076540", in every message
+ * (issue 19, item 4): printf("%" LSN_FMT, LSN_ARGS(lsn)). */
+#define LSN_FMT PRIX32 "/%" PRIX32
+#define LSN_ARGS(lsn) (uint32_t) ((uint64_t) (lsn) >> 32), (uint32_t) (lsn)
+
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
 
 /* Hand an owned pointer on: returns it and clears the variable so that its

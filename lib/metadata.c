@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "metadata-embedded.h"
 #include "metadata.h"
 #include "pgconn.h"
 #include "util.h"
@@ -92,16 +93,20 @@ static uint64_t cmd_tuples(const PGresult *res) {
         return isempty(s) ? 0 : strtoull(s, NULL, 10);
 }
 
+static char *text_array_literal(char *const *items);
+
 struct migration {
         unsigned version;
         char *name;
-        char *path;
+        char *path;     /* where it came from, for messages */
+        char *script;
 };
 
 static void migrations_free(struct migration *m, size_t n) {
         for (size_t i = 0; i < n; i++) {
                 free(m[i].name);
                 free(m[i].path);
+                free(m[i].script);
         }
         free(m);
 }
@@ -140,7 +145,8 @@ static void closedirp(DIR **d) {
         *d = NULL;
 }
 
-static int migration_append(struct migration **list, size_t *n, const char *dir, const char *fn) {
+static int migration_append(struct migration **list, size_t *n, const char *dir, const char *fn,
+                            char **reterr_msg) {
         struct migration *grown, m = {};
         int r;
 
@@ -150,14 +156,43 @@ static int migration_append(struct migration **list, size_t *n, const char *dir,
         if (r < 0)
                 return r;
         m.path = strdup_printf("%s/%s", dir, fn);
-        grown = m.path ? reallocarray(*list, *n + 1, sizeof(**list)) : NULL;
+        r = m.path ? read_full_file(m.path, &m.script, NULL) : -ENOMEM;
+        if (r < 0 && r != -ENOMEM)
+                (void) set_error_msg(reterr_msg, "cannot read %s: %s", m.path, strerror(-r));
+        grown = r >= 0 ? reallocarray(*list, *n + 1, sizeof(**list)) : NULL;
         if (!grown) {
                 free(m.name);
                 free(m.path);
-                return -ENOMEM;
+                free(m.script);
+                return r < 0 ? r : -ENOMEM;
         }
         grown[(*n)++] = m;
         *list = grown;
+        return 0;
+}
+
+/* The migrations compiled into the binary (sql/embed.py). */
+static int migrations_load_embedded(struct migration **ret, size_t *ret_n) {
+        struct migration *list = calloc(metadata_embedded_migrations_n ?: 1, sizeof(*list));
+
+        if (!list)
+                return -ENOMEM;
+        for (size_t i = 0; i < metadata_embedded_migrations_n; i++) {
+                const struct metadata_embedded_migration *e = &metadata_embedded_migrations[i];
+
+                list[i] = (struct migration) {
+                        .version = e->version,
+                        .name = strdup(e->name),
+                        .path = strdup_printf("built-in %03u_%s.sql", e->version, e->name),
+                        .script = strdup(e->script),
+                };
+                if (!list[i].name || !list[i].path || !list[i].script) {
+                        migrations_free(list, i + 1);
+                        return -ENOMEM;
+                }
+        }
+        *ret = list;
+        *ret_n = metadata_embedded_migrations_n;
         return 0;
 }
 
@@ -175,7 +210,7 @@ static int migrations_load(const char *dir, struct migration **ret, size_t *ret_
                 return r;
         }
         while ((de = readdir(d))) {
-                r = migration_append(&list, &n, dir, de->d_name);
+                r = migration_append(&list, &n, dir, de->d_name, reterr_msg);
                 if (r < 0)
                         goto fail;
         }
@@ -269,14 +304,9 @@ static int migrate_run_script(PGconn *c, const char *schema, const char *script,
 /* Returns 1 if applied, 0 if it already was. */
 static int migrate_one(PGconn *c, const char *schema, const struct migration *m, char **reterr_msg) {
         _cleanup_(pgresult_clearp) PGresult *res = NULL;
-        _cleanup_free_ char *script = NULL, *version = NULL, *detail = NULL;
+        _cleanup_free_ char *version = NULL, *detail = NULL;
         int r;
 
-        r = read_full_file(m->path, &script, NULL);
-        if (r < 0) {
-                (void) set_error_msg(reterr_msg, "cannot read %s: %s", m->path, strerror(-r));
-                return r;
-        }
         version = strdup_printf("%u", m->version);
         if (!version)
                 return -ENOMEM;
@@ -292,7 +322,7 @@ static int migrate_one(PGconn *c, const char *schema, const struct migration *m,
                 return r < 0 ? r : 0;
         }
         if (r >= 0) {
-                r = migrate_run_script(c, schema, script, &detail);
+                r = migrate_run_script(c, schema, m->script, &detail);
                 if (r < 0)
                         (void) set_error_msg(reterr_msg, "migration %s: %s", m->path, strempty(detail));
         }
@@ -314,13 +344,13 @@ int metadata_migrate(PGconn *c, const char *schema, const char *sql_dir,
         size_t n = 0;
         int r;
 
-        if (!c || isempty(sql_dir))
+        if (!c)
                 return -EINVAL;
-        r = migrations_load(sql_dir, &list, &n, reterr_msg);
+        r = isempty(sql_dir) ? migrations_load_embedded(&list, &n) : migrations_load(sql_dir, &list, &n, reterr_msg);
         if (r < 0)
                 return r;
         if (n == 0) {
-                (void) set_error_msg(reterr_msg, "no migrations found in %s", sql_dir);
+                (void) set_error_msg(reterr_msg, "no migrations found in %s", isempty(sql_dir) ? "the built-in set" : sql_dir);
                 r = -ENOENT;
                 goto finish;
         }
@@ -335,6 +365,137 @@ int metadata_migrate(PGconn *c, const char *schema, const char *sql_dir,
 finish:
         migrations_free(list, n);
         return r < 0 ? r : 0;
+}
+
+const char *const metadata_tables[] = { "schema_version", "nodes", "events", "history", "monitoring", NULL };
+
+/* to_regnamespace()/to_regclass() look names up without taking a lock on
+ * the tables: a table locked ACCESS EXCLUSIVE does not stall the check. */
+int metadata_missing_tables(PGconn *c, const char *schema, bool *ret_schema_missing, char ***ret_missing,
+                            char **reterr_msg) {
+        _cleanup_(pgresult_clearp) PGresult *res = NULL;
+        _cleanup_strv_free_ char **missing = NULL;
+        _cleanup_free_ char *quoted = NULL, *list = NULL;
+        const char *params[2];
+        bool schema_missing;
+        int r;
+
+        r = schema_quote(c, schema, &quoted, reterr_msg);
+        if (r < 0)
+                return r;
+        list = text_array_literal((char *const *) metadata_tables);
+        if (!list)
+                return -ENOMEM;
+        params[0] = quoted;
+        params[1] = list;
+        r = pgconn_exec(c, "SELECT to_regnamespace($1) IS NULL, t FROM unnest($2::text[]) AS t "
+                           "WHERE to_regclass($1 || '.' || quote_ident(t)) IS NULL",
+                        2, params, &res, reterr_msg);
+        if (r < 0)
+                return r;
+        schema_missing = PQntuples(res) > 0 && streq(PQgetvalue(res, 0, 0), "t");
+        missing = calloc(1, sizeof(char *));
+        if (!missing)
+                return -ENOMEM;
+        for (int i = 0; i < PQntuples(res); i++)
+                if ((r = strv_extend(&missing, PQgetvalue(res, i, 1))) < 0)
+                        return r;
+        *ret_schema_missing = schema_missing;
+        *ret_missing = TAKE_PTR(missing);
+        return 0;
+}
+
+/* Tables dropped from a schema whose migrations are recorded: the
+ * migrations are run again into a scratch schema, in the same transaction
+ * under the migration lock, and the missing tables moved over (with their
+ * indexes and sequences); the scratch schema is dropped. */
+static int repair_tables(PGconn *c, const char *schema, const struct migration *list, size_t n,
+                         char *const *missing, char **reterr_msg) {
+        _cleanup_free_ char *scratch = strdup_printf("%s_repair", schema), *quoted = NULL;
+        int r;
+
+        if (!scratch)
+                return -ENOMEM;
+        r = schema_quote(c, scratch, &quoted, reterr_msg);
+        if (r < 0)
+                return r;
+        r = tx_begin_locked(c, schema, reterr_msg);
+        if (r < 0)
+                return r;
+        r = exec_in_schema(c, scratch, "DROP SCHEMA IF EXISTS {schema} CASCADE", 0, NULL, NULL, reterr_msg);
+        if (r >= 0)
+                r = exec_in_schema(c, scratch, "CREATE SCHEMA {schema}", 0, NULL, NULL, reterr_msg);
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                r = migrate_run_script(c, scratch, list[i].script, reterr_msg);
+        for (char *const *t = missing; r >= 0 && t && *t; t++) {
+                _cleanup_free_ char *sql = NULL;
+                char *id;
+
+                if (streq(*t, "schema_version"))
+                        continue;
+                id = PQescapeIdentifier(c, *t, strlen(*t));
+                if (!id) {
+                        r = -ENOMEM;
+                        break;
+                }
+                sql = strdup_printf("ALTER TABLE %s.%s SET SCHEMA {schema}", quoted, id);
+                PQfreemem(id);
+                r = sql ? exec_in_schema(c, schema, sql, 0, NULL, NULL, reterr_msg) : -ENOMEM;
+        }
+        if (r >= 0)
+                r = exec_in_schema(c, scratch, "DROP SCHEMA {schema} CASCADE", 0, NULL, NULL, reterr_msg);
+        if (r < 0) {
+                tx_rollback(c);
+                return r;
+        }
+        return tx_commit(c, reterr_msg);
+}
+
+/* schema_version itself dropped: re-created, and every migration whose
+ * tables exist recorded as applied again. */
+static int repair_versions(PGconn *c, const char *schema, const struct migration *list, size_t n, char **reterr_msg) {
+        int r = migrate_bootstrap(c, schema, reterr_msg);
+
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                _cleanup_free_ char *version = strdup_printf("%u", list[i].version);
+
+                if (!version)
+                        return -ENOMEM;
+                r = exec_in_schema(c, schema, "INSERT INTO {schema}.schema_version (version, name) VALUES ($1, $2) "
+                                   "ON CONFLICT (version) DO NOTHING", 2, (const char *const[]) { version, list[i].name },
+                                   NULL, reterr_msg);
+        }
+        return r;
+}
+
+static bool list_has(char *const *l, const char *s) {
+        for (; l && *l; l++)
+                if (streq(*l, s))
+                        return true;
+        return false;
+}
+
+int metadata_repair(PGconn *c, const char *schema, const char *sql_dir, char *const *missing, bool schema_missing,
+                    char **reterr_msg) {
+        struct migration *list = NULL;
+        size_t n = 0;
+        int r;
+
+        if (!c)
+                return -EINVAL;
+        schema = schema ?: METADATA_DEFAULT_SCHEMA;
+        /* A dropped schema is a fresh one: the migrations create it all. */
+        if (schema_missing)
+                return metadata_migrate(c, schema, sql_dir, NULL, reterr_msg);
+        r = isempty(sql_dir) ? migrations_load_embedded(&list, &n) : migrations_load(sql_dir, &list, &n, reterr_msg);
+        if (r < 0)
+                return r;
+        if (strv_length(missing) > (list_has(missing, "schema_version") ? 1u : 0u))
+                r = repair_tables(c, schema, list, n, missing, reterr_msg);
+        if (r >= 0 && list_has(missing, "schema_version"))
+                r = repair_versions(c, schema, list, n, reterr_msg);
+        migrations_free(list, n);
+        return r;
 }
 
 int metadata_schema_version(PGconn *c, const char *schema, unsigned *ret, char **reterr_msg) {
@@ -443,8 +604,8 @@ int metadata_event_insert(PGconn *c, const char *schema, const struct metadata_e
 }
 
 int metadata_history_insert(PGconn *c, const char *schema, uint32_t timeline,
-                            uint64_t switch_lsn, const char *new_primary, const char *reason,
-                            char **reterr_msg) {
+                            uint64_t switch_lsn, const char *new_primary, const char *old_primary,
+                            const char *reason, char **reterr_msg) {
         _cleanup_free_ char *tli = NULL, *lsn = NULL;
 
         if (timeline == 0 || timeline > INT32_MAX || isempty(new_primary))
@@ -453,10 +614,11 @@ int metadata_history_insert(PGconn *c, const char *schema, uint32_t timeline,
         lsn = switch_lsn == PG_LSN_INVALID ? strdup("") : pg_lsn_format(switch_lsn);
         if (!tli || !lsn)
                 return -ENOMEM;
-        const char *params[] = { tli, isempty(lsn) ? NULL : lsn, new_primary, strempty(reason) };
+        const char *params[] = { tli, isempty(lsn) ? NULL : lsn, new_primary, strempty(reason),
+                                 isempty(old_primary) ? NULL : old_primary };
         return exec_in_schema(c, schema,
-                "INSERT INTO {schema}.history (timeline, switch_lsn, new_primary, reason)"
-                " VALUES ($1::integer, $2::pg_lsn, $3, $4) ON CONFLICT (timeline) DO NOTHING",
+                "INSERT INTO {schema}.history (timeline, switch_lsn, new_primary, reason, old_primary)"
+                " VALUES ($1::integer, $2::pg_lsn, $3, $4, $5) ON CONFLICT (timeline) DO NOTHING",
                 (int) ELEMENTSOF(params), params, NULL, reterr_msg);
 }
 
@@ -678,9 +840,59 @@ int metadata_events_list(PGconn *c, const char *schema, size_t limit, const char
         return 0;
 }
 
+#define EVENTS_FETCH 1000 /* the FETCH count below */
+
+int metadata_events_foreach(PGconn *c, const char *schema, size_t limit, const char *node_filter,
+                            int (*cb)(const struct metadata_event_row *row, void *userdata), void *userdata,
+                            char **reterr_msg) {
+        _cleanup_free_ char *lim = limit_param(limit);
+        int r;
+
+        if (!cb)
+                return -EINVAL;
+        if (!lim)
+                return -ENOMEM;
+        r = pgconn_exec(c, "BEGIN READ ONLY", 0, NULL, NULL, reterr_msg);
+        if (r < 0)
+                return r;
+        const char *params[] = { node_filter, isempty(lim) ? NULL : lim };
+        r = exec_in_schema(c, schema,
+                "DECLARE pglease_events NO SCROLL CURSOR FOR"
+                " SELECT id, (extract(epoch FROM at) * 1000000)::bigint, node, event, successful, details::text"
+                " FROM {schema}.events WHERE ($1::text IS NULL OR node = $1)"
+                " ORDER BY at DESC, id DESC LIMIT $2::bigint",
+                2, params, NULL, reterr_msg);
+        while (r >= 0) {
+                _cleanup_(pgresult_clearp) PGresult *res = NULL;
+                int n;
+
+                r = pgconn_exec(c, "FETCH 1000 FROM pglease_events", 0, NULL, &res, reterr_msg);
+                if (r < 0)
+                        break;
+                n = PQntuples(res);
+                for (int i = 0; i < n && r >= 0; i++) {
+                        struct metadata_event_row row = {
+                                .id = field_int64(res, i, 0),
+                                .at = (usec_t) field_int64(res, i, 1),
+                                .node = PQgetvalue(res, i, 2),
+                                .event = PQgetvalue(res, i, 3),
+                                .successful = streq(PQgetvalue(res, i, 4), "t"),
+                                .details = PQgetisnull(res, i, 5) ? NULL : PQgetvalue(res, i, 5),
+                        };
+
+                        r = cb(&row, userdata);
+                }
+                if (n < EVENTS_FETCH)
+                        break;
+        }
+        (void) pgconn_exec(c, r < 0 ? "ROLLBACK" : "COMMIT", 0, NULL, NULL, NULL);
+        return r < 0 ? r : 0;
+}
+
 void metadata_history_rows_free(struct metadata_history_row *rows, size_t n) {
         for (size_t i = 0; rows && i < n; i++) {
                 free(rows[i].new_primary);
+                free(rows[i].old_primary);
                 free(rows[i].reason);
         }
         free(rows);
@@ -701,7 +913,7 @@ int metadata_history_list(PGconn *c, const char *schema, size_t limit,
         const char *params[] = { isempty(lim) ? NULL : lim };
         r = exec_in_schema(c, schema,
                 "SELECT timeline, switch_lsn::text, new_primary, reason,"
-                " (extract(epoch FROM at) * 1000000)::bigint"
+                " (extract(epoch FROM at) * 1000000)::bigint, old_primary"
                 " FROM {schema}.history ORDER BY timeline DESC LIMIT $1::bigint",
                 1, params, &res, reterr_msg);
         if (r < 0)
@@ -716,6 +928,7 @@ int metadata_history_list(PGconn *c, const char *schema, size_t limit,
                         .new_primary = field_strdup(res, (int) i, 2),
                         .reason = field_strdup(res, (int) i, 3),
                         .at = (usec_t) field_int64(res, (int) i, 4),
+                        .old_primary = PQgetisnull(res, (int) i, 5) ? NULL : field_strdup(res, (int) i, 5),
                 };
                 if (!PQgetisnull(res, (int) i, 1))
                         (void) pg_lsn_parse(PQgetvalue(res, (int) i, 1), &rows[i].switch_lsn);

@@ -5,6 +5,7 @@
 #define PGLEASE_METADATA_H
 
 #include <libpq-fe.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -16,13 +17,31 @@
  * the name is always quoted with PQescapeIdentifier, and one longer than
  * 63 bytes is -EINVAL (PostgreSQL would silently truncate it). */
 
-/* Applies the migrations sql_dir/NNN_name.sql not yet recorded in
+/* Applies the migrations sql_dir/NNN_name.sql (sql_dir NULL or empty: the
+ * ones built into the binary from sql/) not yet recorded in
  * <schema>.schema_version, in numeric order, each in its own transaction
  * under a transaction-level advisory lock (so that two agents never apply
  * the same one), creating the schema first. Re-running applies nothing.
  * *ret_applied (optional) is the number applied by this call. */
 int metadata_migrate(PGconn *c, const char *schema, const char *sql_dir,
                      unsigned *ret_applied, char **reterr_msg);
+
+/* The tables the migrations create (and schema_version), NULL-terminated. */
+extern const char *const metadata_tables[];
+
+/* Which of metadata_tables are missing from schema (all of them, with
+ * *ret_schema_missing, when the schema itself is gone). Takes no lock on
+ * the tables. */
+int metadata_missing_tables(PGconn *c, const char *schema, bool *ret_schema_missing, char ***ret_missing,
+                            char **reterr_msg);
+
+/* Re-creates what metadata_missing_tables() found missing although the
+ * migrations are recorded: a missing schema by the migrations, missing
+ * tables from the migrations run into a scratch schema, a missing
+ * schema_version by recording the migrations again. Their rows are gone.
+ * sql_dir as for metadata_migrate() (NULL: the built-in migrations). */
+int metadata_repair(PGconn *c, const char *schema, const char *sql_dir, char *const *missing, bool schema_missing,
+                    char **reterr_msg);
 
 /* The highest applied migration, 0 when the schema has none. */
 int metadata_schema_version(PGconn *c, const char *schema, unsigned *ret, char **reterr_msg);
@@ -56,8 +75,8 @@ int metadata_event_insert(PGconn *c, const char *schema, const struct metadata_e
 /* One row per promotion; inserting a timeline that is already there does
  * nothing, so a retried write is harmless. */
 int metadata_history_insert(PGconn *c, const char *schema, uint32_t timeline,
-                            uint64_t switch_lsn, const char *new_primary, const char *reason,
-                            char **reterr_msg);
+                            uint64_t switch_lsn, const char *new_primary, const char *old_primary,
+                            const char *reason, char **reterr_msg);
 
 /* On the primary: one monitoring row per pg_stat_replication entry, tagged
  * with upstream (this node's name). *ret_rows (optional): rows written. */
@@ -122,11 +141,19 @@ void metadata_event_rows_free(struct metadata_event_row *rows, size_t n);
 int metadata_events_list(PGconn *c, const char *schema, size_t limit, const char *node_filter,
                          struct metadata_event_row **ret, size_t *ret_n, char **reterr_msg);
 
+/* The same rows, streamed: a cursor fetched in batches, each row handed to
+ * cb (which returns < 0 to stop) and freed after it, so that memory stays
+ * bounded however many rows there are. */
+int metadata_events_foreach(PGconn *c, const char *schema, size_t limit, const char *node_filter,
+                            int (*cb)(const struct metadata_event_row *row, void *userdata), void *userdata,
+                            char **reterr_msg);
+
 struct metadata_history_row {
         uint32_t timeline;
         uint64_t switch_lsn;     /* PG_LSN_INVALID when unknown */
         char *new_primary;
-        char *reason;
+        char *old_primary;       /* NULL: none (bootstrap) or unknown */
+        char *reason;            /* bootstrap, failover, switchover, demote */
         usec_t at;
 };
 void metadata_history_rows_free(struct metadata_history_row *rows, size_t n);

@@ -92,8 +92,8 @@ static int write_passfile(struct node *n, char **reterr_msg) {
         return 0;
 }
 
-static int node_create_dcs(struct node *n, char **reterr_msg) {
-        struct dcs_kube_options o = {
+void node_dcs_kube_options(const struct node *n, struct dcs_kube_options *ret) {
+        *ret = (struct dcs_kube_options) {
                 .namespace = isempty(n->cfg->namespace_) ? NULL : n->cfg->namespace_,
                 .cluster = n->cfg->cluster_name,
                 .pod_name = n->cfg->node_name,
@@ -102,8 +102,13 @@ static int node_create_dcs(struct node *n, char **reterr_msg) {
                         .attempt_timeout = n->cfg->api_timeout,
                 },
         };
+}
+
+static int node_create_dcs(struct node *n, char **reterr_msg) {
+        struct dcs_kube_options o;
         int r;
 
+        node_dcs_kube_options(n, &o);
         r = dcs_kube_new(&o, n->clock, &n->dcs, reterr_msg);
         if (r < 0)
                 return r;
@@ -132,9 +137,9 @@ int node_init(struct node *n, const struct config *cfg, const struct clock_ops *
                                        &n->rewind_password_file, reterr_msg)) < 0)
                 goto fail;
         n->passfile = strdup_printf("%s/pgpass", cfg->run_dir);
-        n->sql_dir = strdup(!isempty(cfg->sql_dir) ? cfg->sql_dir :
-                            access(PGLEASE_SQLDIR, R_OK) == 0 ? PGLEASE_SQLDIR : PGLEASE_SOURCE_SQLDIR);
-        if (!n->passfile || !n->sql_dir) {
+        /* NULL: the migrations built into the binary (sql/embed.py). */
+        n->sql_dir = isempty(cfg->sql_dir) ? NULL : strdup(cfg->sql_dir);
+        if (!n->passfile || (!isempty(cfg->sql_dir) && !n->sql_dir)) {
                 r = -ENOMEM;
                 goto fail;
         }
@@ -175,15 +180,19 @@ fail:
 }
 
 void node_done(struct node *n) {
+        node_stop_renewer(n);
         if (n->have_election)
                 election_done(&n->election);
         if (n->have_dcs && n->dcs.ops->free)
                 n->dcs.ops->free(n->dcs.userdata);
+        pgctl_done(&n->pgctl);
         pgconn_close(n->local);
         pgconn_close(n->primary);
         free(n->primary_key);
         slot_state_done(&n->slots);
         metadata_event_queue_done(&n->events);
+        event_repeat_done(&n->event_repeat);
+        free(n->metadata.history_old_primary);
         free(n->bindir);
         free(n->passfile);
         free(n->superuser_password_file);

@@ -6,13 +6,16 @@
 
 #include <libpq-fe.h>
 
+#include "event-repeat.h"
 #include "clock.h"
 #include "config.h"
 #include "dcs.h"
 #include "election.h"
 #include "metadata.h"
+#include "metadata-work.h"
 #include "bootstrap.h"
 #include "pgctl.h"
+#include "renewer.h"
 #include "replication.h"
 
 struct node {
@@ -30,8 +33,17 @@ struct node {
         struct election election;
         bool have_election;
         struct pgctl pgctl;
+        /* The lease's own renewal path (node-renewer.c); NULL outside the
+         * daemon, and then act renews from the loop. */
+        struct renewer *renewer;
+        struct dcs renew_dcs;
+        bool have_renew_dcs;
+        struct election renew_election;
+        bool have_renew_election;
+        usec_t renew_fence_timeout;
 
         PGconn *local;                /* cached superuser connection to the local Postgres */
+        usec_t local_accepted_at;     /* the last tick at which it accepted a new connection */
         PGconn *primary;              /* cached connection to the leader (metadata writes) */
         char *primary_key;            /* "host:port" of that connection */
 
@@ -39,9 +51,12 @@ struct node {
         usec_t members_at;
         char *members_holder;              /* the lease holder when it was read */
 
+        bool backstop_held;           /* lease-expiry kept: PostgreSQL not yet confirmed stopped (fence.h) */
         struct slot_state slots;
         struct metadata_event_queue events;
+        struct event_repeat event_repeat;  /* the last event, and its repeats not yet written */
         bool schema_ready;            /* migrations applied in this primary term */
+        struct metadata_work metadata;  /* best-effort state of the leader's writes */
         usec_t last_monitoring;
         usec_t last_nodes;
         usec_t last_publish;
@@ -59,7 +74,18 @@ struct node {
 /* Resolves paths and passwords and creates the DCS client. Nothing is sent
  * to the API server or Postgres yet. */
 int node_init(struct node *n, const struct config *cfg, const struct clock_ops *clock, char **reterr_msg);
+
+/* The options of a Kubernetes DCS connection for this member, from its
+ * configuration (the loop's and the renewer's are made alike). */
+struct dcs_kube_options;
+void node_dcs_kube_options(const struct node *n, struct dcs_kube_options *ret);
 void node_done(struct node *n);
+
+/* The daemon's lease renewal thread (renewer.h), with its own API client.
+ * At the renew deadline it fences the local PostgreSQL when
+ * fence_postgres (not in --election-only mode). node_done() stops it too. */
+int node_start_renewer(struct node *n, const struct logger *log, bool fence_postgres, char **reterr_msg);
+void node_stop_renewer(struct node *n);
 
 /* The PostgreSQL 15 programs: pg_bindir, else `pg_config --bindir` when it
  * is version 15, else the Debian location. */

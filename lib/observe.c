@@ -9,6 +9,7 @@
 #include "node.h"
 #include "observe.h"
 #include "pgconn.h"
+#include "supervisor.h"
 #include "util.h"
 
 static int strdup_or_null(const char *s, char **ret) {
@@ -107,19 +108,40 @@ static void observe_conninfo(PGconn *c, struct observation *o) {
         PQconninfoFree(opts);
 }
 
+/* A primary is up only if clients can reach it: a frozen postmaster
+ * accepts no new connection while the agent's old one still answers. The
+ * probe waits one retry_period at most (at least 1 s, at most
+ * connect_timeout), so that a frozen postmaster does not stretch every
+ * tick, and with it the time to fail over, by a whole connect_timeout. */
+static bool accepts_new_connections(struct node *n) {
+        _cleanup_free_ char *ci = NULL;
+        usec_t timeout = MAX(MIN(n->cfg->connect_timeout, n->cfg->retry_period), USEC_PER_SEC);
+
+        if (node_local_conninfo(n, &ci) < 0)
+                return true; /* cannot tell: judge by the old connection */
+        return pgconn_probe(ci, "pglease-agent", timeout) >= 0;
+}
+
 static void observe_local(struct node *n, struct observation *o) {
         struct pg_node_status st = {};
         PGconn *c;
         pid_t pid;
+        bool reused;
 
         o->pg_data_present = node_data_present(n);
         o->pg_running = pgctl_is_running(&n->pgctl, &pid) > 0;
         o->pg_standby_marker = pgctl_has_standby_marker(n->cfg->data_dir) > 0;
         o->pg_held = pgctl_hold_is_set(n->cfg->run_dir) > 0;
+        /* Every tick: the supervisor carries the lease-expiry backstop. */
+        if (n->cfg->pgctl == PGCTL_BACKEND_SUPERVISOR) {
+                o->supervisor_watched = true;
+                o->supervisor_gone = supervisor_pid_alive(n->cfg->run_dir, NULL) < 0;
+        }
         if (!o->pg_running) {
                 node_local_reset(n);
                 return;
         }
+        reused = n->local && PQstatus(n->local) == CONNECTION_OK;
         c = node_local(n, NULL);
         if (!c)
                 return;
@@ -127,11 +149,22 @@ static void observe_local(struct node *n, struct observation *o) {
                 node_local_reset(n);
                 return;
         }
+        if (reused && !st.in_recovery && !accepts_new_connections(n)) {
+                /* Counted as down: after primary_start_timeout the holder
+                 * fences and releases as for a crash (decide_holder_down). */
+                o->pg_refusing = true;
+                o->pg_accepted_at = n->local_accepted_at;
+                pg_node_status_done(&st);
+                return;
+        }
+        /* Accepted: a new connection now or at this tick (not reused). */
+        n->local_accepted_at = o->now;
         o->pg_accepting = true;
         o->pg_in_recovery = st.in_recovery;
         o->pg_timeline = st.timeline;
         o->pg_lsn = st.in_recovery ? MAX(st.receive_lsn, st.replay_lsn) : st.current_lsn;
         o->pg_replay_lsn = st.in_recovery ? st.replay_lsn : st.current_lsn;
+        o->pg_replay_lag = st.in_recovery ? st.replay_lag : 0;
         o->pg_streaming = st.wal_receiver_streaming;
         o->pg_upstream_host = TAKE_PTR(st.upstream_host);
         o->pg_upstream_port = st.upstream_port;
@@ -147,6 +180,8 @@ static int observe_lease(struct node *n, struct observation *o, usec_t now) {
         const struct dcs_leader *l;
         int r;
 
+        /* What the renewer's thread wrote or learnt since the last tick. */
+        renewer_sync(n->renewer, e, n->cfg->retry_period);
         /* A holder in good standing does not read the Lease: its renewal
          * (a write carrying the version) fails with a conflict when anybody
          * else wrote, and election_renew() then reads it again. That halves
@@ -175,9 +210,11 @@ static int observe_lease(struct node *n, struct observation *o, usec_t now) {
         o->successor_lsn = l->successor_lsn;
         o->optime_timeline = l->optime_timeline;
         o->optime_lsn = l->optime_lsn;
+        o->sync_mode = l->sync_mode;
         if (strdup_or_null(l->holder ? l->holder : "", &o->lease_holder) < 0 ||
             strdup_or_null(l->successor, &o->successor) < 0 ||
-            strdup_or_null(l->switchover, &o->switchover) < 0)
+            strdup_or_null(l->switchover, &o->switchover) < 0 ||
+            strdup_or_null(l->handover, &o->handover) < 0)
                 return -ENOMEM;
         for (char **s = l->sync; s && *s; s++)
                 if (strv_extend(&o->sync, *s) < 0)

@@ -40,12 +40,17 @@ struct observation {
         bool pg_data_present;         /* PG_VERSION exists in data_dir */
         bool pg_running;              /* a live postmaster owns data_dir */
         bool pg_accepting;            /* a connection and the status query succeeded */
+        bool pg_refusing;             /* a primary that answers on our old connection but accepts no new one (frozen postmaster) */
+        usec_t pg_accepted_at;        /* refusing: when it last accepted a new connection (0 = unknown) */
         bool pg_standby_marker;       /* standby.signal exists */
         bool pg_held;                 /* the supervisor's hold file exists */
+        bool supervisor_watched;      /* pgctl = supervisor: a run-postgres supervisor must be there */
+        bool supervisor_gone;         /* ... and it is not (no pid file, dead, a zombie, another process) */
         bool pg_in_recovery;
         uint32_t pg_timeline;
         uint64_t pg_lsn;              /* primary: flush LSN; standby: max(receive, replay) */
         uint64_t pg_replay_lsn;
+        usec_t pg_replay_lag;         /* standby: now() - last replayed transaction time, 0 if unknown */
         bool pg_streaming;
         char *pg_upstream_host;       /* where the WAL receiver is connected, NULL if it is not */
         int pg_upstream_port;
@@ -69,10 +74,12 @@ struct observation {
         bool paused;
         char *successor;
         uint64_t successor_lsn;
+        char *handover;               /* "switchover pg-0": the planned release's reason and old primary */
         char *switchover;             /* requested target, or NULL */
         uint32_t optime_timeline;
         uint64_t optime_lsn;
         char **sync;                  /* the published synchronous standbys */
+        enum dcs_sync_mode sync_mode; /* the synchronous_mode published with them; UNKNOWN if none */
 
         /* The leader's member record, when someone else holds the lease. */
         char *leader_host;

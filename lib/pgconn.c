@@ -4,9 +4,12 @@
 #include <ctype.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 
+#include "clock.h"
 #include "pgconn.h"
 #include "util.h"
 
@@ -223,6 +226,53 @@ int pgconn_connect(const char *conninfo, const char *application_name,
         return 0;
 }
 
+int pgconn_probe(const char *conninfo, const char *application_name, usec_t timeout) {
+        _cleanup_(conninfo_options_freep) PQconninfoOption *parsed = NULL;
+        _cleanup_free_ const char **keys = NULL, **values = NULL;
+        _cleanup_free_ char *options = NULL, *whole = NULL;
+        _cleanup_(pgconn_closep) PGconn *c = NULL;
+        usec_t deadline = clock_now(&clock_system) + timeout;
+        PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+        int r;
+
+        parsed = PQconninfoParse(strempty(conninfo), NULL);
+        if (!parsed)
+                return -EINVAL;
+        whole = strdup_printf("%d", usec_to_whole_seconds(timeout));
+        if (!whole)
+                return -ENOMEM;
+        r = build_connect_params(parsed, application_name, whole, "-c statement_timeout=1000", &keys, &values, &options);
+        if (r < 0)
+                return r;
+        c = PQconnectStartParams(keys, values, /* expand_dbname= */ 0);
+        if (!c)
+                return -ENOMEM;
+        if (PQstatus(c) == CONNECTION_BAD)
+                return connect_error_to_errno(c);
+        /* libpq's own connect_timeout counts whole seconds (at least 2);
+         * this deadline is ours. */
+        for (;;) {
+                struct pollfd p = { .fd = PQsocket(c) };
+                usec_t now = clock_now(&clock_system);
+                int n;
+
+                if (st == PGRES_POLLING_OK)
+                        return 0;
+                if (st == PGRES_POLLING_FAILED)
+                        return connect_error_to_errno(c);
+                if (p.fd < 0)
+                        return -EIO;
+                if (now >= deadline)
+                        return -ETIMEDOUT;
+                p.events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT;
+                n = poll(&p, 1, (int) MAX((deadline - now + USEC_PER_MSEC - 1) / USEC_PER_MSEC, (usec_t) 1));
+                if (n < 0 && errno != EINTR)
+                        return -errno;
+                if (n > 0)
+                        st = PQconnectPoll(c);
+        }
+}
+
 static int result_error(const PGresult *res, char **reterr_msg) {
         const char *sqlstate, *primary;
 
@@ -240,19 +290,86 @@ static int result_error(const PGresult *res, char **reterr_msg) {
         return -EIO;
 }
 
+/* The statement_timeout this connection asked for (the last
+ * "statement_timeout=" of its options: ours comes last); 0 when none. */
+static usec_t connection_statement_timeout(PGconn *c) {
+        const char *o = PQoptions(c), *last = NULL;
+        unsigned long ms;
+
+        for (const char *p = o; p && (p = strstr(p, "statement_timeout=")); p++)
+                last = p;
+        if (!last)
+                return 0;
+        ms = strtoul(last + strlen("statement_timeout="), NULL, 10);
+        return (usec_t) ms * USEC_PER_MSEC;
+}
+
+/* The server enforces statement_timeout, but a server that does not run
+ * (a stopped backend, a dead network) enforces nothing: past the budget the
+ * connection is given up (shut down, so that libpq marks it bad and the
+ * caller's cache reconnects) instead of stalling the agent for ever. */
+#define PGCONN_CLIENT_GRACE (1 * USEC_PER_SEC)
+
+static int wait_result(PGconn *c, PGresult **ret, char **reterr_msg) {
+        usec_t budget = connection_statement_timeout(c), deadline = 0;
+        PGresult *last = NULL, *res;
+
+        if (budget > 0)
+                deadline = clock_now(&clock_system) + budget + PGCONN_CLIENT_GRACE;
+        for (;;) {
+                while (PQisBusy(c)) {
+                        struct pollfd p = { .fd = PQsocket(c), .events = POLLIN };
+                        usec_t now = clock_now(&clock_system);
+                        int ms = -1;
+
+                        if (deadline > 0) {
+                                if (now >= deadline) {
+                                        PQclear(last);
+                                        (void) shutdown(PQsocket(c), SHUT_RDWR);
+                                        (void) PQconsumeInput(c);
+                                        set_error_msg(reterr_msg, "no answer from the server within statement_timeout + %us: connection dropped",
+                                                      (unsigned) (PGCONN_CLIENT_GRACE / USEC_PER_SEC));
+                                        return -ETIMEDOUT;
+                                }
+                                ms = (int) MIN((deadline - now + USEC_PER_MSEC - 1) / USEC_PER_MSEC, (usec_t) INT_MAX);
+                        }
+                        if (poll(&p, 1, ms) < 0 && errno != EINTR) {
+                                PQclear(last);
+                                return -errno;
+                        }
+                        if (!PQconsumeInput(c))
+                                break;
+                }
+                res = PQgetResult(c);
+                if (!res)
+                        break;
+                PQclear(last);
+                last = res;
+        }
+        if (!last) {
+                (void) set_clean_error(reterr_msg, NULL, PQerrorMessage(c));
+                return PQstatus(c) == CONNECTION_OK ? -ENOMEM : -EIO;
+        }
+        *ret = last;
+        return 0;
+}
+
 int pgconn_exec(PGconn *c, const char *sql, int n_params, const char *const *params,
                 PGresult **ret, char **reterr_msg) {
         _cleanup_(pgresult_clearp) PGresult *res = NULL;
         ExecStatusType status;
+        int r;
 
         if (!c || !sql || n_params < 0 || (n_params > 0 && !params))
                 return -EINVAL;
 
-        res = PQexecParams(c, sql, n_params, NULL, params, NULL, NULL, 0);
-        if (!res) {
+        if (!PQsendQueryParams(c, sql, n_params, NULL, params, NULL, NULL, 0)) {
                 (void) set_clean_error(reterr_msg, NULL, PQerrorMessage(c));
-                return PQstatus(c) == CONNECTION_OK ? -ENOMEM : -EIO;
+                return PQstatus(c) == CONNECTION_OK ? -EBUSY : -EIO;
         }
+        r = wait_result(c, &res, reterr_msg);
+        if (r < 0)
+                return r;
 
         status = PQresultStatus(res);
         if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
@@ -270,14 +387,17 @@ int pgconn_exec(PGconn *c, const char *sql, int n_params, const char *const *par
 int pgconn_exec_script(PGconn *c, const char *script, char **reterr_msg) {
         _cleanup_(pgresult_clearp) PGresult *res = NULL;
         ExecStatusType status;
+        int r;
 
         if (!c || !script)
                 return -EINVAL;
-        res = PQexec(c, script);
-        if (!res) {
+        if (!PQsendQuery(c, script)) {
                 (void) set_clean_error(reterr_msg, NULL, PQerrorMessage(c));
-                return PQstatus(c) == CONNECTION_OK ? -ENOMEM : -EIO;
+                return PQstatus(c) == CONNECTION_OK ? -EBUSY : -EIO;
         }
+        r = wait_result(c, &res, reterr_msg);
+        if (r < 0)
+                return r;
         status = PQresultStatus(res);
         if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK || status == PGRES_EMPTY_QUERY)
                 return 0;

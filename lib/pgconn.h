@@ -20,6 +20,13 @@ int pgconn_connect(const char *conninfo, const char *application_name,
                    usec_t connect_timeout, usec_t statement_timeout,
                    PGconn **ret, char **reterr_msg);
 
+/* Whether a new connection completes (startup and authentication) within
+ * timeout, which may be below libpq's whole-second connect_timeout: 0, or
+ * -ETIMEDOUT and the other errors of pgconn_connect(). The connection is
+ * closed again. A frozen postmaster accepts the TCP connection but never
+ * answers. */
+int pgconn_probe(const char *conninfo, const char *application_name, usec_t timeout);
+
 PGconn *pgconn_close(PGconn *c);
 static inline void pgconn_closep(PGconn **c) {
         *c = pgconn_close(*c);

@@ -815,6 +815,15 @@ const struct pgctl_ops pgctl_pg_ctl_ops = {
         .is_running = pidfile_is_running,
 };
 
+static int strdup_optional(const char *s, const char **ret) {
+        char *copy = NULL;
+
+        if (s && !(copy = strdup(s)))
+                return -ENOMEM;
+        *ret = copy;
+        return 0;
+}
+
 int pgctl_init(struct pgctl *c, const char *backend, const struct pgctl_config *config) {
         const struct pgctl_ops *ops;
 
@@ -830,8 +839,28 @@ int pgctl_init(struct pgctl *c, const char *backend, const struct pgctl_config *
                 return -EINVAL;
         if (ops == &pgctl_pg_ctl_ops && isempty(config->bindir))
                 return -EINVAL;
-        *c = (struct pgctl) { .ops = ops, .config = *config };
+        /* A pgctl lives as long as the agent, longer than any one
+         * configuration (a reload frees the running one): it owns copies of
+         * its strings (docs/design.md, "Who owns what"). */
+        *c = (struct pgctl) { .ops = ops, .config = { .clock = config->clock } };
+        if (strdup_optional(config->datadir, &c->config.datadir) < 0 ||
+            strdup_optional(config->run_dir, &c->config.run_dir) < 0 ||
+            strdup_optional(config->bindir, &c->config.bindir) < 0 ||
+            strdup_optional(config->log_file, &c->config.log_file) < 0 ||
+            strdup_optional(config->postgres_options, &c->config.postgres_options) < 0) {
+                pgctl_done(c);
+                return -ENOMEM;
+        }
         return 0;
+}
+
+void pgctl_done(struct pgctl *c) {
+        free((char *) c->config.datadir);
+        free((char *) c->config.run_dir);
+        free((char *) c->config.bindir);
+        free((char *) c->config.log_file);
+        free((char *) c->config.postgres_options);
+        *c = (struct pgctl) {};
 }
 
 int pgctl_restart(struct pgctl *c, enum pgctl_stop_mode mode, usec_t timeout, char **reterr_msg) {
@@ -870,4 +899,12 @@ int pgctl_fence(struct pgctl *c, usec_t timeout, char **reterr_msg) {
                 return marker;
         }
         return r;
+}
+
+int pgctl_kill(struct pgctl *c, usec_t timeout, char **reterr_msg) {
+        /* Best effort: a supervisor that is still there must not start
+         * again what we kill; the kill does not depend on it. */
+        if (c->config.run_dir)
+                (void) pgctl_hold_set(c->config.run_dir, "kill");
+        return signal_and_wait(c, SIGKILL, timeout, reterr_msg);
 }

@@ -152,8 +152,11 @@ struct pgctl {
 extern const struct pgctl_ops pgctl_supervisor_ops;
 extern const struct pgctl_ops pgctl_pg_ctl_ops;
 
-/* Picks a backend by name ("supervisor", "pg_ctl"); -EINVAL otherwise. */
+/* Picks a backend by name ("supervisor", "pg_ctl"); -EINVAL otherwise.
+ * The strings of config are copied: c keeps no pointer into the caller's
+ * memory. pgctl_done frees them (only for a pgctl made by pgctl_init). */
 int pgctl_init(struct pgctl *c, const char *backend, const struct pgctl_config *config);
+void pgctl_done(struct pgctl *c);
 
 static inline int pgctl_start(struct pgctl *c, usec_t timeout, char **reterr_msg) {
         return c->ops->start(c, timeout, reterr_msg);
@@ -166,6 +169,10 @@ static inline int pgctl_is_running(struct pgctl *c, pid_t *ret_pid) {
 }
 
 /* Stop in mode, then start; timeout covers each half. */
+/* SIGKILL to the postmaster (through a pidfd) and a wait of at most timeout
+ * for it to exit: the last step of a fence that did not stop it. 0 when it
+ * is gone or was not running. */
+int pgctl_kill(struct pgctl *c, usec_t timeout, char **reterr_msg);
 int pgctl_restart(struct pgctl *c, enum pgctl_stop_mode mode, usec_t timeout, char **reterr_msg);
 /* SIGHUP to the postmaster: re-read postgresql.conf (primary_conninfo). */
 int pgctl_reload(struct pgctl *c, char **reterr_msg);

@@ -149,7 +149,6 @@ static int split_lines(char *text, char ***ret) {
 
 int replication_clone_plan(const struct clone_options *o, char ***ret_lines) {
         _cleanup_(clone_ctx_done) struct clone_ctx c = {};
-        _cleanup_free_ char *cmd = NULL;
         char *buf = NULL;
         size_t size = 0;
         FILE *f;

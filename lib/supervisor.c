@@ -6,7 +6,9 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -64,8 +66,8 @@ int supervisor_exit_status(int wstatus) {
 }
 
 char *supervisor_status_format(const struct supervisor_status *s) {
-        return strdup_printf("supervisor_pid=%d\npostmaster_pid=%d\nphase=%s\nrestarts=%u\n",
-                             (int) s->supervisor_pid, (int) s->postmaster_pid,
+        return strdup_printf("supervisor_pid=%d\nsupervisor_start=%" PRIu64 "\npostmaster_pid=%d\nphase=%s\nrestarts=%u\n",
+                             (int) s->supervisor_pid, s->supervisor_start, (int) s->postmaster_pid,
                              strempty(supervisor_phase_to_string(s->phase)), s->restarts);
 }
 
@@ -75,6 +77,12 @@ static int status_field(struct supervisor_status *s, const char *key, const char
         if (streq(key, "phase")) {
                 s->phase = supervisor_phase_from_string(value);
                 return s->phase < 0 ? -EBADMSG : 0;
+        }
+        if (streq(key, "supervisor_start")) {
+                if (parse_int64(value, &v) < 0 || v < 0)
+                        return -EBADMSG;
+                s->supervisor_start = (uint64_t) v;
+                return 0;
         }
         if (!streq(key, "supervisor_pid") && !streq(key, "postmaster_pid") && !streq(key, "restarts"))
                 return 0;
@@ -127,8 +135,35 @@ int supervisor_status_read(const char *run_dir, struct supervisor_status *ret) {
         return supervisor_status_parse(text, ret);
 }
 
+int supervisor_proc_stat(pid_t pid, char *ret_state, uint64_t *ret_start) {
+        _cleanup_free_ char *path = NULL, *text = NULL;
+        unsigned long long start;
+        char *p, state;
+        int r;
+
+        path = strdup_printf("/proc/%d/stat", (int) pid);
+        if (!path)
+                return -ENOMEM;
+        r = read_full_file(path, &text, NULL);
+        if (r < 0)
+                return r == -ENOENT ? -ESRCH : r;
+        /* The command name is in parentheses and may hold anything. */
+        p = strrchr(text, ')');
+        if (!p || sscanf(p + 1, " %c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
+                         &state, &start) != 2)
+                return -EBADMSG;
+        if (ret_state)
+                *ret_state = state;
+        if (ret_start)
+                *ret_start = (uint64_t) start;
+        return 0;
+}
+
 int supervisor_pid_alive(const char *run_dir, pid_t *ret) {
         _cleanup_free_ char *path = NULL, *text = NULL;
+        struct supervisor_status st;
+        uint64_t start = 0;
+        char state = '?';
         int64_t v;
         int r;
 
@@ -143,6 +178,14 @@ int supervisor_pid_alive(const char *run_dir, pid_t *ret) {
         if (parse_int64(strstrip(text), &v) < 0 || v <= 0 || v > INT32_MAX)
                 return -EBADMSG;
         if (kill((pid_t) v, 0) < 0 && errno == ESRCH)
+                return -ESRCH;
+        /* The pid alone is not the supervisor: a killed one stays a
+         * zombie until its parent reaps it, and a pid is reused. */
+        r = supervisor_proc_stat((pid_t) v, &state, &start);
+        if (r == -ESRCH || (r >= 0 && (state == 'Z' || state == 'X')))
+                return -ESRCH;
+        if (r >= 0 && supervisor_status_read(run_dir, &st) >= 0 && st.supervisor_pid == (pid_t) v &&
+            st.supervisor_start != 0 && st.supervisor_start != start)
                 return -ESRCH;
         if (ret)
                 *ret = (pid_t) v;
@@ -523,7 +566,9 @@ struct supervisor_loop {
         char *pid_path;
         char *state_path;
         struct supervisor_status written;
+        uint64_t start_time;            /* ours, from /proc/self/stat: the identity in the state file */
         usec_t orphan_deadline;         /* after the postmaster exited: SIGKILL left-overs then */
+        usec_t stale_deadline;          /* a previous postmaster's processes: SIGKILL them then; 0 = none seen */
 };
 
 static bool hold_is_set(struct supervisor_loop *l) {
@@ -542,6 +587,7 @@ static bool hold_is_set(struct supervisor_loop *l) {
 static void write_state(struct supervisor_loop *l) {
         struct supervisor_status now = {
                 .supervisor_pid = getpid(),
+                .supervisor_start = l->start_time,
                 .postmaster_pid = l->s.postmaster_pid,
                 .phase = l->s.phase,
                 .restarts = l->s.restarts,
@@ -623,23 +669,175 @@ static void reap_children(struct supervisor_loop *l, usec_t now) {
         }
 }
 
+/* fork + exec rather than posix_spawn: between them the child asks the
+ * kernel to send it SIGQUIT when the supervisor dies (PR_SET_PDEATHSIG
+ * survives exec), so PostgreSQL never outlives its supervisor and the
+ * lease-expiry watchdog (safety rule 1) cannot silently vanish. SIGQUIT is
+ * the postmaster's immediate shutdown: it takes its backends along and
+ * removes postmaster.pid, so that nothing of it blocks the next start.
+ * Only async-signal-safe calls in the child. */
 static int spawn_postgres(struct supervisor_loop *l, pid_t *ret_pid) {
-        posix_spawnattr_t attr;
-        sigset_t defaults, empty;
+        pid_t parent = getpid(), pid;
+        int report[2], err = 0;
+        sigset_t empty;
+        ssize_t n;
+
+        /* exec errors come back through a close-on-exec pipe, as
+         * posix_spawn reported them */
+        if (pipe2(report, O_CLOEXEC) < 0)
+                return -errno;
+        pid = fork();
+        if (pid < 0) {
+                err = -errno;
+                (void) close(report[0]);
+                (void) close(report[1]);
+                return err;
+        }
+        if (pid == 0) {
+                (void) close(report[0]);
+                if (prctl(PR_SET_PDEATHSIG, SIGQUIT, 0, 0, 0) < 0 || getppid() != parent)
+                        _exit(127); /* the supervisor died before prctl() took */
+                for (size_t i = 0; i < ELEMENTSOF(handled_signals); i++)
+                        (void) signal(handled_signals[i], SIG_DFL);
+                (void) signal(SIGPIPE, SIG_DFL);
+                sigemptyset(&empty);
+                (void) sigprocmask(SIG_SETMASK, &empty, NULL);
+                execvp(l->s.config->argv[0], l->s.config->argv);
+                err = errno;
+                (void) !write(report[1], &err, sizeof(err));
+                _exit(127);
+        }
+        (void) close(report[1]);
+        do
+                n = read(report[0], &err, sizeof(err));
+        while (n < 0 && errno == EINTR);
+        (void) close(report[0]);
+        if (n == (ssize_t) sizeof(err)) {
+                (void) waitpid(pid, NULL, 0);
+                return -err;
+        }
+        *ret_pid = pid;
+        return 0;
+}
+
+/* Whether a process runs the Postgres program: "postgres" (backends
+ * rewrite their command line, not their name) or the command's own. */
+static bool runs_postgres(const struct supervisor_loop *l, const char *pid) {
+        _cleanup_free_ char *path = strdup_printf("/proc/%s/comm", pid), *comm = NULL;
+        const char *cmd = l->s.config->argv[0], *base = strrchr(cmd, '/');
+
+        if (!path || read_one_line_file(path, &comm) < 0)
+                return false;
+        strstrip(comm);
+        base = base ? base + 1 : cmd;
+        /* comm is cut at 15 characters */
+        return streq(comm, "postgres") || (strlen(comm) > 0 && strncmp(comm, base, 15) == 0 && strlen(base) >= strlen(comm));
+}
+
+/* Live Postgres processes (zombies have no working directory) whose
+ * working directory is the data directory: a postmaster and its backends.
+ * An operator's shell in PGDATA is not one of them. */
+static size_t data_dir_processes(const struct supervisor_loop *l, const char *data_dir, pid_t *ret, size_t max) {
+        _cleanup_(closedirp) DIR *d = opendir("/proc");
+        _cleanup_free_ char *want = realpath(data_dir, NULL);
+        pid_t self = getpid();
+        struct dirent *de;
+        size_t n = 0;
+
+        if (!d || !want)
+                return 0;
+        while ((de = readdir(d)) && n < max) {
+                char path[64], cwd[PATH_MAX];
+                int64_t pid;
+                ssize_t len;
+
+                if (parse_int64(de->d_name, &pid) < 0 || pid <= 0 || (pid_t) pid == self)
+                        continue;
+                (void) snprintf(path, sizeof(path), "/proc/%" PRId64 "/cwd", pid);
+                len = readlink(path, cwd, sizeof(cwd) - 1);
+                if (len <= 0)
+                        continue;
+                cwd[len] = '\0';
+                if (streq(cwd, want) && runs_postgres(l, de->d_name))
+                        ret[n++] = (pid_t) pid;
+        }
+        return n;
+}
+
+/* A lock file (postmaster.pid, or the socket's .s.PGSQL.PORT.lock) whose
+ * pid is the given dead one: PostgreSQL takes a zombie for a live
+ * postmaster and would refuse to start. */
+static void remove_lock_of(struct supervisor_loop *l, const char *path, pid_t dead) {
+        _cleanup_free_ char *line = NULL;
+        int64_t pid;
+
+        if (read_full_file(path, &line, NULL) < 0)
+                return;
+        line[strcspn(line, "\n")] = '\0'; /* the pid is the first line */
+        if (parse_int64(strstrip(line), &pid) < 0 || (pid_t) pid != dead)
+                return;
+        if (unlink(path) < 0 && errno != ENOENT)
+                slog(&l->s, "cannot remove %s of the dead postmaster pid %d: %s", path, (int) dead, strerror(errno));
+        else
+                slog(&l->s, "removed %s of the dead postmaster pid %d", path, (int) dead);
+}
+
+/* A zombie, or a pid reused by something that is not a postmaster: what
+ * PostgreSQL would take for a live postmaster (kill(pid, 0) succeeds). A
+ * pid that is gone altogether PostgreSQL recognises itself. */
+static bool pid_is_dead_but_there(pid_t pid) {
+        char state = '?';
+        int r = supervisor_proc_stat(pid, &state, NULL);
+
+        if (r < 0)
+                return false;
+        return state == 'Z' || state == 'X' || pgctl_pid_is_postmaster(pid) == 0;
+}
+
+/* Whether PostgreSQL may be started: a previous postmaster of this data
+ * directory (the one of a supervisor that died, which PR_SET_PDEATHSIG
+ * stops) and its backends must be gone first; they get orphan_timeout,
+ * then SIGKILL. Its lock files are then removed if their pid is dead but
+ * still exists (a zombie nobody reaped yet, or a reused pid): once no
+ * process runs in the data directory, no PostgreSQL uses it. */
+static bool old_postmaster_gone(struct supervisor_loop *l, usec_t now) {
+        _cleanup_(pgctl_pidfile_done) struct pgctl_pidfile p = {};
+        const char *data_dir = l->s.config->data_dir;
+        pid_t procs[256];
+        size_t n;
         int r;
 
-        sigemptyset(&empty);
-        sigemptyset(&defaults);
-        for (size_t i = 0; i < ELEMENTSOF(handled_signals); i++)
-                sigaddset(&defaults, handled_signals[i]);
-        sigaddset(&defaults, SIGPIPE);
-        posix_spawnattr_init(&attr);
-        posix_spawnattr_setsigmask(&attr, &empty);
-        posix_spawnattr_setsigdefault(&attr, &defaults);
-        posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-        r = posix_spawnp(ret_pid, l->s.config->argv[0], NULL, &attr, l->s.config->argv, environ);
-        posix_spawnattr_destroy(&attr);
-        return -r;
+        if (isempty(data_dir))
+                return true;
+        n = data_dir_processes(l, data_dir, procs, ELEMENTSOF(procs));
+        if (n > 0) {
+                if (l->stale_deadline == 0) {
+                        l->stale_deadline = now + (l->s.config->orphan_timeout ?: DEFAULT_ORPHAN_TIMEOUT);
+                        slog(&l->s, "waiting for %zu process(es) of a previous postmaster in %s to exit (pid %d%s)",
+                             n, data_dir, (int) procs[0], n > 1 ? ", ..." : "");
+                } else if (now >= l->stale_deadline) {
+                        slog(&l->s, "killing %zu process(es) of a previous postmaster still in %s", n, data_dir);
+                        for (size_t i = 0; i < n; i++)
+                                (void) kill(procs[i], SIGKILL);
+                        l->stale_deadline = now + ORPHAN_POLL_INTERVAL * 10;
+                }
+                return false;
+        }
+        if (l->stale_deadline != 0)
+                slog(&l->s, "the previous postmaster's processes are gone");
+        l->stale_deadline = 0;
+        r = pgctl_pidfile_read(data_dir, &p);
+        if (r >= 0 && p.pid > 0 && p.pid != getpid() && pid_is_dead_but_there(p.pid)) {
+                _cleanup_free_ char *pidfile = strdup_printf("%s/postmaster.pid", data_dir);
+                _cleanup_free_ char *socklock = p.socket_dir && p.port > 0 ?
+                        strdup_printf("%s/.s.PGSQL.%d.lock", p.socket_dir, p.port) : NULL;
+
+                if (socklock)
+                        remove_lock_of(l, socklock, p.pid);
+                if (pidfile)
+                        remove_lock_of(l, pidfile, p.pid);
+        }
+        return true;
 }
 
 static void read_signals(struct supervisor_loop *l, usec_t now) {
@@ -747,6 +945,7 @@ static int loop_setup(struct supervisor_loop *l, const struct supervisor_config 
             inotify_add_watch(l->inotify_fd, c->run_dir, IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM) < 0)
                 l->inotify_fd = safe_close(l->inotify_fd);
         l->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+        (void) supervisor_proc_stat(getpid(), NULL, &l->start_time);
         r = write_file_atomic(l->pid_path, pid_text, 0644);
         if (r < 0)
                 return set_error_msg(reterr_msg, "cannot write %s: %s", l->pid_path, strerror(-r)), r;
@@ -769,11 +968,11 @@ static void loop_done(struct supervisor_loop *l) {
 /* Acts on one decision; returns true when the loop should poll next. */
 static bool loop_act(struct supervisor_loop *l, usec_t now, usec_t *wait_until, bool *done) {
         int sig = 0, r;
-        pid_t pid;
+        pid_t pid = 0;
 
         switch (supervisor_tick(&l->s, hold_is_set(l), now, &sig, wait_until)) {
         case SUPERVISOR_ACTION_START:
-                if (wait_for_orphans(l, now)) {
+                if (wait_for_orphans(l, now) || !old_postmaster_gone(l, now)) {
                         *wait_until = now + ORPHAN_POLL_INTERVAL;
                         return true;
                 }

@@ -47,14 +47,21 @@ struct supervisor_status {
         pid_t postmaster_pid;           /* 0 while Postgres is not running */
         enum supervisor_phase phase;
         unsigned restarts;
+        /* Its start time (/proc/PID/stat field 22), the identity of the
+         * pid; 0 = unknown. Last: no padding for memcmp(). */
+        uint64_t supervisor_start;
 };
 char *supervisor_status_format(const struct supervisor_status *s);
 /* -EBADMSG when supervisor_pid or phase is missing or a value is bad;
  * unknown keys are ignored so that the file can grow. */
 int supervisor_status_parse(const char *text, struct supervisor_status *ret);
 int supervisor_status_read(const char *run_dir, struct supervisor_status *ret);
+/* The state (R, S, Z...) and start time (clock ticks since boot) of a
+ * process, from /proc/PID/stat; -ESRCH when there is no such process. */
+int supervisor_proc_stat(pid_t pid, char *ret_state, uint64_t *ret_start);
 /* The supervisor's pid from the run directory, if that process is alive:
- * -ENOENT without a pid file, -ESRCH when the pid is gone. */
+ * -ENOENT without a pid file, -ESRCH when the pid is gone, a zombie, or
+ * another process than the one the state file names (a reused pid). */
 int supervisor_pid_alive(const char *run_dir, pid_t *ret);
 
 /* The restart delay after the one just used: doubles up to max, and goes

@@ -73,25 +73,25 @@ static const struct {
 
 int parse_duration(const char *s, usec_t *ret) {
         unsigned long long n;
+        bool overflow;
         char *end;
 
         if (isempty(s) || !isdigit((unsigned char) s[0]))
                 return -EINVAL;
         errno = 0;
         n = strtoull(s, &end, 10);
-        if (errno == ERANGE)
-                return -ERANGE;
+        overflow = errno == ERANGE;
         while (*end == ' ')
                 end++;
         if (*end == '\0') {
-                if (n > USEC_INFINITY / USEC_PER_SEC)
+                if (overflow || n > USEC_INFINITY / USEC_PER_SEC)
                         return -ERANGE;
                 *ret = (usec_t) n * USEC_PER_SEC;
                 return 0;
         }
         for (size_t i = 0; i < ELEMENTSOF(duration_units); i++)
                 if (streq(end, duration_units[i].suffix)) {
-                        if (n > USEC_INFINITY / duration_units[i].usec)
+                        if (overflow || n > USEC_INFINITY / duration_units[i].usec)
                                 return -ERANGE;
                         *ret = (usec_t) n * duration_units[i].usec;
                         return 0;
@@ -128,23 +128,25 @@ static const struct {
 
 int parse_size(const char *s, uint64_t *ret) {
         unsigned long long n;
+        bool overflow;
         char *end;
 
         if (isempty(s) || !isdigit((unsigned char) s[0]))
                 return -EINVAL;
         errno = 0;
         n = strtoull(s, &end, 10);
-        if (errno == ERANGE)
-                return -ERANGE;
+        overflow = errno == ERANGE;
         while (*end == ' ')
                 end++;
         if (*end == '\0') {
+                if (overflow)
+                        return -ERANGE;
                 *ret = n;
                 return 0;
         }
         for (size_t i = 0; i < ELEMENTSOF(size_units); i++)
                 if (streq(end, size_units[i].suffix)) {
-                        if (n > UINT64_MAX / size_units[i].factor)
+                        if (overflow || n > UINT64_MAX / size_units[i].factor)
                                 return -ERANGE;
                         *ret = n * size_units[i].factor;
                         return 0;
@@ -186,10 +188,11 @@ int parse_int64(const char *s, int64_t *ret) {
                 return -EINVAL;
         errno = 0;
         n = strtoll(s, &end, 10);
-        if (errno == ERANGE)
-                return -ERANGE;
+        /* The format first: "99999999999999999999x" is not a number at all. */
         if (*end != '\0' || end == s)
                 return -EINVAL;
+        if (errno == ERANGE)
+                return -ERANGE;
         *ret = n;
         return 0;
 }
@@ -224,8 +227,12 @@ int read_full_file(const char *path, char **ret, size_t *ret_size) {
                 size += n;
                 if (n == 0) {
                         if (ferror(f)) {
+                                /* fread() leaves the reason in errno: a
+                                 * directory is EISDIR, not an I/O error. */
+                                int r = errno > 0 ? -errno : -EIO;
+
                                 fclose(f);
-                                return -EIO;
+                                return r;
                         }
                         break;
                 }

@@ -1,51 +1,108 @@
 #!/usr/bin/env python3
-"""Offline checks of charts/pglease, without helm and without a cluster.
+"""Checks of charts/pglease with the real helm (no cluster).
 
-    check_chart.py [--source DIR] [--build DIR]
+    check_chart.py [--source DIR] [--build DIR] [--helm PATH]
 
-There is no Helm on the build machines, and this is not a template
-renderer. It reads each template as YAML after a simple, documented
-substitution (template_to_yaml):
+helm is the one scripts/lib.sh's ensure_helm builds (PGLEASE_HELM, else its
+cache path for the version tests/k8s/helm/go.mod pins, else `helm` in
+PATH); without it this fails and says how to get it. It runs `helm lint
+--strict` and `helm template` for the default values and the variations in
+VARIATIONS, and on every rendering checks names, labels and selectors,
+what Pod Security Admission's "restricted" level requires of every pod and
+container, mounts and keys, the Role against the API calls the agent
+makes (read from lib/kube.c and lib/dcs-kube.c) and against
+docs/kubernetes.md, Pgpool-II's configuration (the checks' user, the
+backends). Then: every invalid value of INVALID fails with a message naming
+its key; the checksum annotations change when the rendered configuration
+does; the client pod's shell exits on SIGTERM; pglease.conf as rendered
+passes the built agent's --check-config, the probes name agentctl commands
+the build has; yamllint of values.yaml and Chart.yaml.
 
-- comment blocks ({{/* ... */}}) and lines that are only control flow
-  ({{- if }}, {{- else }}, {{- end }}, {{- range }}, {{- with }},
-  {{- $x := ... }}) are dropped, so both branches of an if stay in;
-- a line that is only `{{- include "NAME" . | nindent N }}` of a helper
-  defined in templates/_helpers.tpl is replaced by the helper's body,
-  itself substituted, indented N;
-- a line that is only `{{- .Files.Get "files/F" | nindent N }}` is
-  replaced by that file, indented N (the ConfigMaps' scripts and configs);
-- any other line that is only an expression (toYaml ... | nindent N) becomes
-  a placeholder entry `__tpl__: TPL` at indentation N;
-- every remaining {{ expression }} becomes the scalar TPL_<expression with
-  every run of other characters than letters and digits turned into one
-  "_">, so that the same expression (a name, a label value) gives the same
-  placeholder everywhere and names can be compared across objects; a
-  template variable ($sts, set by `{{- $sts := include ... }}`) stands for
-  its expression, and `include "pglease.secretName"` for the chart's own
-  Secret's name (it is that unless secrets.existingSecret is set).
-
-Then it checks that names, labels and selectors agree, that the Role is the
-one of docs/kubernetes.md, that mounted ConfigMap and Secret keys exist,
-that the probes and the pre-stop hook call agentctl commands the build has,
-that pglease.conf from values.yaml is valid for the built agent, that
-values.yaml documents every key, and that pgpool.conf keeps the settings the
-design needs. yamllint checks values.yaml and Chart.yaml. Exit status 0
-when every check passes, 1 otherwise; it prints what it cannot check.
+What needs an API server (server-side dry-run, PSA admission, RBAC
+enforcement) is in docs/kubernetes.md, "What has been verified, and
+where". Exit status 0 when every check passes, 1 otherwise.
 """
 
 import argparse
+import json
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
 FAILURES = []
+
+# helm template cannot read a stored Secret, so it refuses to generate the
+# passwords (templates/_helpers.tpl, pglease.password): every rendering
+# below gives them, except the one that checks that refusal.
+PASSWORDS = ["--set", "secrets.superuserPassword=su-pw",
+             "--set", "secrets.replicationPassword=repl-pw",
+             "--set", "secrets.rewindPassword=rewind-pw"]
+
+# (name, helm arguments, release, namespace): each is linted and rendered,
+# and every rendering goes through check_rendering().
+VARIATIONS = [
+    ("default values", [], "pg", "default"),
+    ("1 replica", ["--set", "postgres.replicas=1"], "pg", "default"),
+    ("5 replicas", ["--set", "postgres.replicas=5"], "pg", "default"),
+    ("synchronous mode", ["--set", "config.synchronous_mode=on",
+                          "--set-string", "config.synchronous_node_count=2"],
+     "pg", "default"),
+    ("pgpool off", ["--set", "pgpool.enabled=false", "--set",
+                    "client.enabled=true", "--set", "client.target=primary"],
+     "pg", "default"),
+    ("existingSecret", ["--set", "secrets.existingSecret=my-passwords"],
+     "pg", "default"),
+    ("another namespace and release", ["--set", "client.enabled=true"],
+     "orders", "shop"),
+    ("non-default superuser", ["--set", "config.superuser=dba",
+                               "--set", "config.database=app"],
+     "pg", "default"),
+    ("client, NetworkPolicy, parallel pods",
+     ["--set", "client.enabled=true", "--set", "networkPolicy.enabled=true",
+      "--set", "postgres.podManagementPolicy=Parallel",
+      "--set", "postgres.podAntiAffinity=hard"], "pg", "default"),
+    ("reference deployment's names",
+     ["--set", "fullnameOverride=pg", "--set",
+      "postgres.statefulsetName=postgres-sts", "--set",
+      "pgpool.service.name=pgpool-svc", "--set",
+      "secrets.name=postgres-secrets", "--set", "client.enabled=true"],
+     "pg", "database"),
+]
+
+# (value arguments, text the error must contain): each must fail to render,
+# naming the key.
+INVALID = [
+    (["--set", "postgres.podAntiAffinity=bogus"], "postgres/podAntiAffinity"),
+    (["--set", "client.target=bogus"], "client/target"),
+    (["--set-string", "config.pg_port=5433"], "config.pg_port"),
+    (["--set", "config.pg_port=5432"], "/config/pg_port"),
+    (["--set", "postgres.port=5433"], "postgres.port"),
+    (["--set", "postgres.replicas=0"], "postgres.replicas"),
+    (["--set", "pdb.maxUnavailable=0"], "pdb/maxUnavailable"),
+    (["--set", "config.bogus_key=x"], "bogus_key"),
+    (["--set", "bogusTopLevel=1"], "bogusTopLevel"),
+    (["--set", "postgres.replicas=10"], "postgres.maxReplicas"),
+    (["--set", "postgres.replicas=-1"], "postgres/replicas"),
+    (["--set", "client.enabled=true", "--set", "pgpool.enabled=false"],
+     "client.target"),
+    (["--set", "config.synchronous_mode=maybe"], "config/synchronous_mode"),
+    (["--set", "postgres.terminationGracePeriodSeconds=30"],
+     "postgres.terminationGracePeriodSeconds"),
+    (["--set", "services.primary.port=70000"], "services/primary/port"),
+    (["--set", "pgpool.nodePort.port=80"], "pgpool/nodePort/port"),
+]
+
+# Volume types Pod Security Admission "restricted" allows.
+PSA_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
+               "persistentVolumeClaim", "projected", "secret"}
 
 
 def ok(what):
@@ -66,135 +123,71 @@ def check(condition, what, detail=""):
 
 
 # --------------------------------------------------------------------------
-# templates -> YAML
-
-EXPR = re.compile(r"\{\{-?\s*(.*?)\s*-?\}\}")
-CONTROL = re.compile(r"^(if|else|end|range|with|define|block)\b|^\$[\w]+\s*:?=")
-ONLY_EXPR = re.compile(r"^(\s*)\{\{-?\s*(.*?)\s*-?\}\}\s*$")
-NINDENT = re.compile(r"\|\s*n?indent\s+(\d+)\s*$")
-INCLUDE = re.compile(r'^include\s+"([^"]+)"')
-FILES_GET = re.compile(r'^\.Files\.Get\s+"([^"]+)"')
+# helm
 
 
-# The helper that names the Secret the pods mount is the chart Secret's
-# name (include "pglease.fullname") unless secrets.existingSecret is set.
-ALIASES = {'include "pglease.secretName" .': 'include "pglease.fullname" .'}
+def find_helm(source_dir, given):
+    """The helm of scripts/lib.sh's ensure_helm, or None."""
+    if given:
+        return given
+    if os.environ.get("PGLEASE_HELM"):
+        return os.environ["PGLEASE_HELM"]
+    with open(os.path.join(source_dir, "tests", "k8s", "helm", "go.mod"),
+              encoding="utf-8") as handle:
+        pin = re.search(r"^\s*helm\.sh/helm/v3\s+(\S+)", handle.read(), re.M)
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".cache")
+    if pin:
+        path = os.path.join(cache, "pglease", f"helm-{pin.group(1)}", "helm")
+        if os.access(path, os.X_OK):
+            return path
+    return shutil.which("helm")
 
 
-def placeholder(expr, variables=None):
-    var = re.fullmatch(r"\$(\w+)", expr.strip())
-    if var and variables and var.group(1) in variables:
-        expr = variables[var.group(1)]
-    expr = ALIASES.get(expr.strip(), expr)
-    return "TPL_" + re.sub(r"[^A-Za-z0-9]+", "_", expr).strip("_")
+class Helm:
+    def __init__(self, path, chart_dir):
+        self.path = path
+        self.chart = chart_dir
 
+    def run(self, *args):
+        return subprocess.run([self.path, *args], capture_output=True,
+                              text=True, timeout=120, check=False)
 
-def strip_comments(text):
-    """Remove {{/* ... */}} and {{- /* ... */}} blocks (may span lines)."""
-    return re.sub(r"\{\{-?\s*/\*.*?\*/\s*-?\}\}", "", text, flags=re.S)
+    def template(self, args, release="pg", namespace="default"):
+        """(docs, None) or (None, error text)."""
+        result = self.run("template", release, self.chart, "--namespace",
+                          namespace, *args)
+        if result.returncode != 0:
+            return None, result.stderr.strip()
+        docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+        return docs, None
 
-
-def parse_helpers(text):
-    """name -> body (text) of each {{- define "name" -}} ... {{- end -}},
-    matching nested if/range/with ... end."""
-    text = strip_comments(text)
-    helpers = {}
-    pos = 0
-    while True:
-        start = re.compile(r'\{\{-?\s*define\s+"([^"]+)"\s*-?\}\}').search(
-            text, pos)
-        if not start:
-            return helpers
-        depth, cursor = 1, start.end()
-        for match in EXPR.finditer(text, start.end()):
-            word = match.group(1).split(" ")[0]
-            if word in ("if", "range", "with", "define", "block"):
-                depth += 1
-            elif word == "end":
-                depth -= 1
-                if depth == 0:
-                    helpers[start.group(1)] = text[start.end():match.start()]
-                    cursor = match.end()
-                    break
-        pos = cursor
-
-
-def template_to_yaml(text, helpers, chart_dir, indent=0):
-    """The substitution described in the module docstring."""
-    out, variables = [], {}
-    for line in strip_comments(text).splitlines():
-        only = ONLY_EXPR.match(line)
-        if only:
-            lead, expr = only.groups()
-            assign = re.match(r"^\$(\w+)\s*:=\s*(.*)$", expr)
-            if assign:
-                variables[assign.group(1)] = assign.group(2)
-            if CONTROL.match(expr):
-                continue
-            width = NINDENT.search(expr)
-            width = int(width.group(1)) if width else len(lead)
-            include = INCLUDE.match(expr)
-            files_get = FILES_GET.match(expr)
-            if include and include.group(1) in helpers:
-                body = template_to_yaml(helpers[include.group(1)], helpers,
-                                        chart_dir)
-                out.extend(" " * (indent + width) + l if l.strip() else ""
-                           for l in body.splitlines())
-                continue
-            if files_get:
-                with open(os.path.join(chart_dir, files_get.group(1)),
-                          encoding="utf-8") as handle:
-                    out.extend(" " * (indent + width) + l if l.strip() else ""
-                               for l in handle.read().splitlines())
-                continue
-            out.append(" " * (indent + width) + "__tpl__: TPL")
-            continue
-        line = EXPR.sub(lambda m: placeholder(m.group(1), variables), line)
-        out.append(" " * indent + line if line.strip() else "")
-    return "\n".join(out) + "\n"
-
-
-def load_templates(chart_dir):
-    """(helpers, {template file: [documents]}); a template that does not
-    parse is a failure."""
-    tdir = os.path.join(chart_dir, "templates")
-    with open(os.path.join(tdir, "_helpers.tpl"), encoding="utf-8") as h:
-        helpers = parse_helpers(h.read())
-    docs = {}
-    for name in sorted(os.listdir(tdir)):
-        if not name.endswith(".yaml"):
-            continue
-        with open(os.path.join(tdir, name), encoding="utf-8") as handle:
-            text = template_to_yaml(handle.read(), helpers, chart_dir)
-        try:
-            parsed = [d for d in yaml.safe_load_all(text) if d]
-        except yaml.YAMLError as exc:
-            fail(f"templates/{name} is not YAML after substitution: {exc}")
-            continue
-        docs[name] = parsed
-        bad = [d for d in parsed if not (isinstance(d, dict) and
-                                         d.get("apiVersion") and d.get("kind")
-                                         and (d.get("metadata") or {}).get("name"))]
-        check(not bad, f"templates/{name}: {len(parsed)} objects, each with "
-              "apiVersion, kind and metadata.name")
-    return helpers, docs
+    def lint(self, args, namespace="default"):
+        return self.run("lint", "--strict", self.chart, "--namespace",
+                        namespace, *args)
 
 
 # --------------------------------------------------------------------------
-# the checks
+# one rendering
 
 
 def objects(docs, kind):
-    return [d for parsed in docs.values() for d in parsed if d["kind"] == kind]
+    return [d for d in docs if d["kind"] == kind]
 
 
 def name_of(obj):
     return obj["metadata"]["name"]
 
 
+def the(docs, kind, name=None):
+    found = [d for d in objects(docs, kind) if name in (None, name_of(d))]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, got " \
+        f"{[name_of(d) for d in found]}"
+    return found[0]
+
+
 def pod_specs(docs):
-    """(owner description, pod template metadata, pod spec) of every
-    workload and Pod."""
+    """(owner, pod template metadata, pod spec) of every workload."""
     out = []
     for kind in ("StatefulSet", "Deployment"):
         for obj in objects(docs, kind):
@@ -210,50 +203,249 @@ def containers(spec):
     return spec.get("initContainers", []) + spec.get("containers", [])
 
 
-def check_workloads(docs):
+def check_workloads(docs, label):
     services = {name_of(s): s for s in objects(docs, "Service")}
     for kind in ("StatefulSet", "Deployment"):
         for obj in objects(docs, kind):
             labels = obj["spec"]["template"]["metadata"]["labels"]
             selector = obj["spec"]["selector"]["matchLabels"]
             check(selector.items() <= labels.items(),
-                  f"{kind} {name_of(obj)}: selector within the pod labels")
-    (sts,) = objects(docs, "StatefulSet")
+                  f"{label}: {kind} {name_of(obj)}: selector within the pod "
+                  "labels")
+    sts = the(docs, "StatefulSet")
     check(sts["spec"]["serviceName"] in services and
-          services[sts["spec"]["serviceName"]]["spec"].get("clusterIP") == "None",
-          "StatefulSet serviceName is the headless Service")
+          services[sts["spec"]["serviceName"]]["spec"].get("clusterIP") ==
+          "None", f"{label}: StatefulSet serviceName is the headless Service")
     spec = sts["spec"]["template"]["spec"]
-    check(spec.get("shareProcessNamespace") is True,
-          "StatefulSet pods share the process namespace")
     names = [c["name"] for c in containers(spec)]
-    check(names == ["install-agent", "init", "postgres", "agent"],
-          "StatefulSet containers: install-agent, init, postgres, agent",
-          str(names))
-    sc = spec.get("securityContext", {})
-    check(all(k in sc for k in ("runAsUser", "runAsGroup", "fsGroup")) and
-          not any("runAsUser" in c.get("securityContext", {})
-                  for c in containers(spec)),
-          "one UID for every container (pod securityContext, no override)")
-    check(bool(sts["spec"].get("volumeClaimTemplates")),
-          "one PVC per pod (volumeClaimTemplates)")
+    check(spec.get("shareProcessNamespace") is True and
+          names == ["install-agent", "init", "postgres", "agent"],
+          f"{label}: StatefulSet pods share the process namespace; "
+          "containers install-agent, init, postgres, agent", str(names))
     return sts
 
 
-def check_services(docs):
+def check_services(docs, label):
     pods = pod_specs(docs)
     for svc in objects(docs, "Service"):
         selector = dict(svc["spec"].get("selector") or {})
         role = selector.pop("pglease.io/role", None)
-        if role is not None and not check(
-                role in ("primary", "replica"),
-                f"Service {name_of(svc)}: role label value", role):
-            continue
+        if role is not None:
+            # The agents set the role label; the cluster label is the pods'.
+            check(role in ("primary", "replica"), f"{label}: Service "
+                  f"{name_of(svc)}: role label value", role)
         owners = [owner for owner, meta, _ in pods
                   if selector.items() <= (meta.get("labels") or {}).items()]
-        check(bool(owners) and selector,
-              f"Service {name_of(svc)} selects pods of {owners or 'nothing'}"
-              + (f" (+ pglease.io/role={role}, set by the agent)"
-                 if role else ""))
+        check(bool(owners) and bool(selector), f"{label}: Service "
+              f"{name_of(svc)} selects pods of {owners or 'nothing'}")
+
+
+def check_psa_restricted(docs, label):
+    """What the "restricted" Pod Security Standard requires, on every pod
+    and container, as rendered; and a read-only root filesystem."""
+    for owner, _, spec in pod_specs(docs):
+        pod_sc = spec.get("securityContext") or {}
+        problems = []
+        for field in ("hostNetwork", "hostPID", "hostIPC"):
+            if spec.get(field):
+                problems.append(field)
+        for vol in spec.get("volumes", []):
+            kinds = set(vol) - {"name"}
+            if not kinds <= PSA_VOLUMES:
+                problems.append(f"volume {vol['name']} {sorted(kinds)}")
+        if pod_sc.get("runAsUser") == 0:
+            problems.append("pod runAsUser 0")
+        for c in containers(spec):
+            sc = c.get("securityContext") or {}
+            where = f"{c['name']}:"
+            if sc.get("allowPrivilegeEscalation") is not False:
+                problems.append(f"{where} allowPrivilegeEscalation")
+            if sc.get("privileged"):
+                problems.append(f"{where} privileged")
+            caps = sc.get("capabilities") or {}
+            if caps.get("drop") != ["ALL"] or set(caps.get("add") or []) - {
+                    "NET_BIND_SERVICE"}:
+                problems.append(f"{where} capabilities {caps}")
+            if not (sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot"))):
+                problems.append(f"{where} runAsNonRoot")
+            if sc.get("runAsUser") == 0:
+                problems.append(f"{where} runAsUser 0")
+            seccomp = (sc.get("seccompProfile") or
+                       pod_sc.get("seccompProfile") or {}).get("type")
+            if seccomp not in ("RuntimeDefault", "Localhost"):
+                problems.append(f"{where} seccompProfile {seccomp}")
+            if sc.get("readOnlyRootFilesystem") is not True:
+                problems.append(f"{where} readOnlyRootFilesystem")
+            if any(p.get("hostPort") for p in c.get("ports", [])):
+                problems.append(f"{where} hostPort")
+        check(not problems, f"{label}: {owner}: PSA restricted and "
+              "read-only root filesystems", "; ".join(problems))
+        # One UID for the whole pod: the agent signals the postmaster.
+        check(all(k in pod_sc for k in ("runAsUser", "runAsGroup",
+                                         "fsGroup")) and
+              not any("runAsUser" in (c.get("securityContext") or {})
+                      for c in containers(spec)),
+              f"{label}: {owner}: one UID (pod securityContext, no "
+              "container override)")
+
+
+def check_writable_mounts(docs, label):
+    """With read-only root filesystems, every directory a container writes
+    is a volume: /tmp everywhere but install-agent, the run and socket
+    directories, PGDATA's PVC."""
+    need = {"install-agent": {"/pglease/bin", "/pglease/sql"},
+            "init": {"/tmp", "/run/pglease", "/var/run/postgresql"},
+            "postgres": {"/tmp", "/run/pglease", "/var/run/postgresql"},
+            "agent": {"/tmp", "/run/pglease", "/var/run/postgresql"},
+            "pgpool": {"/tmp", "/run/pgpool"},
+            "pgpool-follow": {"/tmp", "/run/pgpool"},
+            "psql": {"/tmp"}}
+    for owner, _, spec in pod_specs(docs):
+        for c in containers(spec):
+            writable = {m["mountPath"] for m in c.get("volumeMounts", [])
+                        if not m.get("readOnly")}
+            missing = need.get(c["name"], set()) - writable
+            check(c["name"] in need and not missing, f"{label}: {owner}/"
+                  f"{c['name']}: writable volumes for what it writes",
+                  f"missing {sorted(missing)}")
+
+
+def check_mounts(docs, label):
+    configmaps = {name_of(c): c for c in objects(docs, "ConfigMap")}
+    secrets = {name_of(s): s for s in objects(docs, "Secret")}
+    check(not any("secretKeyRef" in json.dumps(spec)
+                  for _, _, spec in pod_specs(docs)),
+          f"{label}: no password in the environment (no secretKeyRef)")
+    for owner, _, spec in pod_specs(docs):
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        if owner.startswith("StatefulSet"):
+            for claim in the(docs, "StatefulSet")["spec"][
+                    "volumeClaimTemplates"]:
+                volumes[claim["metadata"]["name"]] = {"pvc": True}
+        for c in containers(spec):
+            missing = [m["name"] for m in c.get("volumeMounts", [])
+                       if m["name"] not in volumes]
+            check(not missing, f"{label}: {owner}/{c['name']}: every mount "
+                  "has a volume", str(missing))
+        for vol in volumes.values():
+            if "configMap" in vol:
+                cm = configmaps.get(vol["configMap"]["name"])
+                keys = [i["key"] for i in vol["configMap"].get("items", [])]
+                check(cm is not None and all(k in cm["data"] for k in keys),
+                      f"{label}: {owner}: ConfigMap volume {vol['name']} "
+                      f"keys {keys} exist")
+            if "secret" in vol:
+                name = vol["secret"]["secretName"]
+                mode = vol["secret"].get("defaultMode")
+                check(mode in (0o400, 0o440), f"{label}: {owner}: Secret "
+                      f"volume {vol['name']} mode 0o440 or 0o400", str(mode))
+                keys = [i["key"] for i in vol["secret"].get("items", [])]
+                if name in secrets:
+                    check(all(k in secrets[name]["data"] for k in keys),
+                          f"{label}: {owner}: Secret {name} keys {keys} "
+                          "exist")
+
+
+# --------------------------------------------------------------------------
+# RBAC: the Role against the agent's calls
+
+
+def agent_calls(source_dir):
+    """(verb, apiGroup, resource, named) of every API call the agent makes:
+    the kube_* functions lib/dcs-kube.c calls, each read in lib/kube.c
+    (its object_path() resource and name, its kube_request() method)."""
+    with open(os.path.join(source_dir, "lib", "kube.c"),
+              encoding="utf-8") as handle:
+        kube = handle.read()
+    with open(os.path.join(source_dir, "lib", "dcs-kube.c"),
+              encoding="utf-8") as handle:
+        used = set(re.findall(r"\b(kube_\w+)\(d->kube\b", handle.read()))
+    groups = {"LEASE_API": "coordination.k8s.io", "CORE_API": ""}
+    verbs = {"POST": "create", "PUT": "update", "PATCH": "patch",
+             "DELETE": "delete"}
+    calls = {}
+    for func in sorted(used):
+        body = re.search(r"^int " + func + r"\(.*?^}", kube, re.M | re.S)
+        if not body:
+            continue        # a helper of the client, not an API call
+        path = re.search(r'object_path\((\w+), ns, "(\w+)", ([^,]+),',
+                         body.group(0))
+        method = re.search(r'kube_request\(k, "([A-Z]+)"', body.group(0))
+        if not path or not method:
+            calls[func] = None
+            continue
+        named = path.group(3).strip() != "NULL"
+        verb = verbs.get(method.group(1)) or ("get" if named else "list")
+        calls[func] = (verb, groups[path.group(1)], path.group(2), named)
+    return calls
+
+
+def allowed(role, verb, group, resource, name):
+    for rule in role["rules"]:
+        if (group in rule.get("apiGroups", []) and
+                resource in rule.get("resources", []) and
+                verb in rule.get("verbs", []) and
+                (not rule.get("resourceNames") or
+                 name in rule["resourceNames"])):
+            return True
+    return False
+
+
+def check_rbac(docs, label, source_dir, values, calls):
+    kinds = {d["kind"] for d in docs}
+    check(not kinds & {"ClusterRole", "ClusterRoleBinding"},
+          f"{label}: nothing cluster-wide")
+    role = the(docs, "Role")
+    binding = the(docs, "RoleBinding")
+    sts = the(docs, "StatefulSet")
+    pod_sa = sts["spec"]["template"]["spec"]["serviceAccountName"]
+    check(binding["roleRef"]["name"] == name_of(role) and
+          [s["name"] for s in binding["subjects"]] == [pod_sa] and
+          binding["subjects"][0]["namespace"] == values["namespace"],
+          f"{label}: RoleBinding: the Role, to the pods' ServiceAccount in "
+          "the release's namespace")
+    check(None not in calls.values() and len(calls) >= 6,
+          f"{label}: the agent's API calls read from lib/kube.c", str(calls))
+    sts_name = name_of(sts)
+    leader = f"{values['cluster']}-leader"
+    pods = [f"{sts_name}-{i}" for i in range(values["maxReplicas"])]
+    used = set()
+    for func, (verb, group, resource, named) in sorted(calls.items()):
+        names = ([leader] if resource == "leases" else pods) if named \
+            else [None]
+        denied = [n for n in names if not allowed(role, verb, group,
+                                                  resource, n)]
+        check(not denied, f"{label}: the Role grants {func}: {verb} "
+              f"{resource}" + (" by name" if named else ""), str(denied))
+        for i, rule in enumerate(role["rules"]):
+            for n in names:
+                if (group in rule["apiGroups"] and
+                        resource in rule["resources"] and
+                        verb in rule["verbs"] and
+                        (not rule.get("resourceNames") or
+                         n in rule["resourceNames"])):
+                    used.add((i, verb))
+    granted = {(i, v) for i, rule in enumerate(role["rules"])
+               for v in rule["verbs"]}
+    check(granted == used, f"{label}: the Role grants nothing the agent "
+          "does not use", str(sorted(granted - used)))
+    beyond = [
+        ("patch", "", "pods", "some-other-pod"),
+        ("patch", "", "pods", f"{sts_name}-{values['maxReplicas']}"),
+        ("get", "", "pods", f"{sts_name}-0"),
+        ("update", "", "pods", f"{sts_name}-0"),
+        ("delete", "", "pods", f"{sts_name}-0"),
+        ("get", "coordination.k8s.io", "leases", "other-leader"),
+        ("update", "coordination.k8s.io", "leases", "other-leader"),
+        ("delete", "coordination.k8s.io", "leases", leader),
+        ("list", "coordination.k8s.io", "leases", None),
+        ("get", "", "secrets", "anything"),
+        ("watch", "", "pods", None),
+    ]
+    wrongly = [b for b in beyond if allowed(role, *b)]
+    check(not wrongly, f"{label}: calls outside the Role are not granted",
+          str(wrongly))
+    return role
 
 
 def docs_role(source_dir):
@@ -263,181 +455,167 @@ def docs_role(source_dir):
         text = handle.read()
     section = text.split("## RBAC", 1)[1].split("\n## ", 1)[0]
     block = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
-    return [d for d in yaml.safe_load_all(block) if d and d["kind"] == "Role"][0]
+    return [d for d in yaml.safe_load_all(block)
+            if d and d["kind"] == "Role"][0]
 
 
-def normalize_rules(rules, leader_name):
+def normalize_rules(rules):
+    """Rules with the Lease's name and the pod names made generic."""
     out = []
     for rule in rules:
-        names = [leader_name if n.endswith("-leader") else n
-                 for n in rule.get("resourceNames", [])]
+        names = sorted({"<cluster>-leader" if n.endswith("-leader") else
+                        "<statefulset>-<i>" if re.search(r"-\d+$", n) else n
+                        for n in rule.get("resourceNames", [])})
         out.append((tuple(sorted(rule.get("apiGroups", []))),
                     tuple(sorted(rule.get("resources", []))),
-                    tuple(sorted(names)), tuple(sorted(rule["verbs"]))))
+                    tuple(names), tuple(sorted(rule["verbs"]))))
     return sorted(out)
 
 
-def check_rbac(docs, source_dir, sts):
-    kinds = {d["kind"] for parsed in docs.values() for d in parsed}
-    check(not kinds & {"ClusterRole", "ClusterRoleBinding"},
-          "nothing cluster-wide (no ClusterRole, no ClusterRoleBinding)")
-    (role,) = objects(docs, "Role")
-    (binding,) = objects(docs, "RoleBinding")
-    (account,) = objects(docs, "ServiceAccount")
-    want = normalize_rules(docs_role(source_dir)["rules"], "<cluster>-leader")
-    have = normalize_rules(role["rules"], "<cluster>-leader")
-    check(want == have, "Role rules equal docs/kubernetes.md's RBAC Role",
-          f"docs {want} chart {have}")
-    leader = [n for r in role["rules"] for n in r.get("resourceNames", [])]
-    check(leader == [placeholder('include "pglease.clusterName" .') + "-leader"],
-          "the Lease resourceName is <clusterName>-leader", str(leader))
-    check(binding["roleRef"]["name"] == name_of(role) and
-          binding["roleRef"]["kind"] == "Role",
-          "RoleBinding refers to the Role")
-    subject_names = [s["name"] for s in binding["subjects"]]
-    pod_sa = sts["spec"]["template"]["spec"]["serviceAccountName"]
-    check(subject_names == [name_of(account)] == [pod_sa],
-          "RoleBinding subject = ServiceAccount = the pods' serviceAccountName")
+# --------------------------------------------------------------------------
+# Pgpool-II
 
 
-def check_mounts(docs, values):
-    configmaps = {name_of(c): c for c in objects(docs, "ConfigMap")}
-    secrets = {name_of(s): s for s in objects(docs, "Secret")}
-    check(not any("secretKeyRef" in yaml.safe_dump(spec)
-                  for _, _, spec in pod_specs(docs)),
-          "no password in the environment (no secretKeyRef)")
-    for owner, _, spec in pod_specs(docs):
-        volumes = {v["name"]: v for v in spec.get("volumes", [])}
-        if owner.startswith("StatefulSet"):
-            (sts,) = objects(docs, "StatefulSet")
-            for claim in sts["spec"]["volumeClaimTemplates"]:
-                volumes[claim["metadata"]["name"]] = {"pvc": True}
-        for c in containers(spec):
-            missing = [m["name"] for m in c.get("volumeMounts", [])
-                       if m["name"] not in volumes]
-            check(not missing, f"{owner}/{c['name']}: every mount has a "
-                  "volume", str(missing))
-        for vol in volumes.values():
-            if "configMap" in vol:
-                cm = configmaps.get(vol["configMap"]["name"])
-                keys = [i["key"] for i in vol["configMap"].get("items", [])]
-                check(cm is not None and all(k in cm["data"] for k in keys),
-                      f"{owner}: ConfigMap volume {vol['name']} keys {keys} "
-                      "exist")
-            if "secret" in vol:
-                name = vol["secret"]["secretName"]
-                mode = vol["secret"].get("defaultMode")
-                check(mode in (0o400, 0o440), f"{owner}: Secret volume "
-                      f"{vol['name']} mode 0{mode:o}" if mode else
-                      f"{owner}: Secret volume {vol['name']} has a defaultMode")
-                keys = [i["key"] for i in vol["secret"].get("items", [])]
-                if name in secrets:
-                    check(all(k in secrets[name]["data"] for k in keys),
-                          f"{owner}: Secret {vol['name']} keys {keys} exist")
-                else:
-                    ok(f"{owner}: Secret {vol['name']} is a user's Secret "
-                       f"({name}); keys not checked")
-    # The password files named in pglease.conf are the mounted Secret keys.
-    (sts,) = objects(docs, "StatefulSet")
-    spec = sts["spec"]["template"]["spec"]
-    vol = {v["name"]: v for v in spec["volumes"]}["secrets"]
-    agent = [c for c in spec["containers"] if c["name"] == "agent"][0]
-    mount = [m for m in agent["volumeMounts"] if m["name"] == "secrets"][0]
-    files = {os.path.join(mount["mountPath"], i["path"])
-             for i in vol["secret"]["items"]}
-    named = {values["config"][k] for k in values["config"]
-             if k.endswith("_password_file")}
-    check(named <= files, "config's *_password_file name mounted Secret "
-          "files", f"{sorted(named)} vs {sorted(files)}")
-    conf = [m for m in agent["volumeMounts"] if m["name"] == "config"][0]
-    check(conf["mountPath"] == "/etc/pglease",
-          "pglease.conf at /etc/pglease/pglease.conf (agentctl's default)")
-
-
-def agentctl_supports(agentctl, args):
-    """Whether `agentctl ARGS` names a command the build has and every
-    --option in ARGS is in that command's --help."""
-    words = [a for a in args if not a.startswith("-")]
-    command = []
-    for word in words:
-        if word in ("any", "primary", "replica") or word.isdigit():
-            break
-        command.append(word)
-    result = subprocess.run([agentctl, *command, "--help"], capture_output=True,
-                            text=True, timeout=30, check=False)
-    options = [a.split("=")[0] for a in args if a.startswith("--")]
-    return result.returncode == 0 and all(o in result.stdout for o in options)
-
-
-def check_probes_and_hooks(docs, values, agentctl, chart_dir):
-    (sts,) = objects(docs, "StatefulSet")
-    spec = sts["spec"]["template"]["spec"]
-    by_name = {c["name"]: c for c in spec["containers"]}
-    ready = by_name["postgres"]["readinessProbe"]["exec"]["command"]
-    check(ready[0].endswith("/agentctl") and ready[1:] == [
-        "node", "check", "--role", "any"],
-        "readiness probe: agentctl node check --role any", str(ready))
-    live = values["agent"]["livenessProbe"]["args"]
-    if agentctl:
-        check(agentctl_supports(agentctl, ready[1:]),
-              f"agentctl {' '.join(ready[1:])}: the build has it (--help)")
-        check(agentctl_supports(agentctl, live),
-              f"liveness probe: agentctl {' '.join(live)}: the build has it")
-        check(agentctl_supports(agentctl, ["demote", "--wait", "--timeout"]),
-              "agentctl demote --wait --timeout: the build has it")
-    hook = by_name["postgres"]["lifecycle"]["preStop"]["exec"]["command"]
-    script = hook[-1]
+def check_pgpool(docs, label, values, sts):
     cm = [c for c in objects(docs, "ConfigMap")
-          if os.path.basename(script) in c.get("data", {})]
-    body = cm[0]["data"][os.path.basename(script)] if cm else ""
-    lines = [l for l in body.splitlines() if l.strip()]
-    check(len(lines) == 2 and re.search(r"^exec \S*agentctl demote --wait "
-                                        r"--timeout ", lines[1]),
-          "postgres preStop runs the ConfigMap's two-line prestop.sh: exec "
-          "agentctl demote --wait --timeout N", body)
-    stop = float(re.match(r"(\d+)", values["config"]["stop_timeout"]).group(1))
-    grace = values["postgres"]["terminationGracePeriodSeconds"]
-    demote = values["postgres"]["demoteTimeout"]
-    check(grace > demote + stop, f"terminationGracePeriodSeconds {grace} > "
-          f"demoteTimeout {demote} + stop_timeout {stop:g}")
-    check("preStop" in by_name["agent"].get("lifecycle", {}),
-          "agent preStop waits for the hand-over (its SIGTERM comes after)")
-    for script_name in os.listdir(os.path.join(chart_dir, "files")):
-        if script_name.endswith(".sh"):
-            path = os.path.join(chart_dir, "files", script_name)
-            result = subprocess.run(["sh", "-n", path], capture_output=True,
-                                    text=True, check=False)
-            check(result.returncode == 0, f"files/{script_name}: sh -n",
-                  result.stderr)
-
-
-def check_config(values, agent, source_dir):
-    config = values["config"]
-    per_pod = {"cluster_name", "node_name", "namespace", "connect_address"}
-    if not agent:
+          if "pgpool.conf" in c.get("data", {})]
+    if not values["pgpool"]:
+        check(not cm and not objects(docs, "Deployment") or
+              all("pgpool" not in name_of(d) for d in
+                  objects(docs, "Deployment")),
+              f"{label}: no Pgpool-II")
         return
-    env = dict(os.environ, PGLEASE_CLUSTER_NAME="pg",
-               PGLEASE_NODE_NAME="pg-0", PGLEASE_NAMESPACE="default",
-               PGLEASE_CONNECT_ADDRESS="pg-0.pg-headless.default.svc")
-    env = {k: v for k, v in env.items()
-           if not k.startswith("PGLEASE_") or k[8:].lower() in per_pod}
-    with tempfile.NamedTemporaryFile("w", suffix=".conf") as handle:
-        # As templates/configmap.yaml writes it.
-        for key, value in sorted(config.items()):
-            if key not in per_pod:
-                handle.write(f"{key} = '{value}'\n")
+    conf = cm[0]["data"]["pgpool.conf"]
+    settings = dict(re.findall(r"^([a-z_0-9]+)\s*=\s*'?([^'\n#]*?)'?\s*$",
+                               conf, re.M))
+    superuser = values["superuser"]
+    check(settings.get("sr_check_user") == superuser and
+          settings.get("health_check_user") == superuser and
+          settings.get("sr_check_database") == values["database"] and
+          settings.get("health_check_database") == values["database"],
+          f"{label}: Pgpool-II checks the backends as config.superuser "
+          f"({superuser}) in config.database", str({
+              k: settings.get(k) for k in (
+                  "sr_check_user", "health_check_user")}))
+    dep = [d for d in objects(docs, "Deployment")
+           if d["spec"]["template"]["metadata"]["labels"].get(
+               "app.kubernetes.io/component") == "pgpool"][0]
+    env = {e["name"]: e.get("value") for c in dep["spec"]["template"][
+        "spec"]["containers"] for e in c.get("env", [])}
+    check(env.get("PGPOOL_SUPERUSER") == superuser, f"{label}: pool_passwd "
+          "is written for the same user (PGPOOL_SUPERUSER)")
+    hosts = [v for k, v in sorted(settings.items())
+             if re.fullmatch(r"backend_hostname\d+", k)]
+    want = [f"{name_of(sts)}-{i}.{sts['spec']['serviceName']}."
+            f"{values['namespace']}.svc.cluster.local"
+            for i in range(values["replicas"])]
+    check(sorted(hosts) == sorted(want), f"{label}: one Pgpool-II backend "
+          "per StatefulSet pod, by its DNS name in the release's namespace",
+          f"{hosts} vs {want}")
+
+
+def check_pgpool_files(docs, chart_dir, source_dir):
+    with open(os.path.join(chart_dir, "files", "pgpool.conf"),
+              encoding="utf-8") as handle:
+        text = handle.read()
+    settings = dict(re.findall(r"^([a-z_0-9]+)\s*=\s*'?([^'\n#]*?)'?\s*$",
+                               text, re.M))
+    want = {"backend_clustering_mode": "streaming_replication",
+            "failover_command": "", "follow_primary_command": "",
+            "load_balance_mode": "on", "auto_failback": "on",
+            "failover_on_backend_error": "off", "use_watchdog": "off"}
+    wrong = {k: settings.get(k) for k, v in want.items()
+             if settings.get(k) != v}
+    check(not wrong, "pgpool.conf: streaming replication, no failover of "
+          "its own, load balancing, auto_failback", str(wrong))
+    check(all(int(settings.get(k, "0")) > 0
+              for k in ("sr_check_period", "health_check_period")),
+          "pgpool.conf: sr_check and health_check enabled")
+    check(not re.search(r"^(backend_\w+\d+|\w+_check_(user|database))\s*=",
+                        text, re.M),
+          "pgpool.conf ships without backends and without the checks' user "
+          "(the chart appends them)")
+    (cm,) = [c for c in objects(docs, "ConfigMap")
+             if "pgpool.conf" in c["data"]]
+    rendered = cm["data"]["pgpool.conf"]
+    check(rendered.startswith(text.strip()), "the ConfigMap's pgpool.conf "
+          "is files/pgpool.conf plus what the chart appends")
+    appended = re.findall(r"^([a-z_]+?)0? = ", rendered[len(text.strip()):],
+                          re.M)
+    with open(os.path.join(source_dir, "tests", "integration",
+                           "test_pgpool.py"), encoding="utf-8") as handle:
+        source = handle.read()
+    tested = []
+    for name in ("CHECK_KEYS", "BACKEND_KEYS"):
+        found = re.search(name + r" = \(([^)]*)\)", source, re.S)
+        tested += re.findall(r'"([a-z_]+)"', found.group(1)) if found else []
+    check(appended[:len(tested)] == tested, "the chart appends the keys "
+          "test_pgpool.py appends, in its order", f"{appended} vs {tested}")
+
+
+# --------------------------------------------------------------------------
+# the rest
+
+
+def check_config(docs, agent, label):
+    """pglease.conf as rendered passes the built agent's --check-config."""
+    (cm,) = [c for c in objects(docs, "ConfigMap")
+             if "pglease.conf" in c.get("data", {})]
+    text = cm["data"]["pglease.conf"]
+    per_pod = {"PGLEASE_CLUSTER_NAME": "pg", "PGLEASE_NODE_NAME": "pg-0",
+               "PGLEASE_NAMESPACE": "default",
+               "PGLEASE_CONNECT_ADDRESS": "pg-0.pg-headless.default.svc"}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("PGLEASE_") and k != "KUBECONFIG"}
+    env.update(per_pod)
+    with tempfile.NamedTemporaryFile("w", suffix=".conf") as handle, \
+            tempfile.TemporaryDirectory() as secrets:
+        # --check-config reads the password files, which the pod has from
+        # its Secret: here stand-ins at the same names.
+        def stand_in(match):
+            path = os.path.join(secrets, os.path.basename(match.group(2)))
+            with open(path, "w", encoding="utf-8") as secret:
+                secret.write("stand-in\n")
+            return f"{match.group(1)}'{path}'"
+        handle.write(re.sub(r"^(\w+_password_file\s*=\s*)'?([^'\n]+)'?$",
+                            stand_in, text, flags=re.M))
         handle.flush()
         result = subprocess.run([agent, "-c", handle.name, "--check-config"],
                                 capture_output=True, text=True, env=env,
                                 timeout=30, check=False)
-    check(result.returncode == 0, "pglease.conf from values.yaml passes "
-          "pglease-agent --check-config", result.stderr.strip())
-    known = set(re.findall(r"^([a-z_]+) = ", result.stdout, re.M))
+    check(result.returncode == 0, f"{label}: the rendered pglease.conf "
+          "passes pglease-agent --check-config", result.stderr.strip())
+    return result.stdout
+
+
+def check_values_keys(values, check_config_out, schema):
+    config = values["config"]
+    known = set(re.findall(r"^([a-z_]+) = ", check_config_out, re.M))
     secret_inline = {k for k in known if k.endswith("_password")}
     check(set(config) == known - secret_inline,
-          "values.yaml config: every pglease.conf key (inline passwords left "
-          "out)", f"missing {sorted(known - secret_inline - set(config))} "
-          f"unknown {sorted(set(config) - known)}")
+          "values.yaml config: every pglease.conf key (inline passwords "
+          "left out)", f"missing {sorted(known - secret_inline - set(config))}"
+          f" unknown {sorted(set(config) - known)}")
+    props = schema["properties"]["config"]["properties"]
+    check(set(props) == set(config), "values.schema.json config: the keys "
+          "of values.yaml", str(set(props) ^ set(config)))
+
+
+def check_schema_enums(schema, source_dir):
+    """The schema's config enums are lib/config.c's."""
+    with open(os.path.join(source_dir, "lib", "config.c"),
+              encoding="utf-8") as handle:
+        text = handle.read()
+    arrays = {name: re.findall(r'"([^"]+)"', body) for name, body in
+              re.findall(r"static const char \*const (\w+)\[\] = \{([^}]*)\}",
+                         text)}
+    keys = dict(re.findall(r"KEY_ENUM\((\w+),\s*\"[^\"]*\",\s*(\w+)", text))
+    props = schema["properties"]["config"]["properties"]
+    wrong = {k: (props.get(k, {}).get("enum"), arrays.get(a))
+             for k, a in keys.items()
+             if props.get(k, {}).get("enum") != arrays.get(a)}
+    check(keys and not wrong, "values.schema.json config enums are "
+          "lib/config.c's", str(wrong))
 
 
 def check_values_documented(chart_dir):
@@ -463,45 +641,139 @@ def check_values_documented(chart_dir):
           str(undocumented))
 
 
-def check_pgpool(docs, chart_dir, source_dir):
-    with open(os.path.join(chart_dir, "files", "pgpool.conf"),
-              encoding="utf-8") as handle:
-        text = handle.read()
-    settings = dict(re.findall(r"^([a-z_0-9]+)\s*=\s*'?([^'\n#]*?)'?\s*$",
-                               text, re.M))
-    want = {"backend_clustering_mode": "streaming_replication",
-            "failover_command": "", "follow_primary_command": "",
-            "load_balance_mode": "on", "auto_failback": "on",
-            "failover_on_backend_error": "off", "use_watchdog": "off"}
-    wrong = {k: settings.get(k) for k, v in want.items()
-             if settings.get(k) != v}
-    check(not wrong, "pgpool.conf: streaming replication, no failover of "
-          "its own, load balancing, auto_failback", str(wrong))
-    check(all(int(settings.get(k, "0")) > 0
-              for k in ("sr_check_period", "health_check_period")),
-          "pgpool.conf: sr_check and health_check enabled")
-    check(not re.search(r"^backend_\w+\d+\s*=", text, re.M),
-          "pgpool.conf ships without backend lines (the chart adds them)")
-    (cm,) = [c for c in objects(docs, "ConfigMap") if "pgpool.conf" in c["data"]]
-    rendered = cm["data"]["pgpool.conf"]
-    check(rendered.startswith(text.rstrip("\n").split("\n")[0]) and
-          text.strip() in rendered, "the ConfigMap's pgpool.conf is "
-          "files/pgpool.conf plus the backend block")
-    keys = re.findall(r"^(backend_[a-z_]+?)TPL_", rendered, re.M)
-    with open(os.path.join(source_dir, "tests", "integration",
-                           "test_pgpool.py"), encoding="utf-8") as handle:
-        tested = re.search(r"BACKEND_KEYS = \(([^)]*)\)", handle.read(), re.S)
-    tested = re.findall(r'"([a-z_]+)"', tested.group(1)) if tested else []
-    check(keys == tested, "the chart's backend block has the keys "
-          "test_pgpool.py writes", f"{keys} vs {tested}")
-    # Every /run/pgpool path is on the pgpool-run emptyDir.
-    (dep,) = [d for d in objects(docs, "Deployment")]
-    mounts = {m["name"]: m["mountPath"] for c in dep["spec"]["template"]
-              ["spec"]["containers"] for m in c["volumeMounts"]}
-    check(mounts.get("pgpool-run") == "/run/pgpool" and
-          mounts.get("pgpool-config") == "/etc/pgpool",
-          "pgpool: run directory and configuration where pgpool.conf and "
-          "pgpool-start.sh expect them")
+def agentctl_supports(agentctl, args):
+    words = [a for a in args if not a.startswith("-")]
+    command = []
+    for word in words:
+        if word in ("any", "primary", "replica") or word.isdigit():
+            break
+        command.append(word)
+    result = subprocess.run([agentctl, *command, "--help"],
+                            capture_output=True, text=True, timeout=30,
+                            check=False)
+    options = [a.split("=")[0] for a in args if a.startswith("--")]
+    return result.returncode == 0 and all(o in result.stdout for o in options)
+
+
+def check_probes_and_hooks(docs, values_yaml, agentctl, chart_dir):
+    sts = the(docs, "StatefulSet")
+    spec = sts["spec"]["template"]["spec"]
+    by_name = {c["name"]: c for c in spec["containers"]}
+    ready = by_name["postgres"]["readinessProbe"]["exec"]["command"]
+    live = by_name["agent"]["livenessProbe"]["exec"]["command"]
+    check(ready[0].endswith("/agentctl") and live[0].endswith("/agentctl"),
+          "probes run agentctl", f"{ready} {live}")
+    check(agentctl_supports(agentctl, ready[1:]),
+          f"readiness: agentctl {' '.join(ready[1:])}: the build has it")
+    check(agentctl_supports(agentctl, live[1:]),
+          f"liveness: agentctl {' '.join(live[1:])}: the build has it")
+    check(agentctl_supports(agentctl, ["demote", "--wait", "--timeout"]),
+          "agentctl demote --wait --timeout: the build has it")
+    hook = by_name["postgres"]["lifecycle"]["preStop"]["exec"]["command"]
+    cm = [c for c in objects(docs, "ConfigMap")
+          if os.path.basename(hook[-1]) in c.get("data", {})]
+    body = cm[0]["data"][os.path.basename(hook[-1])] if cm else ""
+    lines = [l for l in body.splitlines() if l.strip()]
+    check(len(lines) == 2 and re.search(r"^exec \S*agentctl demote --wait "
+                                        r"--timeout ", lines[1]),
+          "postgres preStop: exec agentctl demote --wait --timeout N", body)
+    # Issue 17, item 3: an isolated primary fails its readiness from
+    # renew_deadline after its last renewal; it must have left the
+    # Services before anyone may take the Lease (lease_duration).
+    probe = by_name["postgres"]["readinessProbe"]
+    lease = float(re.match(r"(\d+)", values_yaml["config"]["lease_duration"]).group(1))
+    renew = float(re.match(r"(\d+)", values_yaml["config"]["renew_deadline"]).group(1))
+    window = renew + probe["periodSeconds"] * probe["failureThreshold"]
+    check("--timeout" in ready and window < lease,
+          f"readiness: renew_deadline {renew:g} + periodSeconds "
+          f"{probe['periodSeconds']} x failureThreshold "
+          f"{probe['failureThreshold']} < lease_duration {lease:g}, "
+          "agentctl with --timeout", f"{ready}")
+    stop = float(re.match(r"(\d+)",
+                          values_yaml["config"]["stop_timeout"]).group(1))
+    grace = spec["terminationGracePeriodSeconds"]
+    demote = values_yaml["postgres"]["demoteTimeout"]
+    check(grace > demote + stop, f"terminationGracePeriodSeconds {grace} > "
+          f"demoteTimeout {demote} + stop_timeout {stop:g}")
+    check("preStop" in by_name["agent"].get("lifecycle", {}),
+          "agent preStop waits for the hand-over")
+    for script in sorted(os.listdir(os.path.join(chart_dir, "files"))):
+        if script.endswith(".sh"):
+            result = subprocess.run(
+                ["sh", "-n", os.path.join(chart_dir, "files", script)],
+                capture_output=True, text=True, check=False)
+            check(result.returncode == 0, f"files/{script}: sh -n",
+                  result.stderr)
+
+
+def group_alive(pgid):
+    """Whether a process of group pgid is alive (zombies do not count)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii",
+                      errors="replace") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False
+
+
+def check_client(docs, label):
+    """The client is a Deployment (helm upgrade replaces its pod) whose
+    shell exits on SIGTERM at once."""
+    dep = the(docs, "Deployment", [name_of(d) for d in objects(
+        docs, "Deployment") if name_of(d).endswith("-client")][0])
+    check(not objects(docs, "Pod") and
+          dep["spec"]["strategy"]["type"] == "Recreate",
+          f"{label}: the client is a Deployment (Recreate), no bare Pod")
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    script = c["command"][-1]
+    with tempfile.TemporaryDirectory() as tmp:
+        secret = os.path.join(tmp, "superuser")
+        with open(secret, "w", encoding="utf-8") as handle:
+            handle.write("pw\n")
+        local = script.replace("/tmp/", tmp + "/") \
+            .replace("/run/secrets/pglease/superuser", secret)
+        env = dict(os.environ, PGUSER="postgres")
+        proc = subprocess.Popen([*c["command"][:-1], local], env=env,
+                                start_new_session=True,
+                                stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 10
+            while not os.path.exists(os.path.join(tmp, ".pgpass")) and \
+                    time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.2)     # the trap is set right after .pgpass
+            with open(os.path.join(tmp, ".pgpass"), encoding="utf-8") as h:
+                pgpass = h.read()
+            started = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=5)
+            elapsed = time.monotonic() - started
+            deadline = time.monotonic() + 2
+            while (left := group_alive(proc.pid)) and \
+                    time.monotonic() < deadline:
+                time.sleep(0.05)
+            check(code == 0 and elapsed < 2 and not left and
+                  pgpass == "*:*:*:postgres:pw\n",
+                  f"{label}: the client's shell writes .pgpass and exits 0 "
+                  "on SIGTERM at once, its sleep with it",
+                  f"exit {code} after {elapsed:.1f} s, sleep left {left}, "
+                  f"{pgpass!r}")
+        except (subprocess.TimeoutExpired, OSError) as exc:
+            fail(f"{label}: the client's shell on SIGTERM: {exc}")
+        finally:
+            # The shell's sleep too, should the trap not have ended it.
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
 
 
 def check_yamllint(chart_dir):
@@ -512,10 +784,117 @@ def check_yamllint(chart_dir):
                                 capture_output=True, text=True, timeout=60,
                                 check=False)
     except FileNotFoundError:
-        print("not checked: yamllint is not installed")
+        fail("yamllint is not installed (Debian package yamllint)")
         return
     check(result.returncode == 0, "yamllint values.yaml Chart.yaml",
           result.stdout.strip())
+
+
+def pod_checksum(docs, kind, component):
+    for obj in objects(docs, kind):
+        tpl = obj["spec"]["template"]["metadata"]
+        if tpl["labels"].get("app.kubernetes.io/component") == component:
+            return tpl.get("annotations", {}).get("checksum/config")
+    return None
+
+
+def check_checksums(helm):
+    """The pods' checksum annotations follow the rendered configuration."""
+    base, _ = helm.template(PASSWORDS)
+    again, _ = helm.template(PASSWORDS)
+    five, _ = helm.template(PASSWORDS + ["--set", "postgres.replicas=5"])
+    level, _ = helm.template(PASSWORDS + ["--set", "config.log_level=debug"])
+    user, _ = helm.template(PASSWORDS + ["--set", "config.superuser=dba"])
+    pgpool = [pod_checksum(d, "Deployment", "pgpool")
+              for d in (base, again, five, level, user)]
+    postgres = [pod_checksum(d, "StatefulSet", "postgres")
+                for d in (base, again, five, level, user)]
+    check(None not in pgpool and pgpool[0] == pgpool[1] and
+          pgpool[2] != pgpool[0] and pgpool[4] != pgpool[0],
+          "Pgpool-II's checksum/config: the same for the same values, "
+          "another when the rendered backends (5 replicas) or the checks' "
+          "user change", str(pgpool))
+    check(None not in postgres and postgres[0] == postgres[1] and
+          postgres[3] != postgres[0],
+          "the PostgreSQL pods' checksum/config changes with pglease.conf",
+          str(postgres))
+
+
+def check_passwords(helm):
+    """Where lookup cannot read the cluster, no password is generated."""
+    docs, error = helm.template([])
+    check(docs is None and "secrets.existingSecret" in (error or "") and
+          "secrets.superuserPassword" in (error or ""),
+          "helm template without passwords or existingSecret fails, naming "
+          "secrets.existingSecret and the password keys", error or "rendered")
+    docs, error = helm.template(["--set", "secrets.existingSecret=mine"])
+    check(docs is not None and not any(
+        name_of(s) == "pg" for s in objects(docs, "Secret")),
+          "with secrets.existingSecret, helm template renders and makes no "
+          "Secret of its own", error or "")
+    if docs:
+        pcp = [s for s in objects(docs, "Secret") if name_of(s) == "pg-pgpool"]
+        check(bool(pcp) and pcp[0]["data"]["pcp"],
+              "the PCP password is still generated (read only at Pgpool-II's "
+              "start)")
+    docs, error = helm.template(PASSWORDS)
+    secret = the(docs, "Secret", "pg") if docs else {"data": {}}
+    check(secret["data"].get("superuser") == "c3UtcHc=" and
+          secret["metadata"].get("annotations", {}).get(
+              "helm.sh/resource-policy") == "keep",
+          "given passwords are stored as given; the Secret outlives "
+          "helm uninstall")
+
+
+def expected_values(args, release, namespace):
+    """What check_rendering needs to know about a variation's values."""
+    sets = {}
+    for flag, value in zip(args[::2], args[1::2]):
+        if flag in ("--set", "--set-string"):
+            key, _, val = value.partition("=")
+            sets[key] = val
+    full = sets.get("fullnameOverride", release)
+    return {
+        "namespace": namespace,
+        "cluster": sets.get("clusterName", full),
+        "replicas": int(sets.get("postgres.replicas", 3)),
+        "maxReplicas": int(sets.get("postgres.maxReplicas", 9)),
+        "pgpool": sets.get("pgpool.enabled", "true") == "true",
+        "superuser": sets.get("config.superuser", "postgres"),
+        "database": sets.get("config.database", "postgres"),
+        "client": sets.get("client.enabled", "false") == "true",
+    }
+
+
+def check_rendering(docs, label, values, source_dir, calls):
+    sts = check_workloads(docs, label)
+    check_services(docs, label)
+    check_psa_restricted(docs, label)
+    check_writable_mounts(docs, label)
+    check_mounts(docs, label)
+    role = check_rbac(docs, label, source_dir, values, calls)
+    check_pgpool(docs, label, values, sts)
+    check(sts["spec"]["replicas"] == values["replicas"],
+          f"{label}: {values['replicas']} PostgreSQL pods")
+    if values["client"]:
+        check_client(docs, label)
+    return role
+
+
+def check_reference_names(docs):
+    names = {(d["kind"], name_of(d)) for d in docs}
+    want = {("StatefulSet", "postgres-sts"), ("Service", "pgpool-svc"),
+            ("Deployment", "pg-client"), ("Secret", "postgres-secrets")}
+    check(want <= names, "the reference deployment's names: postgres-sts, "
+          "pgpool-svc, pg-client, postgres-secrets", str(want - names))
+    mounted = {v["secret"]["secretName"] for _, _, spec in pod_specs(docs)
+               for v in spec.get("volumes", []) if "secret" in v}
+    check("postgres-secrets" in mounted, "the pods mount postgres-secrets")
+    client = the(docs, "Deployment", "pg-client")
+    env = {e["name"]: e.get("value") for e in
+           client["spec"]["template"]["spec"]["containers"][0]["env"]}
+    check(env.get("PGHOST") == "pgpool-svc", "pg-client connects to "
+          "pgpool-svc")
 
 
 def main():
@@ -523,39 +902,75 @@ def main():
     parser.add_argument("--source", default=os.environ.get(
         "PGLEASE_SOURCE_DIR", os.path.dirname(os.path.dirname(HERE))))
     parser.add_argument("--build", default=os.environ.get("PGLEASE_BUILD_DIR"))
+    parser.add_argument("--helm")
     args = parser.parse_args()
     chart_dir = os.path.join(args.source, "charts", "pglease")
     build = args.build or os.path.join(args.source, "build")
     agentctl = os.path.join(build, "agent", "agentctl")
     agent = os.path.join(build, "agent", "pglease-agent")
-    agentctl = agentctl if os.access(agentctl, os.X_OK) else None
-    agent = agent if os.access(agent, os.X_OK) else None
+    helm_path = find_helm(args.source, args.helm)
+    if not helm_path:
+        fail("no helm: run `source scripts/lib.sh && ensure_helm` (what "
+             "scripts/test does) or pass --helm")
+        return 1
+    if not (os.access(agentctl, os.X_OK) and os.access(agent, os.X_OK)):
+        fail(f"the agent programs are not built in {build}")
+        return 1
+    helm = Helm(helm_path, chart_dir)
+    print(f"helm: {helm_path} {helm.run('version', '--short').stdout.strip()}")
 
-    with open(os.path.join(chart_dir, "Chart.yaml"), encoding="utf-8") as h:
-        chart = yaml.safe_load(h)
-    check(chart.get("apiVersion") == "v2", "Chart.yaml: Helm 3 (apiVersion v2)")
     with open(os.path.join(chart_dir, "values.yaml"), encoding="utf-8") as h:
-        values = yaml.safe_load(h)
+        values_yaml = yaml.safe_load(h)
+    with open(os.path.join(chart_dir, "values.schema.json"),
+              encoding="utf-8") as h:
+        schema = json.load(h)
     check_yamllint(chart_dir)
     check_values_documented(chart_dir)
-    _, docs = load_templates(chart_dir)
-    sts = check_workloads(docs)
-    check_services(docs)
-    check_rbac(docs, args.source, sts)
-    check_mounts(docs, values)
-    check_probes_and_hooks(docs, values, agentctl, chart_dir)
-    check_config(values, agent, args.source)
-    check_pgpool(docs, chart_dir, args.source)
+    check_schema_enums(schema, args.source)
+    calls = agent_calls(args.source)
 
-    if not agentctl or not agent:
-        print(f"not checked: the agent programs (not built in {build})")
-    print("not checked: template logic (conditionals, helpers' output, "
-          "range, lookup and randAlphaNum, value types after rendering): "
-          "there is no helm here; both branches of each if are read as one")
-    print("not checked: real scheduling, PVC binding, RBAC enforcement, DNS "
-          "and probes against a Kubernetes cluster (none here)")
-    print("not checked: the Containerfile's images (no docker or podman "
-          "here); the pgpool image's paths are assumed to be Debian 12's")
+    lint = helm.lint([])
+    check(lint.returncode == 0, "helm lint --strict, default values",
+          lint.stdout + lint.stderr)
+    check_passwords(helm)
+    roles = []
+    for label, extra, release, namespace in VARIATIONS:
+        lint = helm.lint(PASSWORDS + extra, namespace)
+        check(lint.returncode == 0, f"helm lint --strict: {label}",
+              lint.stdout + lint.stderr)
+        docs, error = helm.template(PASSWORDS + extra, release, namespace)
+        if not check(docs is not None, f"helm template: {label}", error):
+            continue
+        values = expected_values(PASSWORDS + extra, release, namespace)
+        roles.append(check_rendering(docs, label, values, args.source, calls))
+        if label == "default values":
+            conf = check_config(docs, agent, label)
+            check_values_keys(values_yaml, conf, schema)
+            check_probes_and_hooks(docs, values_yaml, agentctl, chart_dir)
+            check_pgpool_files(docs, chart_dir, args.source)
+        elif label == "synchronous mode" or label == "non-default superuser":
+            check_config(docs, agent, label)
+        elif label == "reference deployment's names":
+            check_reference_names(docs)
+    want = normalize_rules(docs_role(args.source)["rules"])
+    check(roles and all(normalize_rules(r["rules"]) == want for r in roles),
+          "the Role is docs/kubernetes.md's RBAC Role in every variation",
+          f"docs {want} chart {normalize_rules(roles[0]['rules'])}"
+          if roles else "no rendering")
+    for extra, key in INVALID:
+        docs, error = helm.template(PASSWORDS + extra)
+        check(docs is None and key in (error or ""),
+              f"invalid {' '.join(extra[1::2])}: fails naming {key}",
+              error or "rendered")
+    docs, error = helm.template(PASSWORDS + ["--set", "postgres.replicas=0",
+                                             "--set", "pgpool.enabled=false"])
+    check(docs is not None, "postgres.replicas=0 without Pgpool-II renders "
+          "(a cluster scaled to zero)", error or "")
+    check_checksums(helm)
+
+    print("not checked here: server-side dry-run, Pod Security admission "
+          "and RBAC enforcement by an API server (docs/kubernetes.md says "
+          "where they are)")
     if FAILURES:
         print(f"{len(FAILURES)} check(s) failed")
         return 1

@@ -9,6 +9,11 @@ failover and switchover, the resilience suite and scripts/demo.
     ...
     cluster.stop()
 
+With PGLEASE_KUBE=real in the environment the API is instead the real
+kube-apiserver that scripts/k8s started (tests/k8s/realkube.py, same
+interface): each cluster gets a namespace of its own with the chart's RBAC,
+and each node a rotated ServiceAccount token and a TCP proxy to the server.
+
 Each node is what a pod of the StatefulSet holds: `pglease-agent init` (the
 init container), the `pglease-agent run-postgres` supervisor around the
 postmaster (the postgres container) and the agent daemon (the sidecar), all
@@ -36,7 +41,8 @@ import types
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_DIR = os.environ.get("PGLEASE_SOURCE_DIR") or \
     os.path.dirname(os.path.dirname(HERE))
-for _path in (HERE, os.path.join(SOURCE_DIR, "tests", "kube-emulator")):
+for _path in (HERE, os.path.join(SOURCE_DIR, "tests", "kube-emulator"),
+              os.path.join(SOURCE_DIR, "tests", "k8s")):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
@@ -224,11 +230,33 @@ class Node:
         self.cluster.emulator.kubeconfig(self.kubeconfig_path, self.token,
                                          namespace=self.cluster.namespace)
         pgharness.chown_to_runner(self.kubeconfig_path)
-        lines = [f"# {self.name} of the local cluster "
-                 f"{self.cluster.cluster_name} (tests/integration/cluster.py)"]
-        for key, value in self.cluster.node_settings(self).items():
-            lines.append(f"{key} = {_conf_value(value)}")
-        _write_private(self.conf_path, "\n".join(lines) + "\n", 0o644)
+        self.write_conf()
+
+    def write_conf(self, changes=None, text=None):
+        """Rewrite pglease.conf only: with `changes` (key -> value, kept
+        for later rewrites, None removes a key's override), or with `text`
+        as is (an invalid file for a reload test). Send SIGHUP with
+        reload_agent() to apply it."""
+        if text is None:
+            per_node = self.cluster.per_node.setdefault(self.name, {})
+            for key, value in (changes or {}).items():
+                if value is None:
+                    per_node.pop(key, None)
+                else:
+                    per_node[key] = value
+            lines = [f"# {self.name} of the local cluster "
+                     f"{self.cluster.cluster_name} (tests/integration/"
+                     "cluster.py)"]
+            for key, value in self.cluster.node_settings(self).items():
+                lines.append(f"{key} = {_conf_value(value)}")
+            text = "\n".join(lines) + "\n"
+        _write_private(self.conf_path, text, 0o644)
+
+    def reload_agent(self):
+        """SIGHUP to the agent (configuration reload)."""
+        if not self.agent_alive():
+            raise ClusterError(f"{self.name}: no agent to reload")
+        self.agent_proc.send_signal(signal.SIGHUP)
 
     # -- processes -----------------------------------------------------------
 
@@ -349,9 +377,22 @@ class Node:
     def kill_postmaster(self, timeout=10):
         """kill -9 the postmaster (from postmaster.pid); its backends die
         with it or are left for the supervisor, as after a real crash."""
-        pid = _wait(self.postmaster_pid, timeout,
-                    f"{self.name}: a running postmaster")
-        os.kill(pid, signal.SIGKILL)
+        if not self.supervisor_alive():
+            # Without its supervisor the postmaster may be gone already
+            # (it dies with it, and the agent fences a primary left
+            # without one): only its zombie may be left, for us (the
+            # subreaper) to collect.
+            pgharness.reap_adopted({p.pid for p in self.cluster.reaper.procs})
+            pid = self.postmaster_pid()
+            if pid is None:
+                return None
+        else:
+            pid = _wait(self.postmaster_pid, timeout,
+                        f"{self.name}: a running postmaster")
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         _wait(lambda: not pgharness.pid_alive(pid), timeout,
               f"{self.name}: postmaster {pid} to die", interval=0.02)
         if not self.supervisor_alive():
@@ -362,8 +403,9 @@ class Node:
 
     def kill_supervisor(self, timeout=10):
         """kill -9 the run-postgres supervisor only (the postgres container
-        is gone and not restarted): its postmaster keeps running, orphaned,
-        until kill_postmaster()."""
+        is gone and not restarted): its postmaster dies with it
+        (PR_SET_PDEATHSIG, an immediate shutdown); its zombie is ours (the
+        subreaper) and stays until something reaps it."""
         self.want_supervisor = False
         proc = self.supervisor_proc
         if proc is None or proc.poll() is not None:
@@ -608,8 +650,14 @@ class LocalCluster:
 
     def __init__(self, workdir, binaries, reaper, n=3, cluster_name="pg",
                  namespace="default", settings=None, tls=True,
-                 node_settings=None, pg_bindir=None):
+                 node_settings=None, pg_bindir=None, kube_options=None):
         self.workdir = str(workdir)
+        self.real_kube = os.environ.get("PGLEASE_KUBE") == "real"
+        self.kube_options = dict(kube_options or {})
+        if self.real_kube and namespace == "default":
+            # The real server outlives the test: a namespace of its own
+            # keeps one cluster's Lease and Pods from the next one's.
+            namespace = f"pgl-{secrets.token_hex(4)}"
         self.binaries = binaries if not isinstance(binaries, dict) \
             else types.SimpleNamespace(**binaries)
         self.reaper = reaper
@@ -673,8 +721,6 @@ class LocalCluster:
             "rewind_password_file": os.path.join(node.secrets_dir, "rewind"),
             "log_format": "json",
         }
-        if getattr(self.binaries, "sql_dir", None):
-            out["sql_dir"] = self.binaries.sql_dir
         out.update(self.settings)
         out.update(self.per_node.get(node.name, {}))
         return out
@@ -687,8 +733,14 @@ class LocalCluster:
         if self._set_up:
             return self
         pgharness.make_dir(self.workdir)
-        self.emulator = kubeemu.Emulator(
-            os.path.join(self.workdir, "kube"), tls=self.tls)
+        if self.real_kube:
+            import realkube  # pylint: disable=import-outside-toplevel
+            self.emulator = realkube.RealKube(
+                os.path.join(self.workdir, "kube"), namespace=self.namespace,
+                cluster_name=self.cluster_name, **self.kube_options)
+        else:
+            self.emulator = kubeemu.Emulator(
+                os.path.join(self.workdir, "kube"), tls=self.tls)
         self.emulator.start()
         for node in self.nodes:
             self.emulator.add_token(node.token, node.name)

@@ -219,8 +219,14 @@ class Keeper:
         try:
             binaries = stage_binaries(self.args.build_dir,
                                       os.path.join(data_dir, "bin"))
+            # Against the real server (scripts/demo --kube real) the
+            # namespace a user of the chart would pick, so that
+            # `kubectl get lease,pods -n database` shows the demo.
+            namespace = "database" if os.environ.get("PGLEASE_KUBE") == \
+                "real" else "default"
             self.cluster = LocalCluster(pgharness.make_dir(data_dir),
-                                        binaries, reaper, n=self.args.nodes)
+                                        binaries, reaper, n=self.args.nodes,
+                                        namespace=namespace)
             self.state("starting")
             self.cluster.start(timeout=self.args.timeout)
             self._wait_labels()

@@ -12,8 +12,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_DIR = os.environ.get("PGLEASE_SOURCE_DIR") or \
     os.path.dirname(os.path.dirname(HERE))
 
-# The harness and the Kubernetes API emulator are plain modules.
-for _path in (HERE, os.path.join(SOURCE_DIR, "tests", "kube-emulator")):
+# The harness, the Kubernetes API emulator and the real server's driver
+# (tests/k8s) are plain modules.
+for _path in (HERE, os.path.join(SOURCE_DIR, "tests", "kube-emulator"),
+              os.path.join(SOURCE_DIR, "tests", "k8s")):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
@@ -29,6 +31,24 @@ def pytest_addoption(parser):
 
 def _keep_tmp():
     return os.environ.get("PGLEASE_KEEP_TMP") == "1"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def control_plane():
+    """Under PGLEASE_KUBE=real (the k8s suite) the variables of
+    `scripts/k8s env`; without a control plane the tests are skipped, or
+    fail under PGLEASE_K8S_REQUIRED=1 (scripts/test sets it after
+    scripts/k8s up). None against the emulator."""
+    if os.environ.get("PGLEASE_KUBE") != "real":
+        return None
+    import realkube  # pylint: disable=import-outside-toplevel
+    env = realkube.control_plane_env()
+    if env is None:
+        message = "no Kubernetes control plane: run scripts/k8s up"
+        if os.environ.get("PGLEASE_K8S_REQUIRED") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return env
 
 
 @pytest.fixture
@@ -103,7 +123,7 @@ def _stage_for_runner(paths, stage_dir):
 @pytest.fixture(scope="session")
 def binaries(request):
     """Paths of the built programs: .agent, .agentctl, .build_dir,
-    .source_dir, .sql_dir. Under root, programs the test user cannot reach
+    .source_dir. Under root, programs the test user cannot reach
     are copied to a temp directory it can."""
     build_dir = (request.config.getoption("--build-dir")
                  or os.environ.get("PGLEASE_BUILD_DIR")
@@ -119,18 +139,10 @@ def binaries(request):
                     + " (run meson compile, or set PGLEASE_BUILD_DIR)")
     stage_dir = os.path.join(pgharness.make_workdir("pglease-it-bin-"), "bin")
     staged = _stage_for_runner(programs, stage_dir)
-    sql_dir = os.path.join(SOURCE_DIR, "sql")
-    if not pgharness.runner_can_access(sql_dir, "r"):
-        # A clone under /root: the agents (the test user) read a copy.
-        staged_sql = os.path.join(os.path.dirname(stage_dir), "sql")
-        shutil.copytree(sql_dir, staged_sql)
-        for root, dirs, files in os.walk(os.path.dirname(stage_dir)):
-            os.chmod(root, 0o755)
-            for f in files:
-                os.chmod(os.path.join(root, f), 0o644 if f.endswith(".sql") else 0o755)
-        sql_dir = staged_sql
+    # No sql_dir: the agents apply the migrations built into them, as they
+    # do in a pod or from a checkout that their user cannot read.
     yield types.SimpleNamespace(build_dir=build_dir, source_dir=SOURCE_DIR,
-                                sql_dir=sql_dir, **staged)
+                                **staged)
     shutil.rmtree(os.path.dirname(stage_dir), ignore_errors=True)
 
 
@@ -195,13 +207,42 @@ class ClusterFactory:
         return "\n".join(out)
 
     def stop_all(self):
+        """Stop every cluster; returns the errors, sanitizer reports in
+        any agent's, supervisor's or init's log included."""
         errors = []
         for local in self.clusters:
             try:
                 local.stop()
             except AssertionError as exc:
                 errors.append(f"{local}: {exc}")
+            errors.extend(sanitizer_reports(local))
         return errors
+
+
+# What AddressSanitizer, LeakSanitizer and UndefinedBehaviorSanitizer print
+# (the sanitizer build of scripts/test); the agents' stderr is their log.
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                   "SUMMARY: AddressSanitizer", "SUMMARY: UndefinedBehavior",
+                   ": runtime error: ")
+
+
+def sanitizer_reports(local):
+    """One error per log of `local`'s nodes that holds a sanitizer line,
+    with the first such lines."""
+    errors = []
+    for node in local.nodes:
+        for path in (node.agent_log_path, node.supervisor_log,
+                     node.init_log):
+            try:
+                with open(path, encoding="utf-8", errors="replace") as log:
+                    lines = [line.rstrip() for line in log
+                             if any(m in line for m in SANITIZER_MARKS)]
+            except FileNotFoundError:
+                continue
+            if lines:
+                errors.append(f"sanitizer report in {path}: "
+                              + " | ".join(lines[:5]))
+    return errors
 
 
 @pytest.fixture
@@ -249,3 +290,7 @@ def module_cluster_factory(request, binaries):
         sys.stderr.write(f"\nkept test directory {path}\n")
     else:
         shutil.rmtree(path, ignore_errors=True)
+    # A sanitizer report fails the module even when every test passed.
+    reports = [e for e in errors if e.startswith("sanitizer report")]
+    if reports:
+        pytest.fail("; ".join(reports))

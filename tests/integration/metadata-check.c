@@ -155,12 +155,12 @@ static int run_command(PGconn *c, const char *schema, const char *cmd, int argc,
                         .details = isempty(argv[3]) ? NULL : argv[3], .at = strtoull(argv[4], NULL, 10),
                 };
                 r = metadata_event_insert(c, schema, &e, &err);
-        } else if (streq(cmd, "history-insert") && argc == 4) {
+        } else if (streq(cmd, "history-insert") && (argc == 4 || argc == 5)) {
                 uint64_t lsn = PG_LSN_INVALID;
                 if (!streq(argv[1], "-") && pg_lsn_parse(argv[1], &lsn) < 0)
                         return 2;
                 r = metadata_history_insert(c, schema, (uint32_t) strtoul(argv[0], NULL, 10), lsn,
-                                            argv[2], argv[3], &err);
+                                            argv[2], argc == 5 ? argv[4] : NULL, argv[3], &err);
         } else if (streq(cmd, "sample") && argc == 1) {
                 r = metadata_sample_replication(c, schema, argv[0], &n, &err);
                 if (r >= 0)

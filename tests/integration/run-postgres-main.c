@@ -25,7 +25,7 @@ static int seconds(const char *s, usec_t *ret) {
 }
 
 static int print_controldata(const char *bindir, const char *datadir) {
-        _cleanup_free_ char *err = NULL, *lsn = NULL;
+        _cleanup_free_ char *err = NULL;
         struct pgctl_controldata d;
         int r;
 
@@ -40,7 +40,7 @@ static int print_controldata(const char *bindir, const char *datadir) {
 static int pgctl_verb(int argc, char **argv) {
         _cleanup_free_ char *err = NULL;
         struct pgctl_config cfg;
-        struct pgctl c;
+        _cleanup_(pgctl_done) struct pgctl c = {};
         usec_t timeout = 0;
         const char *verb;
         pid_t pid;

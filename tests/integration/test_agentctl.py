@@ -6,8 +6,10 @@ protocol over the agent's real socket."""
 
 import json
 import os
+import re
 import socket
 import stat
+import subprocess
 import time
 
 import pytest
@@ -93,6 +95,119 @@ def test_cluster_show_lists_every_member_within_a_second(cluster):
     assert rows[primary.name][1:3] == ["primary", "running"]
     assert rows[primary.name][-1] == f"127.0.0.1:{primary.port}"
     assert "WARNING" not in result.stdout
+
+
+LAG_CELL = re.compile(r"^\d+(\.\d)? (B|KiB|MiB|GiB|TiB), (\d+\.\d|\?) s"
+                      r"( \(stale\))?$")
+
+
+def _lsn(text):
+    high, low = text.split("/")
+    return (int(high, 16) << 32) | int(low, 16)
+
+
+def test_cluster_show_is_live_and_no_replica_is_ahead_of_the_primary(
+        cluster):
+    """Issue 19, item 1: read live (primary last), lag against the
+    primary's current LSN, one Lag format in the table and the JSON."""
+    primary = cluster.wait_healthy(60)
+    names = [n.name for n in cluster.nodes]
+    replica = next(n for n in cluster.nodes if n is not primary)
+    _wait_for(lambda: _settled(_show_json(replica), primary, names), 30,
+              "member records to settle")
+    writer = primary.connect()
+    writer.autocommit = True
+    with writer.cursor() as cur:
+        cur.execute("CREATE TABLE IF NOT EXISTS lagtest (x int)")
+        for _ in range(20):
+            cur.execute("INSERT INTO lagtest SELECT generate_series(1, 500)")
+            view = _show_json(replica)
+            members = {m["name"]: m for m in view["members"]}
+            top = _lsn(members[primary.name]["lsn"])
+            for member in members.values():
+                assert member["reachable"] is True, member
+                assert member["stale"] is False, member
+                assert _lsn(member["lsn"]) <= top, view
+                assert member["lag_bytes"] == top - _lsn(member["lsn"]), \
+                    view
+    writer.close()
+    table = replica.agentctl("cluster", "show")
+    assert table.returncode == 0, table.stderr
+    for line in table.stdout.splitlines()[4:]:
+        if "|" in line:
+            assert LAG_CELL.match(line.split("|")[5].strip()), line
+    stale = replica.agentctl("cluster", "show", "--no-probe")
+    for line in stale.stdout.splitlines()[4:]:
+        if "|" in line:
+            cell = line.split("|")[5].strip()
+            assert LAG_CELL.match(cell) and cell.endswith("(stale)"), line
+
+
+def test_dead_primary_is_not_shown_as_a_second_primary(cluster):
+    """Issue 19, item 2."""
+    primary = cluster.wait_healthy(60)
+    primary.kill_pod()
+    new = cluster.wait_primary(60, other_than=primary.name)
+
+    def settled():
+        view = _show_json(new)
+        members = {m["name"]: m for m in view["members"]}
+        old = members[primary.name]
+        if old["role"] != "unknown":
+            return None
+        return view
+
+    view = _wait_for(settled, 30, "the old primary to be shown as unknown")
+    rows = _wait_for(lambda: (lambda h: h if len(h) >= 2 else None)(
+        _history(new)), 30, "the failover in the history")
+    assert (rows[0]["reason"], rows[0]["old_primary"],
+            rows[0]["new_primary"]) == ("failover", primary.name, new.name)
+    roles = [m["role"] for m in view["members"]]
+    assert roles.count("primary") == 1, view
+    old = next(m for m in view["members"] if m["name"] == primary.name)
+    assert old["status"] == "stopped", old
+    table = new.agentctl("cluster", "show").stdout
+    row = next(line for line in table.splitlines()
+               if line.split("|")[0].strip() == primary.name)
+    assert [c.strip() for c in row.split("|")][1:3] == ["unknown", "stopped"]
+    assert "primaries seen" not in table
+
+
+def test_paused_cluster_with_a_dead_leader_says_failover_is_suspended(
+        cluster):
+    """Issue 19, item 2: the header says the leader is gone."""
+    primary = cluster.wait_healthy(60)
+    replica = next(n for n in cluster.nodes if n is not primary)
+    assert replica.agentctl("pause").returncode == 0
+    _wait_for(lambda: _show_json(replica)["lease"]["paused"], 10,
+              "the pause to be seen")
+    primary.kill_pod()
+    view = _wait_for(lambda: (lambda v: v if v["lease"]["expired"] else None)(
+        _show_json(replica)), 30, "the lease to expire")
+    assert view["lease"]["holder"] == primary.name
+    out = replica.agentctl("cluster", "show").stdout
+    assert out.startswith(f"Cluster pg: leader {primary.name} is gone "
+                          "(lease expired)"), out
+    assert "The leader is gone and failover is suspended while the " \
+        "cluster is paused: agentctl resume" in out, out
+
+
+def test_cluster_show_watch_json_prints_one_document_per_line(cluster):
+    """Issue 19, 4c."""
+    cluster.wait_healthy(60)
+    node = cluster.nodes[0]
+    argv = [cluster.binaries.agentctl, "-c", node.conf_path, "cluster",
+            "show", "--json", "--watch", "200ms"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True,
+                            cwd=node.dir)
+    try:
+        lines = [proc.stdout.readline() for _ in range(3)]
+    finally:
+        proc.kill()
+        proc.wait()
+    for line in lines:
+        assert line.endswith("\n") and line.count("\n") == 1, lines
+        assert json.loads(line)["schema_version"] == 1
 
 
 def test_cluster_show_json_validates_against_the_schema(cluster):
@@ -252,6 +367,46 @@ def test_switchover_to_a_named_standby_with_wait(cluster):
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{target.name} is the new primary" in result.stdout
     assert cluster.wait_primary(30, other_than=primary.name) is target
+    # Issue 19, item 3: the history says what happened, old and new.
+    rows = _wait_for(lambda: (lambda h: h if len(h) >= 2 else None)(
+        _history(target)), 30, "the switchover in the history: "
+        + repr(_history(target)))
+    assert (rows[0]["reason"], rows[0]["old_primary"],
+            rows[0]["new_primary"]) == ("switchover", primary.name,
+                                        target.name), rows
+    assert (rows[-1]["reason"], rows[-1]["old_primary"],
+            rows[-1]["timeline"]) == ("bootstrap", None, 1), rows
+    table = target.agentctl("cluster", "history").stdout.splitlines()
+    assert [c.strip() for c in table[0].split("|")] == [
+        "Timeline", "Switch LSN", "Old primary", "New primary", "At (UTC)",
+        "Reason"]
+    assert [c.strip() for c in table[2].split("|")][2:4] == [
+        primary.name, target.name]
+    assert table[2].split("|")[-1].strip() == "switchover"
+
+
+def test_refused_switchover_prints_the_leaders_reason(cluster):
+    """Issue 19, 4b: the refusal itself says why, with exit code 5."""
+    primary = cluster.wait_healthy(60)
+    target = next(n for n in cluster.nodes if n is not primary)
+    names = [n.name for n in cluster.nodes]
+    _wait_for(lambda: _settled(_show_json(primary), primary, names), 30,
+              "member records to settle")
+    target.stop_agent()
+    target.stop_supervisor()
+    result = primary.agentctl("switchover", "--to", target.name, "--wait",
+                              "--timeout", "30", timeout=60)
+    assert result.returncode == 5, result.stdout + result.stderr
+    assert f"the leader {primary.name} refused the switchover: " \
+        f"{target.name} is not running" in result.stderr, result.stderr
+    assert "agentctl cluster events" not in result.stderr
+    assert cluster.lease()["holderIdentity"] == primary.name
+
+
+def _history(node):
+    result = node.agentctl("cluster", "history", "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
 
 
 def test_demote_wait_on_a_standby_stops_it_and_answers(cluster):
@@ -276,6 +431,10 @@ def test_demote_wait_on_the_primary_hands_the_lease_over(cluster):
     new = cluster.wait_primary(30, other_than=primary.name)
     assert new is not primary
     assert new.name in result.stdout or "released" in result.stdout
+    rows = _wait_for(lambda: (lambda h: h if len(h) >= 2 else None)(
+        _history(new)), 30, "the demote in the history")
+    assert (rows[0]["reason"], rows[0]["old_primary"],
+            rows[0]["new_primary"]) == ("demote", primary.name, new.name)
 
 
 def test_cluster_events_and_history_come_from_the_primary(cluster):
@@ -292,7 +451,10 @@ def test_cluster_events_and_history_come_from_the_primary(cluster):
     rows = _wait_for(events, 30, "events in the metadata schema")
     assert {"id", "at", "node", "event", "successful", "details"} <= \
         set(rows[0])
-    assert [r["id"] for r in rows] == sorted((r["id"] for r in rows),
+    # Newest first by the time the event happened (issue 19, item 4): a
+    # queued event (a standby's, written once a primary exists) has a
+    # later id than events that happened after it.
+    assert [r["at"] for r in rows] == sorted((r["at"] for r in rows),
                                              reverse=True)
     one = replica.agentctl("cluster", "events", "--json", "--node",
                            rows[0]["node"])
@@ -305,5 +467,187 @@ def test_cluster_events_and_history_come_from_the_primary(cluster):
     history = replica.agentctl("cluster", "history", "--json")
     assert history.returncode == 0, history.stderr
     for row in json.loads(history.stdout):
-        assert {"timeline", "switch_lsn", "new_primary", "reason", "at"} <= \
-            set(row)
+        assert {"timeline", "switch_lsn", "old_primary", "new_primary",
+                "reason", "at"} <= set(row)
+    primary.sql("DELETE FROM pglease.history")
+    empty = replica.agentctl("cluster", "history")
+    assert empty.returncode == 0, empty.stderr
+    assert empty.stdout == "No promotion recorded yet.\n"
+
+
+def _wait_schema(primary):
+    _wait_for(lambda: primary._try_sql(
+        "SELECT 1 FROM pglease.events LIMIT 1"), 30,
+        "the metadata schema with events")
+
+
+def test_cluster_events_escape_control_characters_and_stream(cluster):
+    """Issue 19, 4c: a row holding a newline and an ANSI escape cannot draw
+    on the terminal; long details are cut in the table; --limit 0 streams
+    (a bounded RSS however many rows); times have milliseconds."""
+    primary = cluster.wait_healthy(60)
+    replica = next(n for n in cluster.nodes if n is not primary)
+    _wait_schema(primary)
+    primary.sql(
+        "INSERT INTO pglease.events (at, node, event, details) VALUES "
+        "(now() + interval '1 hour', E'evil\\n\\x1b[2Jnode', "
+        "E'kind\\x1b[31m', jsonb_build_object('message', "
+        "E'line1\\nline2\\x1b[0m' || repeat('x', 500)))")
+    result = replica.agentctl("cluster", "events", "--limit", "1")
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in result.stdout
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3, lines
+    assert re.match(r"^\d+ +\| \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \| "
+                    r"evil\\n\\x1b\[2Jnode", lines[2]), lines[2]
+    assert "kind\\x1b[31m" in lines[2] and lines[2].endswith("..."), lines[2]
+    assert len(lines[2]) < 220, lines[2]
+    whole = json.loads(replica.agentctl("cluster", "events", "--json",
+                                        "--limit", "1").stdout)
+    assert whole[0]["node"] == "evil\n\x1b[2Jnode"
+    assert whole[0]["details"]["message"].endswith("x" * 500)
+
+    primary.sql(
+        "INSERT INTO pglease.events (at, node, event, details) "
+        "SELECT now() - interval '1 day', 'bulk', 'bulk', "
+        "jsonb_build_object('message', repeat('y', 2000)) "
+        "FROM generate_series(1, 60000)")
+    argv = [cluster.binaries.agentctl, "-c", replica.conf_path, "cluster",
+            "events", "--json", "--limit", "0"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, cwd=replica.dir)
+    count = 0
+    first = proc.stdout.readline()
+    assert first == b"[\n", first
+    for line in proc.stdout:
+        if line.startswith(b"{"):
+            count += 1
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.returncode == 0
+    assert count >= 60001
+    # 60,000 rows of 2 kB are 120 MB of details: held in memory they would
+    # show; streamed, agentctl stays small (ru_maxrss is in KiB).
+    assert usage.ru_maxrss < 60 * 1024, usage.ru_maxrss
+
+
+def test_node_check_json_is_one_object_with_the_exit_code(cluster):
+    """Issue 19, 4c."""
+    primary = cluster.wait_healthy(60)
+    result = primary.agentctl("node", "check", "--json", "--role",
+                              "primary")
+    assert result.returncode == CHECK_OK, result.stdout + result.stderr
+    body = json.loads(result.stdout)
+    assert body["status"] == "OK" and body["exit_code"] == 0
+    assert body["role"] == "primary" and body["lag_bytes"] == 0
+    result = primary.agentctl("node", "check", "--json", "--role",
+                              "replica")
+    assert result.returncode == CHECK_CRITICAL
+    body = json.loads(result.stdout)
+    assert body["status"] == "CRITICAL" and body["exit_code"] == 2
+    assert body["message"].startswith("primary, expected replica")
+
+
+def test_pause_and_resume_leave_events(cluster):
+    """Issue 19, 4c: operator actions are in the audit trail."""
+    primary = cluster.wait_healthy(60)
+    replica = next(n for n in cluster.nodes if n is not primary)
+    _wait_schema(primary)
+    assert replica.agentctl("pause").returncode == 0
+    assert replica.agentctl("resume").returncode == 0
+
+    def events():
+        rows = json.loads(primary.agentctl(
+            "cluster", "events", "--json", "--node", replica.name,
+            "--limit", "0").stdout)
+        kinds = [r["event"] for r in rows]
+        return rows if "pause" in kinds and "resume" in kinds else None
+
+    rows = _wait_for(events, 30, "pause and resume events")
+    kinds = [r["event"] for r in rows]
+    assert kinds.index("resume") < kinds.index("pause")   # newest first
+
+
+def _events(node, *extra):
+    result = node.agentctl("cluster", "events", "--json", "--limit", "0",
+                           *extra)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+LSN_IN_TEXT = re.compile(r"\bLSN ([0-9A-Fa-f/]+)")
+
+
+def test_events_are_quiet_ordered_and_use_one_lsn_format(cluster):
+    """Issue 19, item 4: no primary-down after bootstrap, a paused cluster
+    writes one paused row per condition (plus one with the count), rows in
+    time order, every LSN as X/Y."""
+    primary = cluster.wait_healthy(60)
+    replica = next(n for n in cluster.nodes if n is not primary)
+    _wait_schema(primary)
+    assert not [r for r in _events(primary) if r["event"] == "primary-down"]
+
+    assert replica.agentctl("pause").returncode == 0
+    primary.kill_pod()
+    # Paused: the lease expires and nobody takes it; each standby decides
+    # "paused" once per tick (1 s here) for 10 s, but writes it once.
+    _wait_for(lambda: (_show_json(replica)["lease"]["age_seconds"] or 0)
+              > 14, 40, "the lease to be expired for 10 s")
+    assert replica.agentctl("resume").returncode == 0
+    new = cluster.wait_primary(60, other_than=primary.name)
+    rows = _wait_for(lambda: (lambda r: r if any(
+        x["event"] == "promote" and x["node"] == new.name for x in r)
+        else None)(_events(new)), 30, "the promotion event")
+    for node in cluster.nodes:
+        if node is primary:
+            continue
+        paused = [r for r in rows if r["node"] == node.name
+                  and r["event"] == "paused"]
+        plain = [r for r in paused if "repeated" not in r["details"]]
+        assert len(plain) <= 2, paused
+    ats = [r["at"] for r in rows]
+    assert ats == sorted(ats, reverse=True)
+    primary.start_pod()
+    # The revived node's return is in the table, not only in its log: it
+    # starts as a standby of the new primary (and rejoins with a rewind
+    # when its timeline forked).
+    rows = _wait_for(lambda: (lambda r: r if any(
+        x["node"] == primary.name and (
+            x["event"] == "rejoin" or (
+                x["event"] == "start" and f"standby of 127.0.0.1:{new.port}"
+                in x["details"].get("message", ""))) for x in r)
+        else None)(_events(new)), 60, "the revived node's event")
+    for row in rows:
+        for lsn in LSN_IN_TEXT.findall(row["details"].get("message", "")):
+            assert re.match(r"^[0-9A-F]+/[0-9A-F]+$", lsn), row
+
+
+def test_idle_leader_does_not_rewrite_unchanged_node_rows(cluster):
+    """Issue 19, item 6: the node rows are written when they change (and
+    by a slow keep-alive), not every status_interval."""
+    primary = cluster.wait_healthy(60)
+    names = [n.name for n in cluster.nodes]
+    _wait_for(lambda: _settled(_show_json(primary), primary, names), 30,
+              "member records to settle")
+    _wait_schema(primary)
+    _wait_for(lambda: primary.sql(
+        "SELECT count(*) FROM pglease.nodes")[0][0] == 3, 30,
+        "three node rows")
+
+    def writes():
+        return primary.sql(
+            "SELECT n_tup_ins + n_tup_upd FROM pg_stat_user_tables"
+            " WHERE schemaname = 'pglease' AND relname = 'nodes'")[0][0]
+
+    def steady():
+        """The count, once it held still over more than one interval."""
+        first = writes()
+        time.sleep(2.5)
+        return first if writes() == first else None
+
+    # The settling records' writes land first; then ten seconds (five
+    # status intervals) go by without one.
+    before = _wait_for(steady, 30, "the node rows to stop changing")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        assert writes() == before
+        time.sleep(0.5)

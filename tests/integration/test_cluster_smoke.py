@@ -41,7 +41,8 @@ def test_cluster_files_are_accepted_by_the_agent(cluster_factory, binaries,
             assert pgharness.runner_can_access(path, "r")
     # Each node's token is its own identity on the API.
     status, _ = local.emulator.get(
-        local.emulator.pod_path("default", "pg-1"), token=local.nodes[1].token)
+        local.emulator.pod_path(local.namespace, "pg-1"),
+        token=local.nodes[1].token)
     assert status == 200
 
 

@@ -19,6 +19,7 @@ import time
 import pytest
 
 import pgharness
+import renewload
 from kubeemu import KUBECTL, Emulator, EmulatorError
 
 NS = "default"
@@ -374,6 +375,11 @@ def test_cut_off_holder_fences_by_the_renew_deadline_before_anyone_acquires(clus
 def test_api_server_outage_fences_every_leader_and_one_leads_after(cluster):
     leader = first_leader(cluster)
     time.sleep(RETRY_PERIOD)
+    # Every agent refused first, so that the renewTime read next is that of
+    # the last renewal the holder could make: one landing between the read
+    # and the stop would make the fence look a retry_period late (the
+    # renewer renews exactly every retry_period, without the tick's jitter).
+    cluster.emu.fault("*", "refuse")
     last_renewal = parse_time(cluster.lease()["spec"]["renewTime"])
     cluster.emu.stop()
     stopped = time.monotonic()
@@ -513,3 +519,48 @@ def test_hung_api_server_fences_the_holder_within_the_lease_duration(make_cluste
     cluster = make_cluster(api_timeout=1.5)
     fenced_at, _, last_renewal, _, _ = cut_off_holder(cluster, "hang")
     assert fenced_at - last_renewal < LEASE_DURATION, cluster.logs()
+
+
+def thread_names(pid):
+    names = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/comm", encoding="ascii") as f:
+                names.append(f.read().strip())
+        except OSError:
+            pass
+    return names
+
+
+def test_holder_renews_from_its_renewer_thread_while_its_reads_hang(cluster):
+    """--election-only renews as the full agent does (issue 15): from the
+    renewer's thread, on its own timer, which also writes
+    <run_dir>/lease-expiry after each renewal. Every read (GET) the holder
+    sends hangs for 3 x lease duration: a loop that reads before renewing
+    waits api_timeout each tick and renews a second apart at best; the
+    renewer's writes (PUT) keep the cadence and the lease stays put."""
+    leader = first_leader(cluster)
+    assert "pglease-renew" in thread_names(leader.proc.pid)
+    transitions = cluster.lease()["spec"]["leaseTransitions"]
+    watch = renewload.RenewWatch(leader).start()
+    pgharness.wait_for(lambda: len(watch.values) >= 2, 3 * TICK_MAX,
+                       "the renewer's lease-expiry file to advance")
+    cluster.emu.fault(leader.token, "hang", verbs=["get"])
+    try:
+        time.sleep(3 * LEASE_DURATION)
+    finally:
+        cluster.emu.fault(leader.token, "ok")
+    stats = renewload.cadence(watch.stop())
+    print(f"\n{leader.name} with every read hanging: renew cadence p50 "
+          f"{stats['p50']:.3f}s p99 {stats['p99']:.3f}s max "
+          f"{stats['max']:.3f}s over {stats['n']} renewals")
+    assert stats["n"] >= 3 * LEASE_DURATION / RETRY_PERIOD - 2, stats
+    # A renewal is due every retry_period; a failed one is retried after
+    # 200 ms. More than this apart would be a wait in the loop.
+    assert stats["max"] < RETRY_PERIOD + 0.5, stats
+    assert cluster.holder() == leader.name
+    assert cluster.lease()["spec"]["leaseTransitions"] == transitions
+    assert leader.believes_leader()
+    assert not leader.lines("fence"), leader.log_text()
+    assert not leader.lines("renew"), leader.log_text()
+    cluster.assert_never_two_leaders()

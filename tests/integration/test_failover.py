@@ -55,6 +55,11 @@ API_ERROR_SECONDS = 5.0
 
 RESULTS = []
 
+# Under AddressSanitizer/UBSan (scripts/test's second pass) the agents run
+# two to three times slower: latency figures are not checked there, safety
+# bounds (fence by the renew deadline, no split brain) still are.
+SANITIZED = os.environ.get("PGLEASE_SANITIZE", "none") != "none"
+
 
 @pytest.fixture(scope="module", autouse=True)
 def summary(request):
@@ -249,25 +254,25 @@ def test_postmaster_killed_and_restarted_by_the_supervisor(shared):
     result = run.finish(zero_loss_if_same=True)
     if not result["failover"]:
         assert result["transitions"] == 0
-        assert result["writable"] < _seconds(SETTINGS["primary_start_timeout"])
+        if not SANITIZED:
+            assert result["writable"] < \
+                _seconds(SETTINGS["primary_start_timeout"])
 
 
-def test_postmaster_not_restarted_fails_over_after_primary_start_timeout(
+def test_postmaster_not_restarted_fails_over_without_its_supervisor(
         shared):
     """The supervisor is killed with the postmaster (the postgres container
-    cannot come back): after primary_start_timeout the agent fences and
-    releases the Lease, a standby promotes; the postgres container, started
-    again, rejoins as a standby."""
+    cannot come back): the agent sees its supervisor gone on its next tick
+    and fences and releases the Lease at once (issue 16: no watchdog, no
+    waiting for primary_start_timeout), a standby promotes; the postgres
+    container, started again, rejoins as a standby."""
     run = Scenario(shared, "postmaster_not_restarted")
     old = run.old
     old.kill_supervisor()
     run.failed()
     old.kill_postmaster()
-    new = run.wait_writable(exclude=[old])
-    start_timeout = _seconds(SETTINGS["primary_start_timeout"])
-    assert run.t_writable >= start_timeout - 0.5, \
-        f"{new.name} took over {run.t_writable:.2f}s after the crash, " \
-        f"before primary_start_timeout ({start_timeout:g}s)"
+    run.wait_writable(exclude=[old])
+    assert any(e.get("event") == "supervisor-gone" for e in old.agent_log())
     old.start_supervisor()
     result = run.finish()
     assert result["failover"]
@@ -335,6 +340,52 @@ def test_primary_cut_off_from_the_api(shared):
     # Safety rule 1: the old primary stopped accepting writes by its renew
     # deadline (its last renewal was sent before the cut), well before the
     # new one could promote.
+    if result["old_last_write"] is not None:
+        assert result["old_last_write"] < RENEW_DEADLINE + 0.5, result
+
+
+def test_fence_with_an_unwritable_marker_still_stops_writes(shared):
+    """Issue 14: the standby marker cannot be written (the data directory
+    is read-only for the agent and the supervisor) when the primary is cut
+    off from the API. The fence fails, but PostgreSQL stops accepting
+    writes by the renew deadline, the supervisor's lease-expiry backstop is
+    not lifted before it has, and a standby takes over with no moment of
+    two writable servers; with the directory writable again the old primary
+    rejoins."""
+    run = Scenario(shared, "fence_marker_unwritable")
+    old = run.old
+    marker = os.path.join(old.data_dir, "standby.signal")
+    mode = os.stat(old.data_dir).st_mode & 0o777
+    agent_log_size = len(old.agent_log())
+    supervisor_log_size = os.path.getsize(old.supervisor_log)
+    os.chmod(old.data_dir, 0o500)
+    try:
+        old.cut_api()
+        run.failed()
+        _wait(lambda: not old.is_primary(), RENEW_DEADLINE + 5,
+              f"{old.name} to stop accepting writes",
+              describe=run._describe)  # pylint: disable=protected-access
+        stopped = run.since_failure()
+        run.note = f"stopped at {stopped:.2f}s"
+        assert not os.path.exists(marker), "the marker was written after all"
+        run.wait_writable(exclude=[old])
+    finally:
+        os.chmod(old.data_dir, mode)
+        old.restore_api()
+    # Whichever fenced first (the agent at its deadline, the supervisor at
+    # the lease expiry) says the marker could not be written.
+    failed = [e["msg"] for e in old.agent_log()[agent_log_size:]
+              if e.get("event") == "fence" and "cannot write" in
+              e.get("msg", "")]
+    with open(old.supervisor_log, encoding="utf-8", errors="replace") as log:
+        log.seek(supervisor_log_size)
+        failed += [line for line in log if "NOT written" in line]
+    assert failed, "no fence reported the unwritable marker"
+    result = run.finish()
+    assert result["failover"]
+    # Its last renewal was sent before the cut: down by the renew deadline
+    # (plus the time to notice it on a loaded machine).
+    assert stopped < RENEW_DEADLINE + 1.0, result
     if result["old_last_write"] is not None:
         assert result["old_last_write"] < RENEW_DEADLINE + 0.5, result
 

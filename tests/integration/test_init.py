@@ -24,7 +24,7 @@ import pytest
 import pgharness
 from cluster import LocalCluster
 
-EXIT_OK, EXIT_FAIL, EXIT_UNREACHABLE = 0, 1, 4
+EXIT_OK, EXIT_FAIL, EXIT_CONFIG, EXIT_UNREACHABLE = 0, 1, 3, 4
 STATUS_ANNOTATION = "pglease.io/status"
 SETTINGS = {"clone_timeout": "60s"}
 
@@ -192,6 +192,18 @@ def test_dry_run_on_an_empty_cluster_plans_bootstrap_and_changes_nothing(cl):
     assert cl.lease() is None
     assert not os.path.exists(pg0.data_dir)
     assert member_record(cl, pg0) is None
+
+
+def test_bootstrap_is_checked_before_the_lease_is_created(cl):
+    """A member that would take the lease and then fail to bootstrap (here:
+    local connections need a password and there is none) leaves the cluster
+    without a primary for a lease_duration: init checks first."""
+    pg0 = cl.nodes[0]
+    res = run_init(pg0, "--set", "superuser_password_file=")
+    assert res.returncode == EXIT_CONFIG, res.stdout + res.stderr
+    assert "superuser_password_file" in res.stdout + res.stderr
+    assert cl.lease() is None
+    assert not os.path.exists(pg0.data_dir)
 
 
 def test_first_member_bootstraps_holding_the_lease(cl, servers):

@@ -48,15 +48,16 @@ def run_check(reaper, check_bin, pg, schema, *args, check=True):
 
 def test_migrations_apply_once_and_rerun_is_noop(primary, reaper, check_bin):
     first = run_check(reaper, check_bin, primary, "", "migrate", sql_dir())
-    assert first.stdout.strip() == "applied 1 version 1"
+    assert first.stdout.strip() == "applied 2 version 2"
     again = run_check(reaper, check_bin, primary, "", "migrate", sql_dir())
-    assert again.stdout.strip() == "applied 0 version 1"
+    assert again.stdout.strip() == "applied 0 version 2"
     tables = {r[0] for r in primary.sql(
         "SELECT tablename FROM pg_tables WHERE schemaname = 'pglease'")}
     assert tables == {"schema_version", "nodes", "events", "history",
                       "monitoring"}
-    assert primary.sql("SELECT version, name FROM pglease.schema_version") \
-        == [(1, "init")]
+    assert primary.sql("SELECT version, name FROM pglease.schema_version"
+                       " ORDER BY version") \
+        == [(1, "init"), (2, "history_old_primary")]
     # libpq NOTICEs ("already exists, skipping") are not printed by lib/.
     assert "NOTICE" not in again.stderr
 
@@ -68,8 +69,8 @@ def test_concurrent_migrations_apply_each_version_once(primary, reaper,
             lambda _: run_check(reaper, check_bin, primary, "", "migrate",
                                 sql_dir()), range(4)))
     applied = sorted(r.stdout.split()[1] for r in results)
-    assert applied == ["0", "0", "0", "1"]
-    assert primary.sql("SELECT count(*) FROM pglease.schema_version") == [(1,)]
+    assert applied == ["0", "0", "0", "2"]
+    assert primary.sql("SELECT count(*) FROM pglease.schema_version") == [(2,)]
 
 
 def test_schema_name_is_quoted_not_spliced(primary, reaper, check_bin):

@@ -5,7 +5,9 @@ charts/pglease/files/ (pgpool.conf, pool_hba.conf, and pgpool-start.sh,
 which writes pool_passwd and pcp.conf from the Secret files) against a
 LocalCluster. The only changes to pgpool.conf are the ones
 `local_pgpool_conf()` makes (loopback, free ports, a temp directory instead
-of /run/pgpool, the local backends); every other setting is the shipped one.
+of /run/pgpool; the checks' user and database and the local backends
+appended as the chart appends them); every other setting is the shipped
+one.
 
 Password handling (Pgpool-II 4.3 and scram-sha-256 backends): Pgpool-II
 must know each user's password in clear to answer the backends' SCRAM
@@ -39,6 +41,12 @@ PGPOOL = shutil.which("pgpool") or "/usr/sbin/pgpool"
 # pgpool_status and pool_passwd (an emptyDir in the pod).
 POD_RUN_DIR = "/run/pgpool"
 
+# The keys templates/pgpool.yaml appends before the backends: the user and
+# database of the checks, config.superuser and config.database
+# (tests/chart/check_chart.py compares the two).
+CHECK_KEYS = ("sr_check_user", "sr_check_database", "health_check_user",
+              "health_check_database")
+
 # The keys of one backend block, as templates/pgpool.yaml writes them for
 # every StatefulSet pod (tests/chart/check_chart.py compares the two).
 BACKEND_KEYS = ("backend_hostname", "backend_port", "backend_weight",
@@ -66,7 +74,8 @@ def backend_block(index, host, port, application_name):
             for key, value in zip(BACKEND_KEYS, values)]
 
 
-def local_pgpool_conf(text, run_dir, port, pcp_port, backends):
+def local_pgpool_conf(text, run_dir, port, pcp_port, backends, superuser,
+                      database):
     """The shipped pgpool.conf made runnable on this machine. Changes, and
     nothing else (asserted):
 
@@ -74,8 +83,9 @@ def local_pgpool_conf(text, run_dir, port, pcp_port, backends):
       only);
     - port, pcp_port -> the given free ports;
     - every value under /run/pgpool -> the same name under `run_dir`;
-    - one backend block per (host, port, application_name) appended, as the
-      chart appends one per pod.
+    - the checks' user and database (CHECK_KEYS: superuser, database,
+      superuser, database) and one backend block per (host, port,
+      application_name) appended, as the chart appends them.
     """
     replace = {
         "listen_addresses": "'127.0.0.1'",
@@ -100,6 +110,8 @@ def local_pgpool_conf(text, run_dir, port, pcp_port, backends):
         out.append(line)
     missing = set(replace) - changed
     assert not missing, f"pgpool.conf lacks {sorted(missing)}"
+    for key, value in zip(CHECK_KEYS, (superuser, database) * 2):
+        out.append(_conf_line(key, f"'{value}'"))
     for index, (host, bport, name) in enumerate(backends):
         out.extend(backend_block(index, host, bport, name))
     return "\n".join(out) + "\n"
@@ -144,16 +156,17 @@ class Pgpool:
                   encoding="utf-8") as handle:
             shipped = handle.read()
         backends = [("127.0.0.1", node.port, node.name) for node in cluster]
-        self.conf_text = local_pgpool_conf(shipped, self.run_dir, self.port,
-                                           self.pcp_port, backends)
+        first = cluster.nodes[0]
+        self.superuser = first.setting("superuser")
+        self.password = first.password("superuser")
+        self.conf_text = local_pgpool_conf(
+            shipped, self.run_dir, self.port, self.pcp_port, backends,
+            self.superuser, first.setting("database"))
         self.settings = conf_settings(self.conf_text)
         self.conf = self._write("pgpool.conf", self.conf_text)
         with open(os.path.join(CHART_FILES, "pool_hba.conf"),
                   encoding="utf-8") as handle:
             self.hba = self._write("pool_hba.conf", handle.read())
-        first = cluster.nodes[0]
-        self.superuser = first.setting("superuser")
-        self.password = first.password("superuser")
         self._write("superuser", self.password + "\n", self.secrets)
         self._write("pcp", "pcp-test-password\n", self.secrets)
 
@@ -178,12 +191,19 @@ class Pgpool:
             "PGPOOL_PCP_PASSWORD_FILE": os.path.join(self.secrets, "pcp"),
             "PGPOOL_BIN": PGPOOL,
         }
+        # Copies where the test user can read them: the checkout may be
+        # under a 0700 home directory.
+        scripts = {}
+        for name in ("pgpool-start.sh", "pgpool-follow.sh"):
+            scripts[name] = os.path.join(self.base, name)
+            shutil.copyfile(os.path.join(CHART_FILES, name), scripts[name])
+            os.chmod(scripts[name], 0o644)
         self.proc = self.reaper.spawn(
-            ["sh", os.path.join(CHART_FILES, "pgpool-start.sh")],
+            ["sh", scripts["pgpool-start.sh"]],
             logfile=self.log, cwd=self.base, env=env)
         # The chart's pgpool-follow sidecar.
         self.follower = self.reaper.spawn(
-            ["sh", os.path.join(CHART_FILES, "pgpool-follow.sh")],
+            ["sh", scripts["pgpool-follow.sh"]],
             logfile=self.log, cwd=self.base,
             env={"PGPOOL_RUN_DIR": self.run_dir,
                  "PGPOOL_PCP_PORT": str(self.pcp_port),
@@ -419,4 +439,42 @@ def test_pgpool_follows_a_switchover(cluster_factory, workdir, reaper):
     _wait(all_up, seconds(settings["sr_check_period"])
           + seconds(settings["health_check_period"]) + 15,
           "every backend attached after the switchover", pgpool)
+    pgpool.stop()
+
+
+def test_pgpool_checks_the_backends_as_a_non_default_superuser(
+        cluster_factory, workdir, reaper):
+    """With config.superuser other than postgres (no postgres role at all),
+    the health check and the streaming replication check run as that user,
+    whose password pgpool-start.sh put in pool_passwd: every backend stays
+    attached and the standbys' replication state is known. With the checks'
+    user hard-coded to postgres, every backend was detached."""
+    local = cluster_factory(settings={"superuser": "dba"})
+    primary = local.wait_healthy(60)
+    assert primary.sql("SELECT count(*) FROM pg_roles "
+                       "WHERE rolname = 'postgres'") == [(0,)]
+    pgpool = Pgpool(os.path.join(workdir, "pgpool"), local, reaper).start()
+    settings = pgpool.settings
+    assert settings["sr_check_user"] == settings["health_check_user"] == "dba"
+
+    def checked():
+        nodes = pgpool.try_pool_nodes()
+        if not nodes or any(n["status"] != "up" for n in nodes):
+            return None
+        standbys = [n for n in nodes if int(n["port"]) != primary.port]
+        return all(n.get("replication_state") == "streaming"
+                   for n in standbys)
+
+    # The replication state comes from sr_check (every sr_check_period).
+    _wait(checked, seconds(settings["sr_check_period"]) * 2 + 30,
+          "every backend up and the standbys seen streaming by sr_check",
+          pgpool)
+    # Several health checks later, still every backend attached.
+    window = (seconds(settings["health_check_period"])
+              * (seconds(settings["health_check_max_retries"]) + 2))
+    deadline = time.monotonic() + window
+    while time.monotonic() < deadline:
+        nodes = pgpool.pool_nodes()
+        assert all(n["status"] == "up" for n in nodes), pgpool.describe()
+        time.sleep(0.5)
     pgpool.stop()

@@ -12,10 +12,15 @@ the test timings (lease 4 s, renew deadline 3 s, retry 1 s).
   Lease annotation before it leaves synchronous_standby_names, and a
   replacement enters synchronous_standby_names before the annotation;
 - synchronous_mode = strict: with both standbys gone a commit waits, and
-  it returns once one standby is back.
+  it returns once one standby is back;
+- the leader publishes its mode with the set (pglease.io/sync-mode), and a
+  standby whose own file says synchronous_mode = off obeys it (issue 17,
+  item 2): with the synchronous standby frozen and the primary killed, it
+  does not promote, and no acknowledged commit is lost.
 
 The figures (failover times, commits counted) are printed at the end."""
 
+import json
 import re
 import threading
 import time
@@ -33,6 +38,7 @@ SETTINGS = dict(cluster_mod.DEFAULT_SETTINGS, synchronous_mode="on",
 STRICT_SETTINGS = dict(SETTINGS, synchronous_mode="strict")
 LEASE = _seconds(SETTINGS["lease_duration"])
 SYNC_ANNOTATION = "pglease.io/sync"
+SYNC_MODE_ANNOTATION = "pglease.io/sync-mode"
 
 FAILOVERS = 10
 HEALTHY_TIMEOUT = 90    # a rejoin may rewind, or re-clone
@@ -442,3 +448,99 @@ def test_strict_mode_blocks_writes_without_standbys_and_resumes_with_one(
         f"strict: commit blocked {outcome['done'] - started:.2f}s with both "
         f"standbys gone, returned {outcome['done'] - returned:.2f}s after "
         f"{back.name}'s pod started")
+
+
+def agent_status(node):
+    """`agentctl node status --json` of node as a dict, {} if it did not
+    answer."""
+    result = node.agentctl("node", "status", "--json", "--timeout", "2",
+                           timeout=10)
+    try:
+        return json.loads(result.stdout) if result.returncode == 0 else {}
+    except ValueError:
+        return {}
+
+
+def test_a_standby_configured_off_obeys_the_published_sync_set(
+        cluster_factory):
+    """Issue 17, item 2: the leader runs synchronous_mode = on; one standby
+    has off in its own file (a rolling ConfigMap change, a node whose file
+    differs). The synchronous standby is frozen (SIGSTOP), the primary is
+    killed under a writer: the standby configured off sees the lease free
+    for whole lease durations and must not promote, because the leader
+    published another standby as synchronous. Once the synchronous one
+    thaws it takes over, with every acknowledged commit."""
+    cluster = cluster_factory(settings=SETTINGS)
+    table = "sync_published_mode"
+    primary = cluster.wait_healthy(HEALTHY_TIMEOUT)
+    published = wait_sync_published(cluster, primary)
+    assert len(published) == 1, published
+    sync = cluster.node(next(iter(published)))
+    other = next(n for n in cluster.nodes if n not in (primary, sync))
+    mode = (cluster.lease() or {}).get("annotations", {}).get(
+        SYNC_MODE_ANNOTATION)
+    assert mode == "on", f"{SYNC_MODE_ANNOTATION} is {mode!r}"
+
+    mark = len(other.agent_log())
+    other.write_conf({"synchronous_mode": "off"})
+    other.reload_agent()
+    _wait(lambda: [e for e in other.agent_log()[mark:]
+                   if e.get("event") == "reload"
+                   and "synchronous_mode changed" in e.get("msg", "")],
+          20, f"{other.name} to reload synchronous_mode = off",
+          describe=lambda: other.logs(lines=10))
+
+    checker = cluster.split_brain_checker()
+    writer = cluster_mod.Writer(cluster, table=table).start()
+    frozen = False
+    try:
+        _wait(lambda: len(writer.history) >= 20, 30, "20 writes")
+        _wait(lambda: all(has_table(n, table) for n in cluster.nodes), 30,
+              f"{table} on every node")
+        assert annotated_sync(cluster) == published, cluster.describe()
+        sync.sigstop()
+        frozen = True
+        primary.kill_pod()
+        acked_before = len(writer.history)
+
+        # The standby configured off sees the lease unrenewed for three
+        # lease durations on its own clock (free after the first): it has
+        # had every chance to take it. It must not.
+        def seen_free_long():
+            assert not other.is_primary(), \
+                f"{other.name} (synchronous_mode = off in its file) " \
+                f"promoted although {sync.name} was published"
+            assert cluster.lease_holder() == primary.name, \
+                f"the lease went to {cluster.lease_holder()}"
+            lease = agent_status(other).get("lease") or {}
+            return lease.get("holder") == primary.name and \
+                (lease.get("age_seconds") or 0) >= 3 * LEASE
+
+        _wait(seen_free_long, 12 * LEASE,
+              f"{other.name} to see the dead primary's lease free for a "
+              "while", describe=cluster.describe, interval=0.3)
+        assert not other.is_primary()
+
+        sync.sigcont()
+        frozen = False
+        new = cluster.wait_primary(FAILOVER_TIMEOUT + 3 * LEASE,
+                                   other_than=primary.name)
+        assert new is sync, f"{new.name} promoted, not {sync.name}"
+        t_new = time.monotonic()
+        _wait(lambda: writer.history.first_ack(t_new, node=new.name), 30,
+              f"a write acknowledged by {new.name}")
+    finally:
+        if frozen:
+            sync.sigcont()
+        history = writer.stop()
+        violations = checker.stop()
+    assert history.crashed is None, history.crashed
+    missing = cluster_mod.missing_acknowledged(history, new, table=table)
+    RESULTS.append(
+        f"standby with synchronous_mode = off in its file, {sync.name} "
+        f"frozen, primary killed: nobody promoted until {sync.name} thawed; "
+        f"acked {len(history)} ({acked_before} before the kill) missing "
+        f"{len(missing)}")
+    assert missing == [], (f"{len(missing)} acknowledged commits missing on "
+                           f"{new.name}: {missing[:20]}")
+    assert violations == [], f"two writable servers: {violations}"

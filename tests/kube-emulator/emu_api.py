@@ -194,7 +194,29 @@ def forbidden(req, user):
                     details=res.details(req.name))
 
 
+def rule_allows(rule, req):
+    """One RBAC PolicyRule against a request, as the RBAC authorizer reads
+    it: apiGroups, resources (with "pods/status" for a subresource),
+    verbs, and resourceNames, which only requests naming an object can
+    match (a create or a list never does)."""
+    def has(key, value):
+        values = rule.get(key) or []
+        return "*" in values or value in values
+
+    resource = req.res.name + (f"/{req.subresource}" if req.subresource
+                               else "")
+    if not (has("apiGroups", req.res.group) and has("resources", resource)
+            and has("verbs", req.verb)):
+        return False
+    names = rule.get("resourceNames")
+    return not names or (req.name is not None and req.verb != "create" and
+                         req.name in names)
+
+
 def authorize(req, info):
+    rules = info.get("rules")
+    if rules is not None and not any(rule_allows(r, req) for r in rules):
+        return False
     verbs = info.get("verbs", ["*"])
     if "*" not in verbs and req.verb not in verbs:
         return False

@@ -314,6 +314,41 @@ def test_verb_not_allowed_is_403_forbidden(emu):
     assert emu.get(emu.lease_path(NS), token=READER)[0] == 200
 
 
+def test_rbac_rules_with_resource_names(emu):
+    """A token with a Role's rules: resourceNames restrict the verbs that
+    name an object; create and list cannot be restricted by name."""
+    emu.add_token("token-rules", "rules", rules=[
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+         "resourceNames": ["pg-leader"], "verbs": ["get", "update"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+        {"apiGroups": [""], "resources": ["pods"],
+         "resourceNames": ["pg-0"], "verbs": ["patch"]},
+        {"apiGroups": [""], "resources": ["events"],
+         "resourceNames": ["never"], "verbs": ["create"]},
+    ])
+    create_lease(emu)
+    emu.create_pod(NS, "pg-0")
+    emu.create_pod(NS, "other")
+    token = "token-rules"
+    assert emu.get(emu.lease_path(NS, "pg-leader"), token=token)[0] == 200
+    assert emu.get(emu.lease_path(NS, "other-leader"), token=token)[0] == 403
+    assert emu.get(emu.lease_path(NS), token=token)[0] == 403
+    assert emu.get(emu.pod_path(NS), token=token)[0] == 200
+    assert emu.get(emu.pod_path(NS, "pg-0"), token=token)[0] == 403
+    patch = {"metadata": {"labels": {"pglease.io/role": "primary"}}}
+    assert emu.patch(emu.pod_path(NS, "pg-0"), patch, token=token)[0] == 200
+    status, body = emu.patch(emu.pod_path(NS, "other"), patch, token=token)
+    assert status == 403
+    assert body["message"] == (
+        'pods "other" is forbidden: User "rules" cannot patch resource '
+        f'"pods" in API group "" in the namespace "{NS}"')
+    event = {"apiVersion": "v1", "kind": "Event",
+             "metadata": {"name": "never"},
+             "involvedObject": {"kind": "Pod", "name": "pg-0"}}
+    assert emu.post(f"/api/v1/namespaces/{NS}/events", event,
+                    token=token)[0] == 403
+
+
 def test_tokens_file_is_reread_when_it_changes(emu):
     assert emu.get(emu.lease_path(NS), token="late-token")[0] == 401
     emu.add_token("late-token", "late")

@@ -292,6 +292,12 @@ def write_outage(writes, fault):
     return max(b - a for a, b in zip(points, points[1:]))
 
 
+# The faults that ask for a planned operation (they set f.planned when it
+# did not succeed).
+PLANNED_FAULTS = ("switchover", "double_switchover", "pause_switchover",
+                  "prestop_demote")
+
+
 def check_planned(faults):
     """Planned operations (switchover, the pre-stop demote) either happen
     or are refused; none may stay pending on the Lease after agentctl gave
@@ -305,9 +311,28 @@ def check_planned(faults):
                   ", request gone from the Lease")
                + f", synchronous set {f.planned.get('sync')}"
                for f in failed]
-    total = sum(1 for f in faults if f.name in ("switchover",
-                                                "prestop_demote"))
+    total = sum(1 for f in faults if f.name in PLANNED_FAULTS)
     return Check("no planned operation left pending", not pending,
                  f"{total - len(failed)} of {total} switchovers and "
                  f"pre-stop demotes succeeded, {len(failed)} did not "
                  f"({len(pending)} left pending on the Lease)", details)
+
+
+def check_reloads(faults):
+    """Every reload fault (SIGHUP) was answered as its variant demands
+    (reloaded, or an invalid file refused), and the agent then fenced,
+    released, promoted or rejoined nothing (issue 14)."""
+    reloads = [f for f in faults if getattr(f, "reload", None)]
+    bad = [f for f in reloads
+           if not f.reload["logged"] or f.reload["alarms"]]
+    details = [f"{_fault_name(f)} {f.reload['variant']}: "
+               + ("no reload line" if not f.reload["logged"] else
+                  "; ".join(f.reload["alarms"]))
+               for f in bad]
+    variants = {}
+    for f in reloads:
+        variants[f.reload["variant"]] = variants.get(f.reload["variant"], 0) + 1
+    return Check("reloads change nothing but what they should", not bad,
+                 f"{len(reloads)} reloads ("
+                 + ", ".join(f"{k} {v}" for k, v in sorted(variants.items()))
+                 + f"), {len(bad)} misbehaved", details)

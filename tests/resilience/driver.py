@@ -306,6 +306,7 @@ class Run:
                                     self.sanitizer_hits),
             checker.check_reads(writes, self.reads(), sync, faults),
             checker.check_planned(faults),
+            checker.check_reloads(faults),
         ]
         crashed = [c for c in self.clients if c.crashed]
         if crashed:

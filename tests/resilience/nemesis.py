@@ -9,7 +9,9 @@ should run (the agent, the run-postgres supervisor) is a crash: it is
 recorded with its exit status and log tail, and restarted, as the kubelet
 restarts a container."""
 
+import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -22,6 +24,7 @@ import kubeemu
 
 SWITCHOVER_ANNOTATION = "pglease.io/switchover"
 SYNC_ANNOTATION = "pglease.io/sync"
+PAUSED_ANNOTATION = "pglease.io/paused"
 
 # name -> weight. Each one is a method _fault_<name> of Nemesis.
 FAULTS = {
@@ -36,7 +39,21 @@ FAULTS = {
     "switchover": 1,            # agentctl switchover [--to N] --wait
     "prestop_demote": 1,        # the pre-stop hook, then the pod restarts
     "restart_emulator": 1,      # the API server restarts
+    "reload": 1,                # SIGHUP to an agent: same, changed, invalid
+    "double_switchover": 1,     # two switchover requests 0.2-0.8 s apart
+    "pause_switchover": 1,      # pause, switchover --wait, resume
+    "freeze_postmaster": 1,     # SIGSTOP the primary's postmaster only
+    "kill_supervisor": 1,       # kill -9 the primary's supervisor (+ stall its agent)
 }
+
+# What the agent logs for each variant of the reload fault.
+RELOAD_EXPECT = {
+    "unchanged": "configuration reloaded (0 changed",
+    "changed": "configuration reloaded (1 changed",
+    "invalid": "keeping the running one",
+}
+# Events an agent must not log after a reload alone (issue 14).
+RELOAD_ALARMS = ("fence", "primary-down", "release", "promote", "rejoin")
 
 
 class FaultRecord:
@@ -57,6 +74,7 @@ class FaultRecord:
         self.notes = []
         self.error = None
         self.planned = None         # a planned operation that did not succeed
+        self.reload = None          # the reload fault: variant, logged, alarms
         self.relapses = []          # (seconds after healthy, seconds to heal)
 
     @property
@@ -439,6 +457,54 @@ class Nemesis:
             primary.sigcont()
             record.healed = time.monotonic()
 
+    def _fault_freeze_postmaster(self, record, primary, standbys):
+        """SIGSTOP of the primary's postmaster alone (its backends and the
+        agent run on): it accepts no new connection, so the agent counts
+        it down and fails over after primary_start_timeout."""
+        del standbys
+        frozen = self.rng.uniform(0.5, 3 * self.lease)
+        pid = primary.postmaster_pid()
+        if pid is None:
+            raise cluster_mod.ClusterError(f"{primary.name}: no postmaster")
+        self._start(record, primary, "primary",
+                    f"postmaster {pid} frozen {frozen:.1f}s")
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            self._hold(frozen)
+        finally:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass            # fenced: SIGKILLed while stopped
+            record.healed = time.monotonic()
+
+    def _fault_kill_supervisor(self, record, primary, standbys):
+        """kill -9 of the primary's run-postgres supervisor (PostgreSQL
+        dies with it), and in half the cases a stall of its agent right
+        after (SIGSTOP for 1 s to 3 lease durations): never two writers.
+        The supervisor stays down for 0.5 to 1.5 lease durations after
+        that (the agent, running, sees it gone and fences and releases);
+        then it starts again (the postgres container restarting) and must
+        cope with what the old one left."""
+        del standbys
+        stall = self.rng.choice([0.0, self.rng.uniform(1.0, 3 * self.lease)])
+        down = self.rng.uniform(0.5, 1.5 * self.lease)
+        self._start(record, primary, "primary",
+                    (f"agent frozen {stall:.1f}s, " if stall else "")
+                    + f"down {down:.1f}s")
+        primary.kill_supervisor()
+        try:
+            if stall:
+                primary.agent_proc.send_signal(signal.SIGSTOP)
+                primary._stopped.add(primary.agent_proc.pid)  # pylint: disable=protected-access
+                self._hold(stall)
+                primary.sigcont()
+            self._hold(down)
+        finally:
+            primary.sigcont()
+            primary.start_supervisor()
+            record.healed = time.monotonic()
+
     def _cut_api(self, record, node, role):
         cut = self.rng.uniform(1.0, 3 * self.lease)
         self._start(record, node, role, f"cut {cut:.1f}s")
@@ -506,12 +572,69 @@ class Nemesis:
                 "request no longer on the Lease; no new primary "
                 f"(published synchronous set: {record.planned['sync']})")
 
-    def _sync_set(self):
+    def _fault_double_switchover(self, record, primary, standbys):
+        """Two operators ask for different targets close together: the
+        second is refused naming the first (exit 5), or runs after it."""
+        first, second = self.rng.sample(standbys, 2)
+        gap = self.rng.choice([0.2, 0.5, 0.8])
+        self._start(record, primary, "primary",
+                    f"--to {first.name}, {gap:g}s later --to {second.name}")
+        box = {}
+
+        def run_first():
+            box["first"] = self._agentctl(record, primary, "switchover",
+                                          "--to", first.name, "--wait",
+                                          "--timeout", "30")
+        thread = threading.Thread(target=run_first, daemon=True)
+        thread.start()
+        time.sleep(gap)  # the fault itself: the second request's delay
+        second_result = self._agentctl(record, second, "switchover",
+                                       "--to", second.name)
+        thread.join(120)
+        record.healed = time.monotonic()
+        first_result = box.get("first")
+        if second_result.returncode not in (0, 5):
+            record.notes.append("the second request neither ran nor was "
+                                "refused")
+        if first_result is None or first_result.returncode != 0:
+            record.planned = {"op": "switchover",
+                              "exit": None if first_result is None
+                              else first_result.returncode,
+                              "pending": None, "sync": self._sync_set()}
+
+    def _fault_pause_switchover(self, record, primary, standbys):
+        """Pause stops automatic failover, not a planned one: the
+        switchover completes while paused."""
+        target = self.rng.choice(standbys)
+        self._start(record, primary, "primary", f"paused, --to {target.name}")
+        self._agentctl(record, primary, "pause")
+        try:
+            result = self._agentctl(record, primary, "switchover", "--to",
+                                    target.name, "--wait", "--timeout", "30")
+        finally:
+            resumed = self._agentctl(record, target, "resume")
+        record.healed = time.monotonic()
+        # A resume that said "nothing to resume" from a stale copy of the
+        # Lease once left the cluster paused for good (no failover after
+        # the next fault): the Lease itself must say it is resumed.
+        if self._annotation(PAUSED_ANNOTATION):
+            record.planned = {"op": "resume", "exit": resumed.returncode,
+                              "pending": f"{PAUSED_ANNOTATION} still set "
+                                         "after agentctl resume",
+                              "sync": self._sync_set()}
+        elif result.returncode != 0:
+            record.planned = {"op": "switchover", "exit": result.returncode,
+                              "pending": None, "sync": self._sync_set()}
+
+    def _annotation(self, key):
         try:
             lease = self.cluster.lease() or {}
         except (OSError, kubeemu.EmulatorError):
             return None
-        return (lease.get("annotations") or {}).get(SYNC_ANNOTATION)
+        return (lease.get("annotations") or {}).get(key)
+
+    def _sync_set(self):
+        return self._annotation(SYNC_ANNOTATION)
 
     def _fault_prestop_demote(self, record, primary, standbys):
         del standbys
@@ -532,6 +655,55 @@ class Nemesis:
         primary.kill_pod()          # anything left (backends, children)
         record.healed = time.monotonic()
         self._start_pod(primary)
+
+    def _fault_reload(self, record, primary, standbys):
+        """SIGHUP to a random agent: with its file unchanged, with a changed
+        reloadable key (priority), or with an invalid file that must be
+        refused, the running configuration kept (the file is restored
+        after). For three ticks the agent must not fence, release or
+        rejoin anything; what it logged is kept for check_reloads."""
+        node = self.rng.choice([primary] + standbys)
+        variant = self.rng.choice(sorted(RELOAD_EXPECT))
+        detail = variant
+        mark = len(node.agent_log())
+        if variant == "changed":
+            current = int(self.cluster.node_settings(node).get("priority", 100))
+            priority = self.rng.choice([p for p in (50, 80, 120, 150)
+                                        if p != current])
+            node.write_conf({"priority": priority})
+            detail += f" priority {priority}"
+        elif variant == "invalid":
+            with open(node.conf_path, encoding="utf-8") as handle:
+                text = handle.read()
+            node.write_conf(text=text + "retry_period = never\n")
+        self._start(record, node, "primary" if node is primary else "standby",
+                    detail)
+        expect = RELOAD_EXPECT[variant]
+        try:
+            node.reload_agent()
+            end = time.monotonic() + 10.0
+            logged = False
+            while not logged and time.monotonic() < end:
+                logged = any(e.get("event") == "reload" and
+                             expect in e.get("msg", "")
+                             for e in node.agent_log()[mark:])
+                if not logged:
+                    self._hold(0.1)
+        finally:
+            if variant == "invalid":
+                node.write_conf()
+            record.healed = time.monotonic()
+        self._hold(3 * cluster_mod._seconds(  # pylint: disable=protected-access
+            self.cluster.settings["retry_period"]))
+        alarms = [f"{e.get('event')}: {e.get('msg')}"
+                  for e in node.agent_log()[mark:]
+                  if e.get("event") in RELOAD_ALARMS
+                  or "cannot start PostgreSQL" in e.get("msg", "")]
+        record.reload = {"variant": variant, "logged": logged,
+                         "alarms": alarms[:5]}
+        if not logged:
+            record.notes.append(f"no reload line with {expect!r}")
+        record.notes.extend(f"after the reload: {a}" for a in alarms[:3])
 
     def _fault_restart_emulator(self, record, primary, standbys):
         del primary, standbys

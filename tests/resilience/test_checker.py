@@ -131,3 +131,20 @@ def test_write_outage_is_the_longest_gap_without_an_ack():
               enumerate([1.0, 1.5, 6.0, 6.5], 1)]
     f = fault(1, "a", 1.2, 7.0)
     assert abs(checker.write_outage(writes, f) - 4.5) < 1e-9
+
+
+def test_reloads_must_be_answered_and_change_nothing_else():
+    good = fault(1, "reload", 0.0, 3.0)
+    good.reload = {"variant": "invalid", "logged": True, "alarms": []}
+    silent = fault(2, "reload", 10.0, 13.0)
+    silent.reload = {"variant": "unchanged", "logged": False, "alarms": []}
+    fenced = fault(3, "reload", 20.0, 23.0)
+    fenced.reload = {"variant": "changed", "logged": True,
+                     "alarms": ["fence: fencing failed"]}
+    other = fault(4, "kill_postmaster", 30.0, 33.0)
+    assert checker.check_reloads([good, other]).ok
+    check = checker.check_reloads([good, silent, fenced, other])
+    assert not check.ok
+    assert "3 reloads" in check.summary and "2 misbehaved" in check.summary
+    assert any("no reload line" in d for d in check.details)
+    assert any("fencing failed" in d for d in check.details)

@@ -52,6 +52,15 @@ static void test_rfc3339_parses_what_api_servers_write(void **state) {
         assert_int_equal(clock_parse_rfc3339("2025-11-25T20:32:51.Z", &u), -EINVAL);
         assert_int_equal(clock_parse_rfc3339("", &u), -EINVAL);
         assert_int_equal(clock_parse_rfc3339("2025-11-25T20:32:51Zjunk", &u), -EINVAL);
+        /* Found by fuzz-lease-json: a short offset made the parser skip 6
+         * bytes past the end of the string. */
+        assert_int_equal(clock_parse_rfc3339("2-1-4T1:0:11-5:2", &u), -EINVAL);
+        assert_int_equal(clock_parse_rfc3339("2025-11-25T20:32:51+1:00", &u), -EINVAL);
+        assert_int_equal(clock_parse_rfc3339("2025-11-25T20:32:51+01:0", &u), -EINVAL);
+        assert_int_equal(clock_parse_rfc3339("2025-11-25T20:32:51+", &u), -EINVAL);
+        assert_int_equal(clock_parse_rfc3339("2025-11-25T20:32:51+24:00", &u), -EINVAL);
+        assert_int_equal(clock_parse_rfc3339("2025-11-25T19:02:51-01:30", &u), 0);
+        assert_int_equal(u, 1764102771ULL * USEC_PER_SEC);
 }
 
 int main(void) {

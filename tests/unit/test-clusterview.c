@@ -89,9 +89,9 @@ static void test_healthy_table_has_header_columns_and_no_warnings(void **state) 
 
         assert_int_equal(clusterview_format_table(v, &t), 0);
         assert_non_null(strstr(t, "Cluster pg: leader pg-0, lease record age 1.5 s, 4 transitions, sync: pg-1, paused: no\n"));
-        assert_non_null(strstr(t, " Name | Role    | Status    | Timeline | LSN       | Lag  | Priority | Tags   | Host\n"));
-        assert_non_null(strstr(t, " pg-0 | primary | running   | 3        | 0/3000060 | 0 B  | 100      | zone-a | 10.0.0.0:5432\n"));
-        assert_non_null(strstr(t, " pg-2 | replica | streaming | 3        | 0/3000000 | 96 B | 100      | zone-a | 10.0.0.2:5432\n"));
+        assert_non_null(strstr(t, " Name | Role    | Status    | Timeline | LSN       | Lag                | Priority | Tags   | Host\n"));
+        assert_non_null(strstr(t, " pg-0 | primary | running   | 3        | 0/3000060 | 0 B, 0.0 s (stale) | 100      | zone-a | 10.0.0.0:5432\n"));
+        assert_non_null(strstr(t, " pg-2 | replica | streaming | 3        | 0/3000000 | 96 B, ? s (stale)  | 100      | zone-a | 10.0.0.2:5432\n"));
         assert_null(strstr(t, "WARNING"));
         clusterview_free(v);
 }
@@ -130,8 +130,8 @@ static void test_lag_over_maximum_is_warned_about(void **state) {
         v = build(f);
         assert_int_equal(v->rows[2].lag_bytes, 3 * MB);
         assert_int_equal(clusterview_format_table(v, &t), 0);
-        assert_non_null(strstr(t, "| 3.0 MB |"));
-        assert_non_null(strstr(t, "WARNING: pg-2: lag 3.0 MB is over maximum_lag_on_failover (1.0 MB): it would not be promoted\n"));
+        assert_non_null(strstr(t, "| 3.0 MiB, ? s (stale) |"));
+        assert_non_null(strstr(t, "WARNING: pg-2: lag 3.0 MiB is over maximum_lag_on_failover (1.0 MiB): it would not be promoted\n"));
         clusterview_free(v);
 }
 
@@ -150,11 +150,96 @@ static void test_probe_marks_unreachable_and_gives_lag_seconds(void **state) {
         v = build(f);
         assert_string_equal(v->rows[2].status, "unreachable");
         assert_int_equal(v->rows[2].reachable, 0);
-        assert_false(v->rows[2].has_lag);
+        /* The record's lag, marked stale. */
+        assert_true(v->rows[2].has_lag);
+        assert_true(v->rows[2].stale);
         assert_int_equal(v->rows[1].lag_bytes, 0x80);
+        assert_false(v->rows[1].stale);
+        assert_false(v->rows[0].stale);
         assert_int_equal(clusterview_format_table(v, &t), 0);
-        assert_non_null(strstr(t, "128 B, 0.2 s"));
+        assert_non_null(strstr(t, "| 128 B, 0.2 s "));
+        assert_non_null(strstr(t, "| 256 B, ? s (stale) "));
         assert_non_null(strstr(t, "WARNING: pg-2: PostgreSQL unreachable at 10.0.0.2:5432\n"));
+        clusterview_free(v);
+}
+
+/* Issue 19, item 1: the primary's live LSN is the reference; a standby
+ * whose record is newer than the primary's never shows as ahead of it. */
+static void test_live_primary_lsn_is_the_reference_and_no_replica_is_ahead(void **state) {
+        struct fixture *f = *state;
+        struct clusterview_probe probes[3] = {
+                { .probed = true, .reachable = true, .in_recovery = true, .timeline = 3, .lsn = 0x3000200, .replay_lsn = 0x3000200,
+                  .lag_seconds = 0 },
+                { .probed = true, .reachable = true, .timeline = 3, .lsn = 0x3000400, .replay_lsn = 0x3000400, .lag_seconds = -1 },
+                { .probed = true, .reachable = true, .in_recovery = true, .timeline = 3, .lsn = 0x3000400, .replay_lsn = 0x3000400,
+                  .lag_seconds = 0.5 },
+        };
+        struct clusterview *v;
+        _cleanup_free_ char *t = NULL;
+        cJSON *o = NULL, *m;
+
+        f->members.members[2].lsn = 0x3000900; /* pg-1's record: newer than pg-0's */
+        f->src.probes = probes;
+        v = build(f);
+        assert_int_equal(v->rows[0].lsn, 0x3000400);
+        for (size_t i = 1; i < v->n; i++) {
+                assert_true(v->rows[i].lsn <= v->rows[0].lsn);
+                assert_false(v->rows[i].stale);
+        }
+        assert_int_equal(v->rows[1].lag_bytes, 0);
+        assert_int_equal(v->rows[2].lag_bytes, 0x200);
+        assert_int_equal(clusterview_format_table(v, &t), 0);
+        assert_non_null(strstr(t, " pg-0 | primary | running   | 3        | 0/3000400 | 0 B, 0.0 s   |"));
+        assert_non_null(strstr(t, " pg-1 | replica | streaming | 3        | 0/3000400 | 0 B, 0.5 s   |"));
+        assert_non_null(strstr(t, " pg-2 | replica | streaming | 3        | 0/3000200 | 512 B, 0.0 s |"));
+        assert_int_equal(clusterview_to_json(v, &o), 0);
+        m = cJSON_GetArrayItem(cJSON_GetObjectItem(o, "members"), 2);
+        assert_int_equal(cJSON_GetObjectItem(m, "lag_bytes")->valueint, 512);
+        assert_true(cJSON_IsFalse(cJSON_GetObjectItem(m, "stale")));
+        cJSON_Delete(o);
+        clusterview_free(v);
+}
+
+/* Issue 19, item 2: the old primary, dead after a failover, is not a
+ * second primary; a paused cluster whose leader is gone says so. */
+static void test_silent_member_is_never_a_second_primary(void **state) {
+        struct fixture *f = *state;
+        struct clusterview_probe probes[3] = {
+                { .probed = true, .reachable = true, .in_recovery = true, .timeline = 4, .lsn = 0x3000200, .replay_lsn = 0x3000200 },
+                { .probed = true, .reachable = false },
+                { .probed = true, .reachable = true, .timeline = 4, .lsn = 0x3000400, .replay_lsn = 0x3000400, .lag_seconds = -1 },
+        };
+        struct clusterview *v;
+        _cleanup_free_ char *t = NULL;
+
+        free(f->lease.holder);
+        f->lease.holder = strdup("pg-1");
+        f->members.members[1].heartbeat = NOW - 25 * SEC; /* pg-0: the old primary */
+        f->members.members[2].role = MEMBER_ROLE_PRIMARY;
+        f->src.lease_duration = 10 * SEC;
+        f->src.probes = probes;
+        v = build(f);
+        assert_string_equal(v->rows[0].role, "unknown");
+        assert_string_equal(v->rows[0].status, "stopped");
+        assert_string_equal(v->rows[1].role, "primary");
+        assert_int_equal(clusterview_format_table(v, &t), 0);
+        assert_null(strstr(t, "primaries seen"));
+        clusterview_free(v);
+        t = mfree(t);
+
+        /* Without a probe: "no heartbeat", still not a primary. */
+        f->src.probes = NULL;
+        free(f->lease.holder);
+        f->lease.holder = strdup("pg-0");
+        f->lease.paused = true;
+        f->src.lease_age = 25;
+        v = build(f);
+        assert_string_equal(v->rows[0].role, "unknown");
+        assert_string_equal(v->rows[0].status, "no heartbeat");
+        assert_true(v->lease_expired);
+        assert_int_equal(clusterview_format_table(v, &t), 0);
+        assert_non_null(strstr(t, "Cluster pg: leader pg-0 is gone (lease expired), lease record age 25.0 s"));
+        assert_non_null(strstr(t, "\nThe leader is gone and failover is suspended while the cluster is paused: agentctl resume\n"));
         clusterview_free(v);
 }
 
@@ -216,8 +301,8 @@ static void test_json_has_the_documented_fields(void **state) {
 
 static void test_bytes_are_formatted_in_powers_of_1024(void **state) {
         const struct { uint64_t b; const char *s; } cases[] = {
-                { 0, "0 B" }, { 1023, "1023 B" }, { 1024, "1.0 kB" }, { 1536, "1.5 kB" }, { 3 * MB, "3.0 MB" },
-                { 5ULL << 40, "5.0 TB" },
+                { 0, "0 B" }, { 1023, "1023 B" }, { 1024, "1.0 KiB" }, { 1536, "1.5 KiB" }, { 3 * MB, "3.0 MiB" },
+                { 5ULL << 40, "5.0 TiB" },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
@@ -236,6 +321,8 @@ int main(void) {
                 T(test_stale_heartbeat_shows_no_heartbeat),
                 T(test_lag_over_maximum_is_warned_about),
                 T(test_probe_marks_unreachable_and_gives_lag_seconds),
+                T(test_live_primary_lsn_is_the_reference_and_no_replica_is_ahead),
+                T(test_silent_member_is_never_a_second_primary),
                 T(test_unreadable_lease_and_no_leader),
                 T(test_json_has_the_documented_fields),
                 cmocka_unit_test(test_bytes_are_formatted_in_powers_of_1024),

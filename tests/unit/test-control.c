@@ -3,6 +3,7 @@
  * clients, replies kept for later, expiry, and the blocking client. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -179,6 +180,19 @@ static void test_answers_a_request_with_version_and_ok(void **state) {
         assert_int_equal(cJSON_GetObjectItem(o, "x")->valueint, 42);
         cJSON_Delete(o);
         close(fd);
+}
+
+/* Found by fuzz-control (tests/fuzz/corpus/control/crash-empty): a client
+ * that connects and closes without sending a byte made the server search
+ * a NULL buffer. It must just close. */
+static void test_client_that_sends_nothing_is_closed(void **state) {
+        struct fixture *f = *state;
+        int fd = raw_connect(f->path);
+
+        assert_int_equal(shutdown(fd, SHUT_WR), 0);
+        assert_true(pump_eof(f, fd));
+        close(fd);
+        assert_int_equal(f->handled, 0);
 }
 
 static void test_socket_is_owner_only(void **state) {
@@ -529,10 +543,116 @@ static void test_client_says_no_agent_in_one_line(void **state) {
         cJSON_Delete(req);
 }
 
+/* ---- bounded work: one request per turn, room for agentctl, busy ---- */
+
+static void test_pipelined_requests_are_served_one_per_loop_turn(void **state) {
+        struct fixture *f = *state;
+        const char echo[] = "{\"version\":1,\"command\":\"echo\"}\n";
+        char batch[sizeof echo * 20] = "";
+        unsigned last = 0, lines = 0;
+        int fd = raw_connect(f->path);
+
+        for (int i = 0; i < 20; i++)
+                strcat(batch, echo);
+        raw_send(fd, batch, strlen(batch));
+        for (int i = 0; i < 500 && f->handled < 20; i++) {
+                (void) sd_event_run(f->event, 10 * USEC_PER_MSEC);
+                /* Never more than one of this client's requests per turn. */
+                assert_true(f->handled - last <= 1);
+                last = f->handled;
+        }
+        assert_int_equal(f->handled, 20);
+        for (int i = 0; i < 500 && lines < 20; i++) {
+                char buf[8192];
+                ssize_t k = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+
+                for (ssize_t j = 0; j < k; j++)
+                        lines += buf[j] == '\n';
+                if (k <= 0)
+                        (void) sd_event_run(f->event, 10 * USEC_PER_MSEC);
+        }
+        assert_int_equal(lines, 20);
+        close(fd);
+}
+
+static void test_at_the_limit_the_oldest_idle_client_makes_room(void **state) {
+        struct fixture *f = *state;
+        const char echo[] = "{\"version\":1,\"command\":\"echo\"}\n";
+        int fds[CONTROL_CLIENTS_MAX], fd;
+        bool eof;
+        cJSON *o;
+
+        for (int i = 0; i < CONTROL_CLIENTS_MAX; i++) {
+                fds[i] = raw_connect(f->path);
+                /* One byte each: trickling, never a whole request. */
+                raw_send(fds[i], "{", 1);
+        }
+        for (int i = 0; i < 200 && control_server_n_connections(f->server) < CONTROL_CLIENTS_MAX; i++)
+                (void) sd_event_run(f->event, 10 * USEC_PER_MSEC);
+        assert_int_equal(control_server_n_connections(f->server), CONTROL_CLIENTS_MAX);
+        /* Every byte read: all 64 are idle, trickling. */
+        for (int i = 0; i < 3 * CONTROL_CLIENTS_MAX; i++)
+                (void) sd_event_run(f->event, USEC_PER_MSEC);
+        fd = raw_connect(f->path);
+        raw_send(fd, echo, sizeof echo - 1);
+        o = parse(pump_line(f, fd, &eof));
+        assert_true(cJSON_IsTrue(cJSON_GetObjectItem(o, "ok")));
+        cJSON_Delete(o);
+        /* The oldest was told why, then closed. */
+        o = parse(pump_line(f, fds[0], &eof));
+        assert_string_equal(cJSON_GetObjectItem(o, "code")->valuestring, "busy");
+        cJSON_Delete(o);
+        assert_true(pump_eof(f, fds[0]));
+        for (int i = 0; i < CONTROL_CLIENTS_MAX; i++)
+                close(fds[i]);
+        close(fd);
+}
+
+static void test_client_gets_busy_when_every_slot_has_a_request(void **state) {
+        struct fixture *f = *state;
+        const char wait[] = "{\"version\":1,\"command\":\"wait\"}\n";
+        int fds[CONTROL_CLIENTS_MAX];
+        cJSON *req = cJSON_CreateObject(), *resp = NULL;
+        struct served s = {};
+
+        served_start(f, &s);
+        for (int i = 0; i < CONTROL_CLIENTS_MAX; i++) {
+                struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+                fds[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                strcpy(sa.sun_path, s.path);
+                assert_int_equal(connect(fds[i], (struct sockaddr *) &sa, sizeof sa), 0);
+                raw_send(fds[i], wait, sizeof wait - 1);
+        }
+        /* Let the server thread take all 64 requests in. */
+        for (int i = 0; i < 200; i++) {
+                cJSON *probe = cJSON_CreateObject(), *pr = NULL;
+                int k;
+
+                cJSON_AddStringToObject(probe, "command", "echo");
+                k = control_call(s.path, probe, 5 * USEC_PER_SEC, NULL, &pr, NULL);
+                cJSON_Delete(probe);
+                if (k >= 0 && cJSON_IsFalse(cJSON_GetObjectItem(pr, "ok"))) {
+                        resp = pr;
+                        break;
+                }
+                cJSON_Delete(pr);
+                (void) poll(NULL, 0, 10);
+        }
+        assert_non_null(resp);
+        assert_string_equal(cJSON_GetObjectItem(resp, "code")->valuestring, "busy");
+        cJSON_Delete(resp);
+        cJSON_Delete(req);
+        served_stop(&s);
+        for (int i = 0; i < CONTROL_CLIENTS_MAX; i++)
+                close(fds[i]);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
 #define T(x) cmocka_unit_test_setup_teardown(x, setup, teardown)
                 T(test_answers_a_request_with_version_and_ok),
+                T(test_client_that_sends_nothing_is_closed),
                 T(test_socket_is_owner_only),
                 T(test_garbage_gets_an_error_and_is_closed),
                 T(test_a_json_array_is_malformed),
@@ -551,6 +671,9 @@ int main(void) {
                 T(test_client_call_round_trip),
                 T(test_client_times_out_on_a_slow_agent),
                 T(test_client_says_no_agent_in_one_line),
+                T(test_pipelined_requests_are_served_one_per_loop_turn),
+                T(test_at_the_limit_the_oldest_idle_client_makes_room),
+                T(test_client_gets_busy_when_every_slot_has_a_request),
 #undef T
         };
 

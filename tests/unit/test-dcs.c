@@ -140,6 +140,7 @@ static void test_leader_to_lease_writes_microtime_and_annotations(void **state) 
                 .acquire_time = T0, .renew_time = T0 + 1500 * USEC_PER_MSEC, .transitions = 2,
                 .optime_timeline = 3, .optime_lsn = 0x3000060, .paused = true,
                 .successor = (char *) "pg-1", .successor_lsn = 0x3000100, .version = (char *) "41",
+                .sync_mode = DCS_SYNC_MODE_STRICT,
         };
         _cleanup_(cjson_deletep) cJSON *lease = NULL;
 
@@ -157,6 +158,7 @@ static void test_leader_to_lease_writes_microtime_and_annotations(void **state) 
         assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(lease, "metadata"), "name")->valuestring, "main-leader");
         assert_string_equal(annotation(lease, DCS_ANNOTATION_OPTIME), "3/0/3000060");
         assert_string_equal(annotation(lease, DCS_ANNOTATION_SYNC), "pg-1,pg-2");
+        assert_string_equal(annotation(lease, DCS_ANNOTATION_SYNC_MODE), "strict");
         assert_string_equal(annotation(lease, DCS_ANNOTATION_PAUSED), "true");
         assert_string_equal(annotation(lease, DCS_ANNOTATION_SUCCESSOR), "pg-1");
         assert_string_equal(annotation(lease, DCS_ANNOTATION_SUCCESSOR_LSN), "0/3000100");
@@ -183,6 +185,7 @@ static void test_leader_to_lease_keeps_unknown_fields_and_drops_cleared_annotati
         assert_string_equal(annotation(lease, "other.io/x"), "y");
         assert_null(annotation(lease, DCS_ANNOTATION_PAUSED));
         assert_null(annotation(lease, DCS_ANNOTATION_SYNC));
+        assert_null(annotation(lease, DCS_ANNOTATION_SYNC_MODE));
         /* The base is not modified. */
         assert_string_equal(annotation(base, DCS_ANNOTATION_PAUSED), "true");
 }
@@ -201,9 +204,10 @@ static void test_leader_from_lease_reads_server_times_with_0_3_9_digits(void **s
         for (size_t i = 0; i < ELEMENTSOF(times); i++) {
                 _cleanup_free_ char *s = strdup_printf(
                         "{\"metadata\":{\"resourceVersion\":\"9\",\"annotations\":{\"pglease.io/optime\":\"3/0/3000060\","
-                        "\"pglease.io/sync\":\"pg-1, pg-2\",\"pglease.io/switchover\":\"pg-2\"}},"
+                        "\"pglease.io/sync\":\"pg-1, pg-2\",\"pglease.io/switchover\":\"pg-2\"%s}},"
                         "\"spec\":{\"holderIdentity\":\"pg-0\",\"leaseDurationSeconds\":15,"
-                        "\"acquireTime\":\"%s\",\"renewTime\":\"%s\",\"leaseTransitions\":5}}", times[i].t, times[i].t);
+                        "\"acquireTime\":\"%s\",\"renewTime\":\"%s\",\"leaseTransitions\":5}}",
+                        i % 2 ? ",\"pglease.io/sync-mode\":\"on\"" : "", times[i].t, times[i].t);
                 _cleanup_(cjson_deletep) cJSON *lease = parse(s);
                 _cleanup_(dcs_leader_freep) struct dcs_leader *l = NULL;
 
@@ -218,6 +222,8 @@ static void test_leader_from_lease_reads_server_times_with_0_3_9_digits(void **s
                 assert_string_equal(l->sync[0], "pg-1");
                 assert_string_equal(l->sync[1], "pg-2");
                 assert_null(l->sync[2]);
+                /* A record written before the mode was published has none. */
+                assert_int_equal(l->sync_mode, i % 2 ? DCS_SYNC_MODE_ON : DCS_SYNC_MODE_UNKNOWN);
                 assert_string_equal(l->switchover, "pg-2");
                 assert_false(l->paused);
                 assert_string_equal(l->version, "9");

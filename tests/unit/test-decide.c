@@ -265,6 +265,56 @@ static void test_promoted_primary_records_history_and_renews(void **state) {
         agent_state_done(&s);
 }
 
+/* Issue 19, item 3: each promotion says why and whose place it took. */
+static void test_promotion_records_reason_and_old_primary(void **state) {
+        static const struct {
+                uint32_t timeline;
+                const char *handover;
+                const char *reason;
+                const char *old;
+        } cases[] = {
+                { 1, NULL, "bootstrap", NULL },
+                { 2, NULL, "failover", "pg-0" },
+                { 2, "switchover pg-2", "switchover", "pg-2" },
+                { 2, "demote pg-2", "demote", "pg-2" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                struct agent_state s;
+                struct observation o;
+                struct action_list l = {};
+                const struct action *a;
+
+                state_for(&s, "pg-1");
+                /* As a follower it saw pg-0 hold the lease. */
+                standby_view(&o, "pg-0");
+                decide(&o, &s, T0, &l);
+                action_list_done(&l);
+                observation_done(&o);
+
+                s.kind = AGENT_PROMOTING;
+                primary_view(&o);
+                o.pg_timeline = cases[i].timeline;
+                if (cases[i].handover) {
+                        o.handover = strdup(cases[i].handover);
+                        o.successor = strdup("pg-1");
+                        o.successor_lsn = 0x4000000;
+                }
+                decide(&o, &s, T0 + SEC, &l);
+                a = action_list_find(&l, ACTION_RECORD_PROMOTION);
+                assert_non_null(a);
+                assert_string_equal(a->target, cases[i].reason);
+                if (cases[i].old) {
+                        assert_non_null(a->names);
+                        assert_string_equal(a->names[0], cases[i].old);
+                } else
+                        assert_null(a->names);
+                action_list_done(&l);
+                observation_done(&o);
+                agent_state_done(&s);
+        }
+}
+
 static void test_lost_renewal_fences_at_once(void **state) {
         struct agent_state s;
         struct observation o;
@@ -584,6 +634,7 @@ static void test_sync_standby_that_left_is_unpublished_before_it_is_unlisted(voi
         s.opt.synchronous_mode = SYNCHRONOUS_ON;
         sync_primary_view(&o);
         o.sync = names("pg-0", NULL);
+        o.sync_mode = DCS_SYNC_MODE_ON; /* this leader's own record */
         strv_free(o.pg_sync_names);
         o.pg_sync_names = names("pg-0", NULL);
         o.replicas[0].streaming = false; /* pg-0 fell away */
@@ -658,6 +709,7 @@ static void test_sync_on_falls_back_and_strict_blocks(void **state) {
         action_list_done(&l);
 
         s.opt.synchronous_mode = SYNCHRONOUS_STRICT;
+        o.sync_mode = DCS_SYNC_MODE_STRICT;
         decide(&o, &s, T0, &l);
         a = action_list_find(&l, ACTION_RENEW);
         assert_false(a->set_sync);
@@ -673,6 +725,164 @@ static void test_sync_on_falls_back_and_strict_blocks(void **state) {
         a = action_list_find(&l, ACTION_SET_SYNC);
         assert_non_null(a);
         assert_string_equal(a->names[0], "*");
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+/* Issue 17, item 2: the published set binds whatever this node's own
+ * synchronous_mode says; only the leader's published "off" lifts it. */
+static void test_published_sync_set_binds_a_node_configured_off(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+
+        state_for(&s, "pg-1"); /* synchronous_mode = off in its own file */
+        failover_view(&o, 0x3000100, 0x3000000);
+        o.sync = names("pg-2", NULL);
+        o.sync_mode = DCS_SYNC_MODE_ON;
+        decide(&o, &s, T0, &l);
+        assert_false(action_list_has(&l, ACTION_ACQUIRE));
+        assert_string_equal(decide_best_candidate(&o, &s), "pg-2");
+        action_list_done(&l);
+
+        /* A record an older agent wrote has no mode: the set binds. */
+        o.sync_mode = DCS_SYNC_MODE_UNKNOWN;
+        decide(&o, &s, T0, &l);
+        assert_false(action_list_has(&l, ACTION_ACQUIRE));
+        action_list_done(&l);
+
+        /* The leader published off: its set no longer binds, even on a
+         * node whose own file says on. */
+        s.opt.synchronous_mode = SYNCHRONOUS_ON;
+        o.sync_mode = DCS_SYNC_MODE_OFF;
+        decide(&o, &s, T0, &l);
+        assert_true(action_list_has(&l, ACTION_ACQUIRE));
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+/* peer_ahead() follows the published mode too: an asynchronous standby
+ * ahead of the synchronous holder does not block it when the leader
+ * published a binding set, and does when it published off. */
+static void test_peer_ahead_follows_the_published_mode(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+
+        state_for(&s, "pg-1"); /* off in its own file */
+        failover_view(&o, 0x3000100, 0x3000200);
+        o.lease_held_by_us = true;
+        o.lease_leader = true;
+        o.sync = names("pg-1", NULL);
+        o.sync_mode = DCS_SYNC_MODE_STRICT;
+        s.kind = AGENT_CANDIDATE;
+        decide(&o, &s, T0, &l);
+        assert_true(action_list_has(&l, ACTION_PROMOTE));
+        assert_false(action_list_has(&l, ACTION_RELEASE));
+        action_list_done(&l);
+
+        s.kind = AGENT_CANDIDATE;
+        s.opt.synchronous_mode = SYNCHRONOUS_ON;
+        o.sync_mode = DCS_SYNC_MODE_OFF;
+        decide(&o, &s, T0, &l);
+        assert_false(action_list_has(&l, ACTION_PROMOTE));
+        const struct action *a = action_list_find(&l, ACTION_RELEASE);
+        assert_non_null(a);
+        assert_string_equal(a->target, "pg-2");
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+/* The leader publishes its mode with the list, and publishes the same list
+ * again when the record names another mode (a reload, an older record). */
+static void test_leader_publishes_its_mode_with_the_set(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+        const struct action *a;
+
+        state_for(&s, "pg-1");
+        s.kind = AGENT_PRIMARY;
+        s.opt.synchronous_mode = SYNCHRONOUS_ON;
+        sync_primary_view(&o);
+        o.sync = names("pg-0", NULL);
+        strv_free(o.pg_sync_names);
+        o.pg_sync_names = names("pg-0", NULL);
+        decide(&o, &s, T0, &l);
+        a = action_list_find(&l, ACTION_RENEW);
+        assert_true(a->set_sync);
+        assert_int_equal(a->sync_mode, DCS_SYNC_MODE_ON);
+        assert_int_equal(strv_length(a->names), 1);
+        assert_string_equal(a->names[0], "pg-0");
+        assert_false(action_list_has(&l, ACTION_SET_SYNC));
+        action_list_done(&l);
+
+        o.sync_mode = DCS_SYNC_MODE_ON;
+        decide(&o, &s, T0 + 2 * SEC, &l);
+        a = action_list_find(&l, ACTION_RENEW);
+        assert_false(a->set_sync);
+        action_list_done(&l);
+
+        /* A new primary inherits a record naming itself, written without
+         * the mode: the same list goes out again, itself included, so
+         * that it binds until a standby of its own is published. */
+        strv_free(o.sync);
+        o.sync = names("pg-1", NULL);
+        o.sync_mode = DCS_SYNC_MODE_UNKNOWN;
+        strv_free(o.pg_sync_names);
+        o.pg_sync_names = names(NULL, NULL);
+        decide(&o, &s, T0 + 3 * SEC, &l);
+        assert_non_null(action_list_find(&l, ACTION_SET_SYNC)); /* pg-0 is listed first */
+        a = action_list_find(&l, ACTION_RENEW);
+        assert_true(a->set_sync);
+        assert_int_equal(a->sync_mode, DCS_SYNC_MODE_ON);
+        assert_int_equal(strv_length(a->names), 1);
+        assert_string_equal(a->names[0], "pg-1");
+        action_list_done(&l);
+        strv_free(o.sync);
+        o.sync = names("pg-0", NULL);
+        o.sync_mode = DCS_SYNC_MODE_ON;
+        strv_free(o.pg_sync_names);
+        o.pg_sync_names = names("pg-0", NULL);
+
+        /* Reloaded to off: the set goes, with the mode, before the
+         * setting (safety rule 4's order). */
+        s.opt.synchronous_mode = SYNCHRONOUS_OFF;
+        decide(&o, &s, T0 + 4 * SEC, &l);
+        a = action_list_find(&l, ACTION_RENEW);
+        assert_true(a->set_sync);
+        assert_int_equal(a->sync_mode, DCS_SYNC_MODE_OFF);
+        assert_int_equal(strv_length(a->names), 0);
+        assert_false(action_list_has(&l, ACTION_SET_SYNC));
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+/* The refusal says why by what the leader published, not by its file. */
+static void test_switchover_refusal_names_the_published_sync_mode(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+        bool said = false;
+
+        state_for(&s, "pg-1"); /* off in its own file */
+        s.kind = AGENT_PRIMARY;
+        sync_primary_view(&o);
+        o.sync = names("pg-0", NULL);
+        o.sync_mode = DCS_SYNC_MODE_ON;
+        o.switchover = strdup("pg-2");
+        decide(&o, &s, T0, &l);
+        assert_false(action_list_has(&l, ACTION_SWITCHOVER));
+        assert_true(action_list_has(&l, ACTION_CLEAR_SWITCHOVER));
+        for (size_t i = 0; i < l.n; i++)
+                if (l.items[i].kind == ACTION_EVENT && streq(l.items[i].event, "switchover") &&
+                    strstr(l.items[i].message, "only a synchronous standby may"))
+                        said = true;
+        assert_true(said);
         action_list_done(&l);
         observation_done(&o);
         agent_state_done(&s);
@@ -712,8 +922,332 @@ static void test_switchover_to_an_unfit_standby_is_refused(void **state) {
         decide(&o, &s, T0, &l);
         assert_false(action_list_has(&l, ACTION_SWITCHOVER));
         assert_true(action_list_has(&l, ACTION_CLEAR_SWITCHOVER));
+        assert_string_equal(action_list_find(&l, ACTION_CLEAR_SWITCHOVER)->target, "pg-2 is tagged nofailover");
         assert_true(action_list_has(&l, ACTION_RENEW));
         assert_int_equal(s.kind, AGENT_PRIMARY);
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+/* Issue 19, 4b: the reason travels with the refusal (the clear action's
+ * target goes onto the lease for agentctl). */
+static void test_switchover_refusal_says_why(void **state) {
+        static const struct {
+                int setup;
+                const char *reason;
+        } cases[] = {
+                { 0, "pg-2 is not running (its PostgreSQL does not answer)" },
+                { 1, "pg-2 is not a standby" },
+                { 2, "pg-2 has priority 0" },
+                { 3, "pg-2 is not in the synchronous set (synchronous mode: only a synchronous standby may be promoted)" },
+                { 4, "pg-9 is not a member of the cluster (no member record)" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                struct agent_state s;
+                struct observation o;
+                struct action_list l = {};
+                const struct action *a;
+
+                state_for(&s, "pg-1");
+                s.kind = AGENT_PRIMARY;
+                sync_primary_view(&o);
+                o.switchover = strdup(cases[i].setup == 4 ? "pg-9" : "pg-2");
+                switch (cases[i].setup) {
+                case 0: o.peers[1].reachable = false; break;
+                case 1: o.peers[1].in_recovery = false; break;
+                case 2: o.peers[1].priority = 0; break;
+                case 3:
+                        s.opt.synchronous_mode = SYNCHRONOUS_ON;
+                        o.sync = names("pg-0", NULL);
+                        break;
+                }
+                decide(&o, &s, T0, &l);
+                assert_false(action_list_has(&l, ACTION_SWITCHOVER));
+                a = action_list_find(&l, ACTION_CLEAR_SWITCHOVER);
+                assert_non_null(a);
+                assert_string_equal(a->target, cases[i].reason);
+                action_list_done(&l);
+                observation_done(&o);
+                agent_state_done(&s);
+        }
+}
+
+static size_t count_events(const struct action_list *l, const char *event) {
+        size_t n = 0;
+
+        for (size_t i = 0; i < l->n; i++)
+                if (l->items[i].kind == ACTION_EVENT && streq(strempty(l->items[i].event), event))
+                        n++;
+        return n;
+}
+
+/* The holder of a lease taken after a hand-over: pg-1 holds it as a
+ * standby, the record carries the final LSN 0x3000200. */
+static void handover_holder_view(struct observation *o, uint64_t replayed) {
+        failover_view(o, replayed, 0x3000000);
+        o->lease_held_by_us = true;
+        o->lease_leader = true;
+        free(o->lease_holder);
+        o->lease_holder = strdup("pg-1");
+        o->successor = strdup("pg-1");
+        o->successor_lsn = 0x3000200;
+        o->pg_replay_lsn = replayed;
+}
+
+/* docs/handover.pml: whoever holds a lease carrying a final LSN never
+ * promotes before having replayed it, however long it takes. */
+static void test_successor_never_promotes_before_the_final_lsn(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+        size_t warnings = 0;
+
+        state_for(&s, "pg-1");
+        handover_holder_view(&o, 0x3000100);
+        s.kind = AGENT_CANDIDATE;
+        s.since = T0;
+        for (usec_t t = 0; t <= 60 * SEC; t += 2 * SEC) {
+                decide(&o, &s, T0 + t, &l);
+                assert_false(action_list_has(&l, ACTION_PROMOTE));
+                assert_false(action_list_has(&l, ACTION_RELEASE));
+                assert_true(action_list_has(&l, ACTION_RENEW));
+                warnings += count_events(&l, "promote");
+                action_list_done(&l);
+        }
+        /* said once per lease duration, not every tick */
+        assert_true(warnings >= 4 && warnings <= 6);
+        o.pg_replay_lsn = o.pg_lsn = 0x3000200;
+        decide(&o, &s, T0 + 62 * SEC, &l);
+        assert_true(action_list_has(&l, ACTION_PROMOTE));
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+/* The old primary rejoined as a standby with everything up to the final
+ * LSN: the waiting holder hands it the lease, the final LSN kept. */
+static void test_waiting_holder_hands_the_lease_to_a_standby_that_has_the_final_lsn(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+        const struct action *a;
+
+        state_for(&s, "pg-1");
+        handover_holder_view(&o, 0x3000100);
+        o.peers[0].reachable = true;
+        o.peers[0].in_recovery = true;
+        o.peers[0].timeline = 1;
+        o.peers[0].receive_lsn = 0x3000200;
+        o.peers[0].role = MEMBER_ROLE_REPLICA;
+        s.kind = AGENT_CANDIDATE;
+        s.since = T0;
+        decide(&o, &s, T0, &l);
+        assert_false(action_list_has(&l, ACTION_PROMOTE));
+        a = action_list_find(&l, ACTION_RELEASE);
+        assert_non_null(a);
+        assert_string_equal(a->target, "pg-0");
+        assert_int_equal(a->lsn, 0x3000200);
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+/* A release that did not get through (409, API down): the lease still
+ * names the demoting leader, which releases again with the same target
+ * and final LSN and never takes the lease back, starts or promotes. */
+static void test_demoting_leader_releases_again_and_never_promotes(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+        const struct action *a;
+
+        state_for(&s, "pg-1");
+        primary_view(&o);
+        o.lease_leader = false;
+        o.pg_running = false;
+        o.pg_accepting = false;
+        s.kind = AGENT_DEMOTING;
+        s.handover_target = strdup("pg-2");
+        s.handover_lsn = 0x5000028;
+        for (int i = 0; i < 3; i++) {
+                decide(&o, &s, T0 + i * SEC, &l);
+                a = action_list_find(&l, ACTION_RELEASE);
+                assert_non_null(a);
+                assert_string_equal(a->target, "pg-2");
+                assert_int_equal(a->lsn, 0x5000028);
+                assert_false(action_list_has(&l, ACTION_ACQUIRE));
+                assert_false(action_list_has(&l, ACTION_PROMOTE));
+                assert_false(action_list_has(&l, ACTION_START));
+                assert_int_equal(s.kind, AGENT_DEMOTING);
+                action_list_done(&l);
+        }
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+/* Pause stops automatic failover, not a planned hand-over: the named
+ * successor promotes while paused; any other holder does not. */
+static void test_switchover_completes_while_paused(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+
+        state_for(&s, "pg-1");
+        handover_holder_view(&o, 0x3000200);
+        o.pg_lsn = 0x3000200;
+        o.paused = true;
+        s.kind = AGENT_CANDIDATE;
+        s.since = T0;
+        decide(&o, &s, T0, &l);
+        assert_true(action_list_has(&l, ACTION_PROMOTE));
+        action_list_done(&l);
+        free(o.successor);
+        o.successor = strdup("pg-2");
+        decide(&o, &s, T0 + SEC, &l);
+        assert_false(action_list_has(&l, ACTION_PROMOTE));
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+/* Issue 14, item 3: the named successor (pg-1, frozen: unreachable) never
+ * takes the released lease; once the election allows it (one lease
+ * duration) the best other standby takes it. */
+static void test_other_standby_takes_over_when_the_successor_never_comes(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+
+        state_for(&s, "pg-2");
+        failover_view(&o, 0x3000200, 0);
+        free(o.peers[1].name);
+        o.peers[1].name = strdup("pg-1");
+        o.peers[1].reachable = false;
+        free(o.lease_holder);
+        o.lease_holder = strdup("");
+        o.successor = strdup("pg-1");
+        o.successor_lsn = 0x3000200;
+        o.pg_replay_lsn = 0x3000200;
+        o.lease_may_acquire = false; /* within the lease duration */
+        decide(&o, &s, T0, &l);
+        assert_false(action_list_has(&l, ACTION_ACQUIRE));
+        action_list_done(&l);
+        o.lease_may_acquire = true;
+        decide(&o, &s, T0 + 10 * SEC, &l);
+        assert_true(action_list_has(&l, ACTION_ACQUIRE));
+        action_list_done(&l);
+        /* Frozen but its PostgreSQL still answers, even ahead of us (a
+         * lower name, more WAL): it had its chance and is passed over. */
+        o.peers[1].reachable = true;
+        o.peers[1].receive_lsn = 0x3000300;
+        decide(&o, &s, T0 + 11 * SEC, &l);
+        assert_true(action_list_has(&l, ACTION_ACQUIRE));
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+/* Issue 16: a primary whose postmaster accepts no new connection (frozen)
+ * while the agent's old connection answers counts as down: after
+ * primary_start_timeout the holder fences and releases, saying why. */
+static void test_primary_refusing_new_connections_is_fenced_after_the_start_timeout(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+        const struct action *e;
+
+        state_for(&s, "pg-1");
+        primary_view(&o);
+        s.kind = AGENT_PRIMARY;
+        o.pg_accepting = false;
+        o.pg_refusing = true;
+        decide(&o, &s, T0, &l);
+        assert_false(action_list_has(&l, ACTION_FENCE));
+        assert_false(action_list_has(&l, ACTION_START));
+        assert_true(action_list_has(&l, ACTION_RENEW));
+        e = action_list_find(&l, ACTION_EVENT);
+        assert_non_null(e);
+        assert_non_null(strstr(e->message, "old connection only"));
+        action_list_done(&l);
+        decide(&o, &s, T0 + 10 * SEC, &l);
+        assert_true(action_list_has(&l, ACTION_FENCE));
+        assert_true(action_list_has(&l, ACTION_RELEASE));
+        assert_int_equal(s.kind, AGENT_FENCED);
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+/* Issue 16: the holder whose run-postgres supervisor is gone has no
+ * lease-expiry watchdog: it fences and releases at once, saying why; and
+ * without a supervisor nothing is started. */
+static void test_primary_without_supervisor_is_fenced_at_once(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+        const struct action *e;
+
+        state_for(&s, "pg-1");
+        primary_view(&o);
+        s.kind = AGENT_PRIMARY;
+        o.supervisor_watched = true;
+        o.supervisor_gone = true;
+        decide(&o, &s, T0, &l);
+        assert_true(action_list_has(&l, ACTION_FENCE));
+        assert_true(action_list_has(&l, ACTION_RELEASE));
+        assert_false(action_list_has(&l, ACTION_RENEW));
+        assert_int_equal(s.kind, AGENT_FENCED);
+        e = action_list_find(&l, ACTION_EVENT);
+        assert_non_null(e);
+        assert_string_equal(e->event, "supervisor-gone");
+        action_list_done(&l);
+        observation_done(&o);
+
+        /* Fenced, no longer the holder, PostgreSQL down: no rejoin until
+         * the supervisor is back. */
+        standby_view(&o, "pg-2");
+        o.pg_running = o.pg_accepting = false;
+        o.supervisor_watched = o.supervisor_gone = true;
+        decide(&o, &s, T0 + SEC, &l);
+        assert_false(action_list_has(&l, ACTION_REJOIN));
+        assert_false(action_list_has(&l, ACTION_START_STANDBY));
+        action_list_done(&l);
+        o.supervisor_gone = false;
+        decide(&o, &s, T0 + 2 * SEC, &l);
+        assert_true(action_list_has(&l, ACTION_REJOIN));
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+/* A pod (re)start: the agent may tick before the postgres container's
+ * supervisor has written its pid. Holding the lease from before, with
+ * nothing running, it waits for the supervisor as for a crash instead of
+ * costing the cluster a failover; once seen, its loss fences at once. */
+static void test_holder_waits_for_a_supervisor_it_never_saw(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+
+        state_for(&s, "pg-1");
+        primary_view(&o);
+        o.pg_running = o.pg_accepting = false;
+        o.supervisor_watched = o.supervisor_gone = true;
+        decide(&o, &s, T0, &l);
+        assert_false(action_list_has(&l, ACTION_FENCE));
+        assert_false(action_list_has(&l, ACTION_RELEASE));
+        assert_true(action_list_has(&l, ACTION_RENEW));
+        action_list_done(&l);
+        /* The supervisor shows up, then goes: fenced and released. */
+        o.supervisor_gone = false;
+        decide(&o, &s, T0 + SEC, &l);
+        action_list_done(&l);
+        o.supervisor_gone = true;
+        decide(&o, &s, T0 + 2 * SEC, &l);
+        assert_true(action_list_has(&l, ACTION_FENCE));
+        assert_true(action_list_has(&l, ACTION_RELEASE));
         action_list_done(&l);
         observation_done(&o);
         agent_state_done(&s);
@@ -898,6 +1432,14 @@ int main(void) {
                 cmocka_unit_test(test_tilt_still_fences),
                 cmocka_unit_test(test_crashed_primary_gets_primary_start_timeout_then_releases),
                 cmocka_unit_test(test_sync_mode_only_published_standby_promotes),
+                cmocka_unit_test(test_successor_never_promotes_before_the_final_lsn),
+                cmocka_unit_test(test_waiting_holder_hands_the_lease_to_a_standby_that_has_the_final_lsn),
+                cmocka_unit_test(test_demoting_leader_releases_again_and_never_promotes),
+                cmocka_unit_test(test_switchover_completes_while_paused),
+                cmocka_unit_test(test_other_standby_takes_over_when_the_successor_never_comes),
+                cmocka_unit_test(test_primary_refusing_new_connections_is_fenced_after_the_start_timeout),
+                cmocka_unit_test(test_primary_without_supervisor_is_fenced_at_once),
+                cmocka_unit_test(test_holder_waits_for_a_supervisor_it_never_saw),
                 cmocka_unit_test(test_switchover_successor_waits_for_the_final_lsn),
                 cmocka_unit_test(test_restarted_holder_takes_its_lease_back),
                 cmocka_unit_test(test_sync_standby_is_listed_before_it_is_published),
@@ -905,12 +1447,18 @@ int main(void) {
                 cmocka_unit_test(test_sync_on_falls_back_and_strict_blocks),
                 cmocka_unit_test(test_switchover_hands_over_to_the_named_standby),
                 cmocka_unit_test(test_switchover_to_an_unfit_standby_is_refused),
+                cmocka_unit_test(test_switchover_refusal_says_why),
+                cmocka_unit_test(test_promotion_records_reason_and_old_primary),
                 cmocka_unit_test(test_switchover_successor_takes_the_lease_even_on_a_tie),
                 cmocka_unit_test(test_demote_without_successor_fences_at_the_deadline),
                 cmocka_unit_test(test_demote_on_a_standby_stops_it_and_keeps_it_down),
                 cmocka_unit_test(test_standby_that_cannot_follow_a_new_timeline_is_rewound),
                 cmocka_unit_test(test_starting_holder_whose_postgres_never_comes_up_releases),
                 cmocka_unit_test(test_a_dead_leader_is_no_reason_to_rewind_a_standby),
+                cmocka_unit_test(test_published_sync_set_binds_a_node_configured_off),
+                cmocka_unit_test(test_peer_ahead_follows_the_published_mode),
+                cmocka_unit_test(test_leader_publishes_its_mode_with_the_set),
+                cmocka_unit_test(test_switchover_refusal_names_the_published_sync_mode),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

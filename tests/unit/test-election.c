@@ -140,7 +140,9 @@ static void test_release_lets_only_the_successor_in_until_a_lease_passed(void **
 
         assert_int_equal(election_acquire(&c, NULL, NULL), 0);
         assert_string_equal(w->store.record->holder, "pg-2");
-        assert_null(w->store.record->successor);
+        /* kept until pg-2 runs as the primary (docs/handover.pml) */
+        assert_string_equal(w->store.record->successor, "pg-2");
+        assert_int_equal(w->store.record->successor_lsn, 0x3000060);
         assert_int_equal(w->store.record->transitions, 1);
         election_done(&a);
         election_done(&b);
@@ -279,8 +281,126 @@ static void test_a_time_before_the_read_is_not_expiry(void **state) {
         world_free(w);
 }
 
-static void mark_paused(struct dcs_leader *l, void *userdata) {
+static int mark_paused(struct dcs_leader *l, void *userdata) {
         l->paused = true;
+        return 0;
+}
+
+static int refuse_change(struct dcs_leader *l, void *userdata) {
+        l->paused = true;
+        return -EBUSY;
+}
+
+/* The successor's acquisition keeps the final LSN on the lease (it must
+ * not promote before replaying it, even after a restart); its first
+ * renewal as a running primary clears it. */
+static void test_final_lsn_survives_the_acquisition_until_promoted(void **state) {
+        struct world *w = world_new();
+        struct election a, b;
+        struct election_publish promoted = { .optime_timeline = 2, .optime_lsn = 0x3000100, .clear_handover = true };
+
+        member(w, &a, "pg-0");
+        member(w, &b, "pg-1");
+        election_observe(&a, NULL);
+        assert_int_equal(election_acquire(&a, NULL, NULL), 0);
+        w->store.record->switchover = strdup("pg-1");
+        election_observe(&a, NULL);
+        assert_int_equal(election_release(&a, "pg-1", 0x3000060, NULL), 0);
+        assert_int_equal(election_observe(&b, NULL), 0);
+        assert_int_equal(election_acquire(&b, NULL, NULL), 0);
+        assert_string_equal(w->store.record->holder, "pg-1");
+        assert_string_equal(w->store.record->successor, "pg-1");
+        assert_int_equal(w->store.record->successor_lsn, 0x3000060);
+        assert_null(w->store.record->switchover);
+        tick(w, 2 * SEC);
+        assert_int_equal(election_renew(&b, NULL, NULL), 0);
+        assert_int_equal(w->store.record->successor_lsn, 0x3000060);
+        assert_int_equal(election_renew(&b, &promoted, NULL), 0);
+        assert_null(w->store.record->successor);
+        assert_int_equal(w->store.record->successor_lsn, 0);
+        election_done(&a);
+        election_done(&b);
+        world_free(w);
+}
+
+/* A 409 on release (an operator wrote an annotation meanwhile) is
+ * answered by re-reading and releasing again: the hand-over stands. */
+static void test_release_survives_a_concurrent_annotation_write(void **state) {
+        struct world *w = world_new();
+        struct election a, ctl;
+
+        member(w, &a, "pg-0");
+        member(w, &ctl, "agentctl");
+        election_observe(&a, NULL);
+        assert_int_equal(election_acquire(&a, NULL, NULL), 0);
+        election_observe(&ctl, NULL);
+        assert_int_equal(election_update_annotations(&ctl, mark_paused, NULL, NULL), 0);
+        assert_int_equal(election_release(&a, "pg-2", 0x3000060, NULL), 0);
+        assert_false(a.leader);
+        assert_string_equal(w->store.record->holder, "");
+        assert_string_equal(w->store.record->successor, "pg-2");
+        assert_int_equal(w->store.record->successor_lsn, 0x3000060);
+        assert_true(w->store.record->paused);
+        election_done(&a);
+        election_done(&ctl);
+        world_free(w);
+}
+
+/* A release is only written by the holder: once another member holds
+ * the lease, releasing it says so and writes nothing. */
+static void test_release_by_a_former_holder_writes_nothing(void **state) {
+        struct world *w = world_new();
+        struct election a;
+
+        member(w, &a, "pg-0");
+        fake_dcs_write_as(&w->store, "pg-1", 10 * SEC);
+        election_observe(&a, NULL);
+        assert_int_equal(election_release(&a, "pg-2", 0x3000060, NULL), -EPERM);
+        assert_string_equal(w->store.record->holder, "pg-1");
+        election_done(&a);
+        world_free(w);
+}
+
+/* The named successor never comes: after one lease duration of the
+ * released record, any other member may take it (issue 14, item 3). */
+static void test_others_may_take_a_release_the_successor_never_took(void **state) {
+        struct world *w = world_new();
+        struct election a, c;
+
+        member(w, &a, "pg-0");
+        member(w, &c, "pg-2");
+        election_observe(&a, NULL);
+        assert_int_equal(election_acquire(&a, NULL, NULL), 0);
+        assert_int_equal(election_release(&a, "pg-1", 0x3000060, NULL), 0);
+        assert_int_equal(election_observe(&c, NULL), 0);
+        tick(w, 9 * SEC);
+        assert_int_equal(election_observe(&c, NULL), 0);
+        assert_int_equal(election_acquire(&c, NULL, NULL), -EBUSY);
+        tick(w, 1 * SEC);
+        assert_int_equal(election_observe(&c, NULL), 0);
+        assert_int_equal(election_acquire(&c, NULL, NULL), 0);
+        assert_string_equal(w->store.record->holder, "pg-2");
+        /* the final LSN stays: pg-2 too must have replayed it */
+        assert_int_equal(w->store.record->successor_lsn, 0x3000060);
+        election_done(&a);
+        election_done(&c);
+        world_free(w);
+}
+
+static void test_refused_annotation_change_writes_nothing(void **state) {
+        struct world *w = world_new();
+        struct election ctl;
+        _cleanup_free_ char *version = NULL;
+
+        fake_dcs_write_as(&w->store, "pg-0", 10 * SEC);
+        member(w, &ctl, "agentctl");
+        election_observe(&ctl, NULL);
+        version = strdup(w->store.record->version);
+        assert_int_equal(election_update_annotations(&ctl, refuse_change, NULL, NULL), -EBUSY);
+        assert_string_equal(w->store.record->version, version);
+        assert_false(w->store.record->paused);
+        election_done(&ctl);
+        world_free(w);
 }
 
 static void test_renewal_survives_an_annotation_written_by_someone_else(void **state) {
@@ -337,6 +457,66 @@ static void test_renewal_publishes_optime_and_sync(void **state) {
         world_free(w);
 }
 
+/* Issue 17: holder at 10 s / 7 s renews at t=0; at t=0.5 a reload brings
+ * 20 s / 15 s; from t=0.6 every renewal fails. The others judge by the
+ * record (10 s), so the holder must consider the lease lost by 7 s, not 15. */
+static void test_reload_raising_timings_waits_for_a_renewal_that_published_them(void **state) {
+        struct world *w = world_new();
+        struct election a, b;
+
+        member(w, &a, "pg-0");
+        member(w, &b, "pg-1");
+        assert_int_equal(election_observe(&a, NULL), -ENOENT);
+        assert_int_equal(election_acquire(&a, NULL, NULL), 0);
+        assert_int_equal(election_observe(&b, NULL), 0);
+        tick(w, 500 * USEC_PER_MSEC);
+        a.lease_duration = 20 * SEC;
+        a.renew_deadline = 15 * SEC;
+        assert_int_equal(election_renew_deadline(&a), 7 * SEC);
+        tick(w, 100 * USEC_PER_MSEC);
+        w->store.fail_with = -ETIMEDOUT;
+        for (usec_t t = 600 * USEC_PER_MSEC; t < 7 * SEC; t += 500 * USEC_PER_MSEC) {
+                assert_false(election_lost(&a, clock_now(&w->ops)));
+                assert_true(election_renew(&a, NULL, NULL) < 0);
+                tick(w, 500 * USEC_PER_MSEC);
+        }
+        tick(w, 100 * USEC_PER_MSEC);
+        assert_true(election_lost(&a, clock_now(&w->ops)));
+        /* And the follower can take it only later, at 10 s. */
+        w->store.fail_with = 0;
+        assert_int_equal(election_observe(&b, NULL), 0);
+        assert_false(election_may_acquire(&b, clock_now(&w->ops)));
+        election_done(&a);
+        election_done(&b);
+        world_free(w);
+}
+
+/* Once a renewal has published 20 s, the longer deadline is the holder's;
+ * a reload that lowers it applies at once. */
+static void test_raised_timings_apply_after_a_renewal_lowered_ones_at_once(void **state) {
+        struct world *w = world_new();
+        struct election a;
+
+        member(w, &a, "pg-0");
+        assert_int_equal(election_observe(&a, NULL), -ENOENT);
+        assert_int_equal(election_acquire(&a, NULL, NULL), 0);
+        a.lease_duration = 20 * SEC;
+        a.renew_deadline = 15 * SEC;
+        tick(w, 1 * SEC);
+        assert_int_equal(election_renew(&a, NULL, NULL), 0);
+        assert_int_equal(w->store.record->lease_duration, 20 * SEC);
+        assert_int_equal(election_renew_deadline(&a), 15 * SEC);
+        tick(w, 14 * SEC);
+        assert_false(election_lost(&a, clock_now(&w->ops)));
+        /* Lowered back to 10 s / 7 s: lost at once, 14 s after the renewal. */
+        a.lease_duration = 10 * SEC;
+        a.renew_deadline = 7 * SEC;
+        assert_int_equal(election_renew_deadline(&a), 7 * SEC);
+        assert_true(election_lost(&a, clock_now(&w->ops)));
+        election_done(&a);
+        world_free(w);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_first_member_creates_the_lease),
@@ -351,9 +531,16 @@ int main(void) {
                 cmocka_unit_test(test_stalled_holder_is_lost_at_once_after_a_clock_jump),
                 cmocka_unit_test(test_stalled_follower_rereads_before_judging),
                 cmocka_unit_test(test_a_time_before_the_read_is_not_expiry),
+                cmocka_unit_test(test_final_lsn_survives_the_acquisition_until_promoted),
+                cmocka_unit_test(test_release_survives_a_concurrent_annotation_write),
+                cmocka_unit_test(test_release_by_a_former_holder_writes_nothing),
+                cmocka_unit_test(test_others_may_take_a_release_the_successor_never_took),
+                cmocka_unit_test(test_refused_annotation_change_writes_nothing),
                 cmocka_unit_test(test_renewal_survives_an_annotation_written_by_someone_else),
                 cmocka_unit_test(test_renewal_after_takeover_reports_loss),
                 cmocka_unit_test(test_renewal_publishes_optime_and_sync),
+                cmocka_unit_test(test_reload_raising_timings_waits_for_a_renewal_that_published_them),
+                cmocka_unit_test(test_raised_timings_apply_after_a_renewal_lowered_ones_at_once),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -506,44 +506,6 @@ static void test_kubeconfig_json_with_client_certificate_data(void **state) {
         (void) unlink(path);
 }
 
-static void test_kubeconfig_errors_name_the_file_and_line(void **state) {
-        static const struct {
-                const char *text;
-                const char *msg;
-        } cases[] = {
-                { "current-context: a\nusers:\n- name: u\n  user:\n    token: |\n      abc\n", ":5: unsupported YAML" },
-                { "current-context: a\n  extra: 1\n", ":2: unexpected indentation" },
-                { "a: \"unterminated\n", ":1: unterminated" },
-                { "current-context: nope\ncontexts: []\n", "context \"nope\" not found" },
-                { "current-context: c\ncontexts:\n- name: c\n  context:\n    cluster: k\nclusters:\n- name: k\n  cluster:\n"
-                  "    server: https://x\n    certificate-authority-data: '!!notbase64'\n", "not valid base64" },
-                { "\tcurrent-context: a\n", ":1: tab in indentation" },
-                { "# only a comment\n", ":1: empty document" },
-        };
-        struct fake *f = *state;
-
-        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
-                _cleanup_free_ char *path = write_temp(f, "bad-config", cases[i].text), *err = NULL;
-                struct kube_config c = {};
-
-                assert_int_equal(kube_config_load_kubeconfig(path, &c, &err), -EINVAL);
-                if (!strstr(err, cases[i].msg) || !strstr(err, "bad-config"))
-                        fail_msg("case %zu: %s", i, err);
-                assert_null(c.server);
-                (void) unlink(path);
-        }
-}
-
-static void test_yaml_subset_scalars_and_nesting(void **state) {
-        _cleanup_(cjson_deletep) cJSON *j = NULL;
-        _cleanup_free_ char *out = NULL;
-
-        assert_int_equal(kube_yaml_parse("---\na: 'it''s'\nb: \"x\\\"y\"\nc: ~\nd:\n  - 1\n  -\n    e: f # c\n  - g: h\n    i: j\nk: v#not-comment\n",
-                                         "t", &j, NULL), 0);
-        out = cJSON_PrintUnformatted(j);
-        assert_string_equal(out, "{\"a\":\"it's\",\"b\":\"x\\\"y\",\"c\":null,\"d\":[\"1\",{\"e\":\"f\"},{\"g\":\"h\",\"i\":\"j\"}],\"k\":\"v#not-comment\"}");
-}
-
 static void test_incluster_brackets_ipv6_and_reads_the_service_account(void **state) {
         struct fake *f = *state;
         _cleanup_free_ char *ca = write_temp(f, "ca.crt", "PEM");
@@ -709,8 +671,6 @@ int main(void) {
                 T(test_event_is_a_core_event_about_the_pod_with_unique_name),
                 T(test_kubeconfig_yaml_as_kubectl_writes_it),
                 T(test_kubeconfig_json_with_client_certificate_data),
-                T(test_kubeconfig_errors_name_the_file_and_line),
-                T(test_yaml_subset_scalars_and_nesting),
                 T(test_incluster_brackets_ipv6_and_reads_the_service_account),
                 T(test_dcs_leader_update_puts_back_what_it_read),
                 T(test_dcs_leader_create_posts_a_fresh_lease),

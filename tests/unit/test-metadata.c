@@ -8,7 +8,11 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <dirent.h>
+
+#include "metadata-embedded.h"
 #include "metadata.h"
+#include "pglease-build.h"
 #include "util.h"
 
 static void push_numbered(struct metadata_event_queue *q, unsigned i, int expected) {
@@ -193,8 +197,69 @@ static void test_flush_without_connection_is_einval(void **state) {
         metadata_event_queue_done(&q);
 }
 
+/* Every sql/NNN_name.sql is built into the agent, byte for byte, and
+ * nothing else is: a migration added to sql/ but not to lib/meson.build
+ * would otherwise never run. */
+static void test_every_sql_file_is_built_in_unchanged(void **state) {
+        _cleanup_free_ char *dir = strdup_printf("%s/sql", PGLEASE_SOURCE_DIR);
+        DIR *d = opendir(dir);
+        struct dirent *de;
+        size_t files = 0;
+
+        assert_non_null(d);
+        while ((de = readdir(d))) {
+                _cleanup_free_ char *path = NULL, *text = NULL;
+                unsigned version;
+                bool found = false;
+
+                if (sscanf(de->d_name, "%u_", &version) != 1 || strlen(de->d_name) < 4 || !streq(de->d_name + strlen(de->d_name) - 4, ".sql"))
+                        continue;
+                files++;
+                path = strdup_printf("%s/%s", dir, de->d_name);
+                assert_int_equal(read_full_file(path, &text, NULL), 0);
+                for (size_t i = 0; i < metadata_embedded_migrations_n; i++) {
+                        const struct metadata_embedded_migration *m = &metadata_embedded_migrations[i];
+                        _cleanup_free_ char *name = strdup_printf("%03u_%s.sql", m->version, m->name);
+
+                        if (!streq(name, de->d_name))
+                                continue;
+                        found = true;
+                        assert_string_equal(m->script, text);
+                }
+                if (!found)
+                        fail_msg("%s is not built in: add it to sql_migrations in lib/meson.build", de->d_name);
+        }
+        closedir(d);
+        assert_int_equal(files, metadata_embedded_migrations_n);
+        for (size_t i = 1; i < metadata_embedded_migrations_n; i++)
+                assert_true(metadata_embedded_migrations[i - 1].version < metadata_embedded_migrations[i].version);
+}
+
+/* The check for dropped tables knows every table the migrations create. */
+static void test_metadata_tables_lists_every_table_of_the_migrations(void **state) {
+        unsigned seen = 0;
+
+        for (size_t i = 0; i < metadata_embedded_migrations_n; i++)
+                for (const char *p = metadata_embedded_migrations[i].script; (p = strstr(p, "CREATE TABLE ")); p++) {
+                        char name[64] = "";
+                        bool found = false;
+
+                        assert_int_equal(sscanf(p + strlen("CREATE TABLE "), "%63[a-z_]", name), 1);
+                        for (const char *const *t = metadata_tables; *t; t++)
+                                found = found || streq(*t, name);
+                        if (!found)
+                                fail_msg("migration %u creates table %s, missing from metadata_tables",
+                                         metadata_embedded_migrations[i].version, name);
+                        seen++;
+                }
+        /* And nothing else, but schema_version, which the agent creates. */
+        assert_int_equal(seen + 1, strv_length((char **) metadata_tables));
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_every_sql_file_is_built_in_unchanged),
+                cmocka_unit_test(test_metadata_tables_lists_every_table_of_the_migrations),
                 cmocka_unit_test(test_queue_keeps_events_oldest_first),
                 cmocka_unit_test(test_queue_full_drops_oldest_and_counts),
                 cmocka_unit_test(test_queue_copies_the_event),

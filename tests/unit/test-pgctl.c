@@ -356,6 +356,7 @@ static void test_supervisor_stop_of_a_down_server_sets_hold(void **state) {
         assert_int_equal(pgctl_is_running(&c, NULL), 0);
         assert_int_equal(pgctl_stop(&c, PGCTL_STOP_FAST, USEC_PER_SEC, NULL), 0);
         assert_int_equal(pgctl_hold_is_set(dir), 1);
+        pgctl_done(&c);
         remove_temp_dir(dir);
 }
 
@@ -372,7 +373,27 @@ static void test_supervisor_stop_without_hold_does_not_signal(void **state) {
         assert_int_equal(pgctl_init(&c, "supervisor", &cfg), 0);
         assert_true(pgctl_stop(&c, PGCTL_STOP_FAST, USEC_PER_SEC, &err) < 0);
         assert_non_null(strstr(err, "hold"));
+        pgctl_done(&c);
         remove_temp_dir(dir);
+}
+
+/* A reload frees the configuration the paths came from: the pgctl must
+ * hold its own copies (docs/design.md, "Who owns what"). */
+static void test_init_copies_the_paths_it_keeps(void **state) {
+        char *datadir = strdup("/d"), *run_dir = strdup("/r"), *bindir = strdup("/b");
+        struct pgctl_config cfg = { .datadir = datadir, .run_dir = run_dir, .bindir = bindir };
+        struct pgctl c = {};
+
+        assert_int_equal(pgctl_init(&c, "supervisor", &cfg), 0);
+        free(datadir);
+        free(run_dir);
+        free(bindir);
+        assert_string_equal(c.config.datadir, "/d");
+        assert_string_equal(c.config.run_dir, "/r");
+        assert_string_equal(c.config.bindir, "/b");
+        assert_null(c.config.log_file);
+        pgctl_done(&c);
+        assert_null(c.config.datadir);
 }
 
 static void test_init_validates_backend_and_paths(void **state) {
@@ -381,8 +402,10 @@ static void test_init_validates_backend_and_paths(void **state) {
 
         assert_int_equal(pgctl_init(&c, "supervisor", &cfg), 0);
         assert_ptr_equal(c.ops, &pgctl_supervisor_ops);
+        pgctl_done(&c);
         assert_int_equal(pgctl_init(&c, "pg_ctl", &cfg), 0);
         assert_ptr_equal(c.ops, &pgctl_pg_ctl_ops);
+        pgctl_done(&c);
         assert_int_equal(pgctl_init(&c, "systemd", &cfg), -EINVAL);
         assert_int_equal(pgctl_init(&c, NULL, &cfg), -EINVAL);
         cfg.run_dir = NULL;
@@ -412,6 +435,7 @@ int main(void) {
                 cmocka_unit_test(test_supervisor_stop_of_a_down_server_sets_hold),
                 cmocka_unit_test(test_supervisor_stop_without_hold_does_not_signal),
                 cmocka_unit_test(test_init_validates_backend_and_paths),
+                cmocka_unit_test(test_init_copies_the_paths_it_keeps),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

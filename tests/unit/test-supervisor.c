@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "lease-file.h"
@@ -286,12 +287,13 @@ static void test_stop_timeout_escalates_to_sigquit_once(void **state) {
 }
 
 static void test_status_file_round_trips(void **state) {
-        struct supervisor_status in = { .supervisor_pid = 1, .postmaster_pid = 57, .phase = SUPERVISOR_HELD, .restarts = 3 };
+        struct supervisor_status in = { .supervisor_pid = 1, .supervisor_start = 4242, .postmaster_pid = 57,
+                                        .phase = SUPERVISOR_HELD, .restarts = 3 };
         struct supervisor_status out = {};
         _cleanup_free_ char *text = supervisor_status_format(&in);
 
         assert_non_null(text);
-        assert_string_equal(text, "supervisor_pid=1\npostmaster_pid=57\nphase=held\nrestarts=3\n");
+        assert_string_equal(text, "supervisor_pid=1\nsupervisor_start=4242\npostmaster_pid=57\nphase=held\nrestarts=3\n");
         assert_int_equal(supervisor_status_parse(text, &out), 0);
         assert_memory_equal(&in, &out, sizeof(in));
         assert_int_equal(supervisor_status_parse("supervisor_pid=9\nphase=running\nfuture_key=x\n", &out), 0);
@@ -329,6 +331,54 @@ static void test_supervisor_pid_file_tells_alive_from_gone(void **state) {
         assert_int_equal(supervisor_pid_alive(dir, NULL), -ESRCH);
         assert_int_equal(write_file_atomic(path, "garbage\n", 0644), 0);
         assert_int_equal(supervisor_pid_alive(dir, NULL), -EBADMSG);
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(rmdir(dir), 0);
+}
+
+/* Issue 16: a killed supervisor is a zombie until reaped, and its pid may
+ * be reused; neither counts as alive. */
+static void test_supervisor_pid_zombie_or_other_process_is_gone(void **state) {
+        char dir[] = "/tmp/test-supervisor-XXXXXX";
+        _cleanup_free_ char *path = NULL, *state_path = NULL, *text = NULL, *st = NULL;
+        struct supervisor_status s = { .supervisor_pid = getpid(), .phase = SUPERVISOR_RUNNING };
+        uint64_t start = 0;
+        char pstate = 0;
+        pid_t child;
+
+        assert_non_null(mkdtemp(dir));
+        path = strdup_printf("%s/" SUPERVISOR_PID_FILE, dir);
+        state_path = strdup_printf("%s/" SUPERVISOR_STATE_FILE, dir);
+        /* The state file names this process with its start time: alive. */
+        assert_int_equal(supervisor_proc_stat(getpid(), &pstate, &start), 0);
+        assert_true(start > 0);
+        s.supervisor_start = start;
+        text = strdup_printf("%d\n", (int) getpid());
+        assert_int_equal(write_file_atomic(path, text, 0644), 0);
+        st = supervisor_status_format(&s);
+        assert_int_equal(write_file_atomic(state_path, st, 0644), 0);
+        assert_int_equal(supervisor_pid_alive(dir, NULL), 0);
+        /* Another start time: the pid was reused by another process. */
+        free(st);
+        s.supervisor_start = start + 1;
+        st = supervisor_status_format(&s);
+        assert_int_equal(write_file_atomic(state_path, st, 0644), 0);
+        assert_int_equal(supervisor_pid_alive(dir, NULL), -ESRCH);
+        assert_int_equal(unlink(state_path), 0);
+        /* A zombie: dead, though kill(pid, 0) still succeeds. */
+        child = fork();
+        assert_true(child >= 0);
+        if (child == 0)
+                _exit(0);
+        for (int i = 0; i < 500 && (supervisor_proc_stat(child, &pstate, NULL) < 0 || pstate != 'Z'); i++)
+                usleep(10 * 1000);
+        assert_int_equal(pstate, 'Z');
+        assert_int_equal(kill(child, 0), 0);
+        free(text);
+        text = strdup_printf("%d\n", (int) child);
+        assert_int_equal(write_file_atomic(path, text, 0644), 0);
+        assert_int_equal(supervisor_pid_alive(dir, NULL), -ESRCH);
+        assert_int_equal(waitpid(child, NULL, 0), child);
+        assert_int_equal(supervisor_pid_alive(dir, NULL), -ESRCH);
         assert_int_equal(unlink(path), 0);
         assert_int_equal(rmdir(dir), 0);
 }
@@ -612,6 +662,7 @@ int main(void) {
                 cmocka_unit_test(test_status_file_round_trips),
                 cmocka_unit_test(test_status_file_garbage_is_rejected),
                 cmocka_unit_test(test_supervisor_pid_file_tells_alive_from_gone),
+                cmocka_unit_test(test_supervisor_pid_zombie_or_other_process_is_gone),
                 cmocka_unit_test_setup_teardown(test_lease_in_future_takes_no_action, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_lease_pushed_forward_never_fences, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_fences_when_renew_deadline_passes, setup, teardown),

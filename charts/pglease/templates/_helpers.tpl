@@ -35,12 +35,18 @@ so that tests/chart/check_chart.py can compare them.
 {{- end -}}
 {{- end -}}
 
+{{/* The Secret the pods mount: the user's, else the one the chart makes. */}}
 {{- define "pglease.secretName" -}}
-{{- default (include "pglease.fullname" .) .Values.secrets.existingSecret -}}
+{{- default (include "pglease.chartSecretName" .) .Values.secrets.existingSecret -}}
+{{- end -}}
+
+{{- define "pglease.chartSecretName" -}}
+{{- default (include "pglease.fullname" .) .Values.secrets.name -}}
 {{- end -}}
 
 {{/* Labels every object carries (not used in selectors). */}}
 {{- define "pglease.labels" -}}
+{{- include "pglease.validate" . -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: pglease
@@ -56,18 +62,109 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 {{- end -}}
 
 {{/*
-A password for the chart's Secret: the value given, else the one already in
-the Secret (kept across upgrades), else a new random one.
-Call with (dict "root" $ "secret" NAME "key" KEY "value" VALUE).
+Whether lookup reaches a cluster: a list of the release namespace's Secrets
+is a SecretList there (helm's own release records are Secrets, so whoever
+installs can list them), and an empty map under `helm template`,
+`--dry-run=client`, `helm lint` and GitOps tools that render with helm
+template (Argo CD). "true" or "".
+*/}}
+{{- define "pglease.lookupWorks" -}}
+{{- if lookup "v1" "Secret" .Release.Namespace "" -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+A password for the chart's Secrets: the value given, else the one already
+stored (kept across upgrades), else a new random one -- but only where
+lookup works: a password generated where the stored one cannot be read
+would replace it at every render while PGDATA keeps the old one.
+Call with (dict "root" $ "secret" NAME "key" KEY "value" VALUE "name" VALUE-KEY
+"required" BOOL); "required" false lets a render without lookup generate
+(the PCP password, which nothing outside the Pgpool-II pod keeps).
 */}}
 {{- define "pglease.password" -}}
 {{- $existing := lookup "v1" "Secret" .root.Release.Namespace .secret -}}
+{{- $stored := "" -}}
+{{- if $existing -}}{{- $stored = index ($existing.data | default dict) .key | default "" -}}{{- end -}}
 {{- if .value -}}
 {{- .value | b64enc -}}
-{{- else if and $existing (index ($existing.data | default dict) .key) -}}
-{{- index $existing.data .key -}}
+{{- else if $stored -}}
+{{- $stored -}}
+{{- else if and .required (not (include "pglease.lookupWorks" .root)) -}}
+{{- fail (printf "%s is empty and helm cannot read the stored Secret %s here (helm template, --dry-run=client, Argo CD and other tools without lookup): a generated password would change at every render while PGDATA keeps the old one. Set secrets.existingSecret to a Secret you manage (keys superuser, replication, rewind), or give secrets.superuserPassword, secrets.replicationPassword and secrets.rewindPassword" .name .secret) -}}
+{{- else if and .required .root.Release.IsUpgrade -}}
+{{- fail (printf "%s is empty and the Secret %s has no key %s on this upgrade: PGDATA has the old password. Restore the Secret, or set secrets.existingSecret or %s" .name .secret .key .name) -}}
 {{- else -}}
 {{- randAlphaNum 32 | b64enc -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The securityContext of every container: what Pod Security Admission's
+"restricted" level requires, and a read-only root filesystem (every
+directory a process writes is an emptyDir or the PVC).
+*/}}
+{{- define "pglease.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* The pod securityContext of every pod: one UID, PSA restricted. */}}
+{{- define "pglease.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .Values.securityContext.runAsUser }}
+runAsGroup: {{ .Values.securityContext.runAsGroup }}
+fsGroup: {{ .Values.securityContext.fsGroup }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/*
+The StatefulSet's pod names up to postgres.maxReplicas: the Role lets the
+agents patch these pods and no others. A JSON list.
+*/}}
+{{- define "pglease.podNames" -}}
+{{- $sts := include "pglease.statefulsetName" . -}}
+{{- $names := list -}}
+{{- range $i := until (int .Values.postgres.maxReplicas) -}}
+{{- $names = append $names (printf "%s-%d" $sts $i) -}}
+{{- end -}}
+{{- toJson $names -}}
+{{- end -}}
+
+{{- define "pglease.pgpoolServiceName" -}}
+{{- default (printf "%s-pgpool" (include "pglease.fullname" .)) .Values.pgpool.service.name -}}
+{{- end -}}
+
+{{- define "pglease.clientName" -}}
+{{- printf "%s-client" (include "pglease.fullname" .) -}}
+{{- end -}}
+
+{{/*
+The rules that values.schema.json cannot say (they relate two keys), each
+failing with the keys it names. Included by every template through
+pglease.labels, so that any render checks them.
+*/}}
+{{- define "pglease.validate" -}}
+{{- if ne (int .Values.config.pg_port) (int .Values.postgres.port) -}}
+{{- fail (printf "config.pg_port (%v) must equal postgres.port (%v): the agent and the probes connect to config.pg_port, the Services and Pgpool-II to postgres.port" .Values.config.pg_port .Values.postgres.port) -}}
+{{- end -}}
+{{- if and .Values.pgpool.enabled (lt (int .Values.postgres.replicas) 1) -}}
+{{- fail "postgres.replicas must be at least 1 while pgpool.enabled is true: Pgpool-II needs a backend" -}}
+{{- end -}}
+{{- if gt (int .Values.postgres.replicas) (int .Values.postgres.maxReplicas) -}}
+{{- fail (printf "postgres.replicas (%v) exceeds postgres.maxReplicas (%v): the Role lets the agents patch only the first postgres.maxReplicas pods" .Values.postgres.replicas .Values.postgres.maxReplicas) -}}
+{{- end -}}
+{{- if and .Values.client.enabled (eq .Values.client.target "pgpool") (not .Values.pgpool.enabled) -}}
+{{- fail "client.target is \"pgpool\" but pgpool.enabled is false: set client.target=primary" -}}
+{{- end -}}
+{{- $grace := int .Values.postgres.terminationGracePeriodSeconds -}}
+{{- if le $grace (int .Values.postgres.demoteTimeout) -}}
+{{- fail (printf "postgres.terminationGracePeriodSeconds (%d) must exceed postgres.demoteTimeout (%v) plus config.stop_timeout: the kubelet kills the pod when it expires" $grace .Values.postgres.demoteTimeout) -}}
 {{- end -}}
 {{- end -}}
 
@@ -125,6 +222,8 @@ password files.
 - name: secrets
   mountPath: /run/secrets/pglease
   readOnly: true
+- name: tmp
+  mountPath: /tmp
 {{- end -}}
 
 {{/* The environment of the pgpool and pgpool-follow containers (no passwords). */}}
@@ -164,6 +263,8 @@ password files.
 - name: pcp-password
   mountPath: /run/secrets/pgpool
   readOnly: true
+- name: tmp
+  mountPath: /tmp
 {{- if .Values.pgpool.usersSecret }}
 - name: pgpool-users
   mountPath: /run/secrets/pgpool-users
