@@ -226,13 +226,19 @@ class TableLocks:
 
 
 def agent_backends(node, idle_only=True):
-    """PIDs of the backends the agent has open (application_name
-    pglease-agent), idle ones only by default: a backend stopped inside a
-    critical section would stall the whole server, which is not this
-    test's fault to inject."""
+    """PIDs of the backends this node's own agent has open, idle ones only
+    by default: a backend stopped inside a critical section would stall the
+    whole server, which is not this test's fault to inject.
+
+    The node's agent connects over its Unix socket (client_addr NULL); the
+    other members' agents, also application_name pglease-agent, come over
+    TCP: a standby keeps a connection to the leader for its queued events
+    and may leave it idle for minutes, so stopping that one would wait for
+    a query the standby has no reason to make."""
     rows = node.sql(
         "SELECT pid FROM pg_stat_activity WHERE application_name = "
-        "'pglease-agent' AND backend_type = 'client backend'"
+        "'pglease-agent' AND backend_type = 'client backend' "
+        "AND client_addr IS NULL"
         + (" AND state = 'idle'" if idle_only else ""))
     return [row[0] for row in rows]
 
