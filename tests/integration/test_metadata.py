@@ -171,10 +171,14 @@ def test_monitoring_samples_standbys_and_prunes_old_rows(pg_factory, primary,
         pass
     pgharness.chown_to_runner(signal_file)
     standby.start()
+    # replay_lsn stays NULL until the standby's first reply after it
+    # started streaming: a sample taken before that has no lag to record
+    # (NULL, as pg_stat_replication itself says).
     pgharness.wait_for(
         lambda: primary.sql("SELECT count(*) FROM pg_stat_replication"
-                            " WHERE state = 'streaming'") == [(1,)],
-        30, "standby to stream")
+                            " WHERE state = 'streaming'"
+                            " AND replay_lsn IS NOT NULL") == [(1,)],
+        30, "standby to stream and report its replay position")
     out = run_check(reaper, check_bin, primary, "", "sample", "meta").stdout
     assert out.strip() == "rows 1"
     rows = primary.sql("SELECT node, upstream, state, replay_lag_bytes >= 0"
