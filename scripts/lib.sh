@@ -98,7 +98,7 @@ ensure_helm() {
 	[[ -n "$version" ]] || { log "no helm.sh/helm/v3 version in $moddir/go.mod"; return 1; }
 	cache="${XDG_CACHE_HOME:-$HOME/.cache}/pglease/helm-$version"
 	bin="$cache/helm"
-	if [[ -x "$bin" ]] && "$bin" version --short 2>/dev/null | grep -q "^$version"; then
+	if [[ -x "$bin" ]] && "$bin" version --short 2>/dev/null | grep "^$version" >/dev/null; then
 		export PGLEASE_HELM="$bin"
 		return 0
 	fi
