@@ -43,7 +43,7 @@ static void help(void) {
                "\n"
                "Options:\n"
                "  -c, --config FILE  configuration file (default: $PGLEASE_CONFIG, else\n"
-               "                     %s/pglease/pglease.conf if it exists)\n"
+               "                     %s if it exists)\n"
                "      --socket PATH  the agent's control socket (default: control_socket,\n"
                "                     else <run_dir>/agent.sock)\n"
                "      --timeout S    time limit for talking to the agent, the API server and\n"
@@ -54,7 +54,7 @@ static void help(void) {
                "\n"
                "Exit codes: 0 ok, 1 failed, 2 usage, 3 configuration, 4 unreachable,\n"
                "5 refused, 6 timeout, 7 not found; node check: 0/1/2/3. See agentctl(1).\n",
-               PGLEASE_SYSCONFDIR);
+               PGLEASE_CONFIG_FILE);
 }
 
 int ctl_parse_common_only(struct ctl *c, int argc, char **argv, const char *command, const char *args,
@@ -143,7 +143,7 @@ static int default_config_path(char **ret) {
         const char *env = getenv("PGLEASE_CONFIG");
         char *p;
 
-        p = env ? strdup(env) : strdup_printf("%s/pglease/pglease.conf", PGLEASE_SYSCONFDIR);
+        p = env ? strdup(env) : strdup(PGLEASE_CONFIG_FILE);
         if (!p)
                 return -ENOMEM;
         if (!env && access(p, F_OK) < 0)

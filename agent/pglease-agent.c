@@ -24,7 +24,7 @@ static void help(void) {
                "\n"
                "Options:\n"
                "  -c, --config FILE     configuration file (default: $PGLEASE_CONFIG, else\n"
-               "                        %s/pglease/pglease.conf if it exists)\n"
+               "                        %s if it exists)\n"
                "      --set KEY=VALUE   override one configuration key (repeatable)\n"
                "      --check-config    validate and print the effective configuration, then exit\n"
                "      --election-only   take part in the leader election only (no PostgreSQL)\n"
@@ -33,7 +33,7 @@ static void help(void) {
                "\n"
                "Configuration is read from the file, then PGLEASE_<KEY> environment variables,\n"
                "then --set flags. See pglease-agent(8) and pglease.conf(5).\n",
-               PGLEASE_SYSCONFDIR);
+               PGLEASE_CONFIG_FILE);
 }
 
 static int default_config_path(char **ret) {
@@ -43,7 +43,7 @@ static int default_config_path(char **ret) {
         if (env)
                 p = strdup(env);
         else {
-                p = strdup_printf("%s/pglease/pglease.conf", PGLEASE_SYSCONFDIR);
+                p = strdup(PGLEASE_CONFIG_FILE);
                 if (p && access(p, F_OK) < 0) {
                         free(p);
                         *ret = NULL;

@@ -1,13 +1,22 @@
 # Shared helpers for scripts/test and scripts/demo (sourced, not run).
 # shellcheck shell=bash
 
-# Everything the build, the tests and the demo need, as Debian 12 packages.
-PGLEASE_PACKAGES=(
+# What scripts/demo runs, as Debian 12 packages: the build of pglease-agent
+# and agentctl, PostgreSQL 15 (initdb, postgres, pg_rewind; pg_basebackup),
+# and the demo's driver (python3 with psycopg2; openssl makes the API
+# emulator's certificates).
+PGLEASE_DEMO_PACKAGES=(
 	meson ninja-build pkg-config gcc libc6-dev
-	libpq-dev libcurl4-openssl-dev libcjson-dev libyaml-dev libsystemd-dev libcmocka-dev libmicrohttpd-dev
-	postgresql-15 postgresql-client-15 scdoc
-	python3 python3-pytest python3-psycopg2 python3-yaml
-	openssl yamllint pgpool2 spin curl iproute2 prometheus
+	libpq-dev libcurl4-openssl-dev libcjson-dev libyaml-dev libsystemd-dev libmicrohttpd-dev
+	postgresql-15 postgresql-client-15
+	python3 python3-psycopg2 openssl
+)
+# Everything the build, the tests and the demo need: the demo's packages and
+# the tests' own (scripts/test, scripts/fuzz).
+PGLEASE_PACKAGES=(
+	"${PGLEASE_DEMO_PACKAGES[@]}"
+	libcmocka-dev scdoc python3-pytest python3-yaml
+	yamllint pgpool2 spin curl iproute2 prometheus
 	clang libclang-rt-14-dev
 )
 
@@ -17,6 +26,28 @@ export PATH="/usr/bin:/bin:/usr/sbin:/sbin:${PATH}"
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Run "$@" with its output appended to $step_log when that is set
+# (scripts/demo keeps apt and the build out of sight there), else on the
+# terminal.
+quietly() {
+	if [[ -n "${step_log:-}" ]]; then
+		"$@" >>"$step_log" 2>&1
+	else
+		"$@"
+	fi
+}
+
+# die, showing first the end of $step_log and its path when output goes
+# there.
+die_logged() {
+	if [[ -n "${step_log:-}" && -s "$step_log" ]]; then
+		printf -- '--- the last lines of %s:\n' "$step_log" >&2
+		tail -n 30 "$step_log" >&2
+		printf -- '--- the whole log: %s\n' "$step_log" >&2
+	fi
+	die "$@"
+}
 
 # Run a command as root: directly when we are root, else through sudo
 # (non-interactive when there is no terminal to ask for a password).
@@ -40,24 +71,195 @@ pkg_available() {
 	[[ -n "$candidate" && "$candidate" != "(none)" ]]
 }
 
-apt_install() {
-	as_root env DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8 apt-get install -y -q \
-		--no-install-recommends -o Dpkg::Use-Pty=0 "$@"
+# Write into directory $1 apt preferences (for -o Dir::Etc::PreferencesParts)
+# that hold every installed package at its version and make apt install a
+# package at the version of the installed ones built from the same source
+# (perl at perl-base's, libsystemd-dev at libsystemd0's), where it has
+# that version: then nothing installed moves. The host's own
+# preferences.d comes first.
+write_sibling_preferences() {
+	local dir=$1 part
+	for part in /etc/apt/preferences.d/*; do
+		[[ -e "$part" ]] && ln -s "$part" "$dir/"
+	done
+	dpkg-query -W -f='${db:Status-Abbrev} ${source:Package} ${Version}\n' |
+		awk '$1 == "ii" && !seen[$2 " " $3]++ {
+			printf "Package: src:%s\nPin: version %s\nPin-Priority: 990\n\n", $2, $3 }' \
+			>"$dir/zz-pglease-installed.pref"
 }
 
-# Install whatever is missing; does no apt at all when nothing is.
-# kubectl is optional: Debian's kubernetes-client is installed only when
-# no kubectl exists and the package is available.
-ensure_packages() {
-	local missing=() pkg
-	for pkg in "${PGLEASE_PACKAGES[@]}"; do
+# What apt's plan (apt_plan's output on stdin) changes of the installed
+# packages: " NAME OLD -> NEW," per upgrade, " remove NAME," per removal.
+plan_changes() {
+	awk '/^Inst [^ ]+ \[/ { sub(/^\[/, "", $3); sub(/\]$/, "", $3); sub(/^\(/, "", $4)
+			printf " %s %s -> %s,", $2, $3, $4 }
+		/^Remv / { printf " remove %s,", $2 }'
+}
+
+# apt-get's plan to install "$@" (a simulation, run as any user).
+apt_plan() {
+	LC_ALL=C.UTF-8 apt-get install -s -q --no-install-recommends "$@" 2>&1
+}
+
+# The services enabled on this host, one "sysv NAME LINK" or "systemd UNIT
+# LINK" a line: the start links of runlevels 2 to 5 to init scripts, and
+# the symlinks in /etc/systemd/system to unit files (a link to /dev/null is
+# a mask, not a service).
+enabled_services() {
+	local link target
+	for link in /etc/rc[2-5].d/S* /etc/systemd/system/* /etc/systemd/system/*/*; do
+		[[ -L "$link" ]] || continue
+		target=$(readlink "$link") || continue
+		case "$link:$target" in
+		*:/dev/null) ;;
+		/etc/rc*) printf 'sysv %s %s\n' "${target##*/}" "$link" ;;
+		*) printf 'systemd %s %s\n' "${target##*/}" "$link" ;;
+		esac
+	done
+}
+
+# Disable again the services of the lines of enabled_services on stdin:
+# an init script with update-rc.d (which disables the systemd unit of the
+# same name too), a unit with systemctl, or where systemd is not installed
+# by removing the links (all that enabling made). Prints the names.
+disable_services() {
+	local kind name link done=" "
+	while read -r kind name link; do
+		[[ -n "$kind" && -L "$link" ]] || continue
+		if [[ "$kind" == systemd ]] && ! command -v systemctl >/dev/null 2>&1; then
+			quietly as_root rm -fv "$link"
+		elif [[ "$done" != *" $kind:$name "* ]]; then
+			done+="$kind:$name "
+			if [[ "$kind" == sysv ]]; then
+				quietly as_root update-rc.d "$name" disable
+			elif [[ -d /run/systemd/system ]]; then
+				quietly as_root systemctl disable --quiet "$name"
+			else
+				quietly as_root systemctl --root=/ disable --quiet "$name"
+			fi
+		fi || log "packages: could not disable $name"
+		printf '%s\n' "$name"
+	done
+}
+
+# Whether one of the packages "${@:2}" ships unit file or init script $1.
+shipped_by() {
+	local name=$1 pkg
+	shift
+	for pkg; do
+		dpkg-query -L "$pkg" 2>/dev/null |
+			awk -v n="$name" '$0 ~ /\/(systemd\/system|init\.d)\// && substr($0, length($0) - length(n)) == "/" n { f = 1 } END { exit !f }' &&
+			return 0
+	done
+	return 1
+}
+
+# A policy-rc.d that denies every start (invoke-rc.d and deb-systemd-invoke
+# ask it), in place while apt-get runs when the host has none of its own.
+POLICY_RC_D=/usr/sbin/policy-rc.d
+POLICY_RC_D_MARK="# pglease scripts/lib.sh: no service starts while it installs packages"
+
+remove_policy_rc_d() {
+	if grep -qxF "$POLICY_RC_D_MARK" "$POLICY_RC_D" 2>/dev/null; then
+		as_root rm -f "$POLICY_RC_D"
+	fi
+}
+
+# apt-get install "$@" without recommends, and without starting or leaving
+# enabled any service the packages ship: a policy-rc.d that denies starts
+# while apt runs (unless the host has its own, which then decides), then
+# the units and init scripts that the install enabled and that the
+# installed packages ship are disabled again (their names in
+# $apt_disabled). Nothing that was enabled or running before is touched.
+apt_install() {
+	local before installed status=0 ours=0
+	before=$(enabled_services)
+	installed=$(apt_plan "$@" | awk '/^Inst [^ ]+ [^[]/ { print $2 }') || true
+	if [[ ! -e "$POLICY_RC_D" ]]; then
+		ours=1
+		trap remove_policy_rc_d EXIT
+		trap 'remove_policy_rc_d; exit 130' INT TERM
+		if ! printf '#!/bin/sh\n%s\nexit 101\n' "$POLICY_RC_D_MARK" |
+			as_root tee "$POLICY_RC_D" >/dev/null || ! as_root chmod 755 "$POLICY_RC_D"; then
+			log "packages: could not write $POLICY_RC_D; services may start"
+		fi
+	fi
+	quietly as_root env DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8 NEEDRESTART_SUSPEND=1 \
+		apt-get install -y -q --no-install-recommends -o Dpkg::Use-Pty=0 "$@" || status=$?
+	if ((ours)); then
+		remove_policy_rc_d
+		trap - EXIT INT TERM
+	fi
+	# New services only: one that was enabled before stays as it is.
+	# shellcheck disable=SC2086
+	apt_disabled=$(enabled_services |
+		awk 'NR == FNR { before[$1 " " $2] = 1; next } !before[$1 " " $2]' \
+			<(printf '%s\n' "$before") - |
+		while read -r kind name link; do
+			shipped_by "$name" $installed && printf '%s %s %s\n' "$kind" "$name" "$link"
+		done | disable_services | sort -u | paste -sd ' ' -) || true
+	return $status
+}
+
+# Install those of the packages "$@" that are missing, and nothing else
+# that can be avoided: no recommends, each new package at the version of
+# the installed ones of its source (write_sibling_preferences: perl at
+# perl-base's, so that perl-base does not move), no service started or
+# enabled (apt_install). Where apt cannot do without upgrading or removing
+# an installed package, it is allowed to; with --no-upgrade first
+# (scripts/demo) it is not: install_missing stops, saying which packages
+# would change and how to accept that. Does no apt at all when nothing is
+# missing.
+install_missing() {
+	local strict=0 missing=() pkg prefs plan changes opts
+	if [[ "${1:-}" == --no-upgrade ]]; then
+		strict=1
+		shift
+	fi
+	for pkg; do
 		pkg_installed "$pkg" || missing+=("$pkg")
 	done
-	if ((${#missing[@]})); then
-		log "installing: ${missing[*]}"
-		as_root env DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8 apt-get update -q
-		apt_install "${missing[@]}" || die "apt-get install failed"
+	if ((${#missing[@]} == 0)); then
+		log "packages: the $# needed are installed"
+		return 0
 	fi
+	log "packages: installing ${missing[*]}"
+	quietly as_root env DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8 apt-get update -q ||
+		die_logged "apt-get update failed"
+	prefs=$(mktemp -d)
+	write_sibling_preferences "$prefs"
+	opts=(-o "Dir::Etc::PreferencesParts=$prefs")
+	if ! plan=$(apt_plan "${opts[@]}" "${missing[@]}") ||
+		[[ -n "$(plan_changes <<<"$plan")" ]]; then
+		# Not without changing installed packages: apt's own choice.
+		opts=()
+		if ! plan=$(apt_plan "${missing[@]}"); then
+			rm -rf "$prefs"
+			quietly printf '%s\n' "$plan"
+			die_logged "apt-get cannot install ${missing[*]}"
+		fi
+		changes=$(plan_changes <<<"$plan")
+		if ((strict)); then
+			rm -rf "$prefs"
+			die "installing ${missing[*]} would also change installed packages:${changes%,}.
+To accept that, install them yourself, then run this again:
+  apt-get install --no-install-recommends ${missing[*]}"
+		fi
+		log "packages: apt also changes${changes%,}"
+	fi
+	apt_install "${opts[@]}" "${missing[@]}" || {
+		rm -rf "$prefs"
+		die_logged "apt-get install failed"
+	}
+	rm -rf "$prefs"
+	log "packages: installed${apt_disabled:+; services they enabled disabled again: $apt_disabled}"
+}
+
+# What the tests need (scripts/test, scripts/fuzz). kubectl is optional:
+# Debian's kubernetes-client is installed only when no kubectl exists and
+# the package is available.
+ensure_packages() {
+	install_missing "${PGLEASE_PACKAGES[@]}"
 	if ! command -v kubectl >/dev/null 2>&1; then
 		if pkg_available kubernetes-client; then
 			log "installing kubernetes-client (kubectl)"

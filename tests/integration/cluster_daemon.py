@@ -3,6 +3,7 @@ scripts/demo (and for poking at a cluster by hand).
 
     python3 cluster_daemon.py start --dir DIR [--build-dir B] [--nodes 3]
     python3 cluster_daemon.py status|stop --dir DIR
+    python3 cluster_daemon.py ctl --dir DIR [NODE] ARGS...
     python3 cluster_daemon.py kill-pod|start-pod|kill-postmaster|stop-agent \
         --dir DIR NODE
 
@@ -15,8 +16,10 @@ module when run as a program.
 
 import argparse
 import fcntl
+import hashlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -90,14 +93,16 @@ def keeper_pid(state_dir):
 def default_data_dir(state_dir):
     """Where the demo's nodes live: <state_dir>/cluster when the runner user
     can reach it and its socket paths stay short, else a directory under
-    /tmp."""
-    candidate = os.path.join(os.path.abspath(state_dir), "cluster")
-    parent = os.path.dirname(candidate)
+    /tmp of this user and this state directory (a demo in another checkout,
+    or test_demo's, has its own)."""
+    state_dir = os.path.abspath(state_dir)
+    candidate = os.path.join(state_dir, "cluster")
     sock = os.path.join(candidate, "pg-0", "sock", ".s.PGSQL.65535")
-    if len(sock) < 100 and pgharness.runner_can_access(parent, "x"):
+    if len(sock) < 100 and pgharness.runner_can_access(state_dir, "x"):
         return candidate
+    tag = hashlib.sha256(state_dir.encode()).hexdigest()[:8]
     return os.path.join(os.environ.get("PGLEASE_TMPDIR", "/tmp"),
-                        f"pglease-demo-{os.geteuid()}")
+                        f"pglease-demo-{os.geteuid()}-{tag}")
 
 
 def stage_binaries(build_dir, stage_dir):
@@ -272,8 +277,10 @@ class Keeper:
                 status.get("role") == role
 
         def agentctl_agrees():
-            """agentctl shows each member in the role Postgres has (the
-            agents' view of their peers trails the pods by a tick)."""
+            """agentctl shows each member in the role Postgres has, and
+            settled: the primary running, the replicas streaming (the
+            agents' view of their peers trails the pods by a tick, and a
+            clone's record says `stopped` until its next write)."""
             try:
                 result = cluster.nodes[0].agentctl("cluster", "show",
                                                    "--json", timeout=10)
@@ -281,8 +288,11 @@ class Keeper:
             except (subprocess.TimeoutExpired, ValueError, KeyError,
                     TypeError):
                 return True     # no usable agentctl: nothing to wait for
-            roles = {m.get("name"): m.get("role") for m in members}
-            return all(roles.get(n.name) == n.role() for n in cluster)
+            shown = {m.get("name"): (m.get("role"), m.get("status"))
+                     for m in members}
+            settled = {"primary": "running", "replica": "streaming"}
+            return all(shown.get(n.name) == (n.role(), settled.get(n.role()))
+                       for n in cluster)
 
         def labelled():
             pods = cluster.pods()
@@ -435,16 +445,22 @@ def cmd_start(args):
           f"logs under {state['data_dir']}")
     status = cmd_status(args)
     print(failover_hints(args, state))
+    print(agentctl_hints(args, state))
     return status
+
+
+def _hint(args, verb, node=""):
+    """The command line of `verb` as the user runs it."""
+    if args.prog:
+        return f"{args.prog} {verb} {node}".rstrip()
+    return f"python3 {os.path.abspath(__file__)} {verb} --dir " \
+        f"{args.dir} {node}".rstrip()
 
 
 def failover_hints(args, state):
     """How to watch a failover, naming the current primary."""
     def cmd(verb, node=""):
-        if args.prog:
-            return f"{args.prog} {verb} {node}".rstrip()
-        return f"python3 {os.path.abspath(__file__)} {verb} --dir " \
-            f"{args.dir} {node}".rstrip()
+        return _hint(args, verb, node)
 
     primary = state.get("primary") or "<primary>"
     rows = [
@@ -462,6 +478,50 @@ def failover_hints(args, state):
     lines.append(f"Logs: {state.get('data_dir')}/<node>/agent.log, "
                  "supervisor.log, init.log")
     return "\n".join(lines)
+
+
+def agentctl_hints(args, state):
+    """The closing lines: agentctl against the demo, through `ctl` or
+    with an alias (one line to paste) naming the binary and a node's
+    configuration."""
+    node = state["nodes"][0]
+    alias = shlex.join([state["agentctl"], "-c", node["conf"]])
+    return "\n".join([
+        "",
+        "Run agentctl against the demo (any agentctl command; "
+        "`ctl NODE ...` as that node):",
+        f"  {_hint(args, 'ctl', 'cluster show')}",
+        f"or set it up in this shell (as {node['name']}), then run "
+        "`agentctl cluster show`:",
+        f"  alias agentctl={shlex.quote(alias)}"])
+
+
+def cmd_ctl(state_dir, argv):
+    """Run agentctl ARGV with the configuration of the node that ARGV
+    names first, else of the first node whose agent runs; its exit status
+    is ctl's."""
+    state_dir = os.path.abspath(state_dir)
+    state = _read_json(os.path.join(state_dir, STATE_FILE)) or {}
+    nodes = state.get("nodes") or []
+    if keeper_pid(state_dir) is None or not nodes:
+        print("the demo is not running", file=sys.stderr)
+        return 3
+    by_name = {node["name"]: node for node in nodes}
+    if argv and argv[0] in by_name:
+        node = by_name[argv.pop(0)]
+    else:
+        node = next((n for n in nodes if n.get("agent_pid") and
+                     pgharness.pid_alive(n["agent_pid"])), nodes[0])
+    # The agentctl would read PGLEASE_<KEY> variables (PGLEASE_BUILD of
+    # scripts/demo, say) as configuration.
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith("PGLEASE_")}
+    argv = [state["agentctl"], "-c", node["conf"], *argv]
+    try:
+        os.execve(argv[0], argv, env)
+    except OSError as exc:
+        print(f"{argv[0]}: {exc.strerror}", file=sys.stderr)
+    return 1
 
 
 def cmd_status(args):
@@ -549,6 +609,14 @@ def cmd_node(args):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    # ctl --dir DIR ARGS...: the ARGS are agentctl's, options included.
+    if argv[:1] == ["ctl"]:
+        if len(argv) < 3 or argv[1] != "--dir":
+            print("usage: cluster_daemon.py ctl --dir DIR [NODE] ARGS...",
+                  file=sys.stderr)
+            return 2
+        return cmd_ctl(argv[2], argv[3:])
     parser = argparse.ArgumentParser(
         description="Run a local pglease cluster in the background "
                     "(scripts/demo uses this).")
