@@ -240,25 +240,34 @@ def check_processes(crashes, shutdown_statuses, sanitizer_hits):
 
 def stale_reads(writes, reads):
     """Reads answered by a primary (not in recovery) that missed a write of
-    the same client acknowledged before the read was sent."""
+    the same client acknowledged before the read was sent.
+
+    Per client, the acknowledged writes sorted by the time they ended, with
+    the highest id among the first k of them: each read is then one
+    bisection (a 30-minute run has ~10^5 writes and ~10^4 reads)."""
     acked_by_client = {}
     for w in writes:
         if w.outcome == "ok":
             acked_by_client.setdefault(w.client, []).append(w)
-    for lst in acked_by_client.values():
+    index = {}
+    for client, lst in acked_by_client.items():
         lst.sort(key=lambda w: w.end)
+        highest, top = [], None
+        for w in lst:
+            top = w.id if top is None else max(top, w.id)
+            highest.append(top)
+        index[client] = ([w.end for w in lst], highest)
     out = []
     for r in reads:
         if r.outcome != "ok" or r.in_recovery:
             continue
-        acked = acked_by_client.get(r.client, [])
-        ends = [w.end for w in acked]
-        before = acked[:bisect.bisect_left(ends, r.start)]
+        ends, highest = index.get(r.client, ([], []))
+        before = bisect.bisect_left(ends, r.start)
         if not before:
             continue
-        last = max(w.id for w in before)
-        if r.max_id < last or r.count < len(before):
-            out.append((r, last, len(before)))
+        last = highest[before - 1]
+        if r.max_id < last or r.count < before:
+            out.append((r, last, before))
     return out
 
 
