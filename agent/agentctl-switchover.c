@@ -1,7 +1,6 @@
 /* agentctl-switchover.c: the planned changes: switchover, demote (the
  * pre-stop hook), pause and resume, all through the local agent. */
 #include <getopt.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +9,6 @@
 #include "exit-codes.h"
 #include "util.h"
 
-#define WAIT_POLL_MS 250
 #define DEFAULT_WAIT_TIMEOUT (60 * USEC_PER_SEC)
 
 static inline void json_deletep(cJSON **j) {
@@ -27,77 +25,9 @@ static void switchover_help(void) {
                "the Lease annotation pglease.io/switchover.\n"
                "\n"
                "  --to NAME    the member to promote (default: the best standby)\n"
-               "  --wait       wait until a new member holds the lease (exit 6 after --timeout)\n"
+               "  --wait       wait until another member holds the lease and its PostgreSQL\n"
+               "               accepts writes (asked directly; exit 6 after --timeout)\n"
                "  --timeout S  how long --wait waits (default 60 s with --wait, else 5 s)\n");
-}
-
-/* The lease holder and whether the status says that member is a primary. */
-static int poll_holder(struct ctl *c, char **ret_holder, bool *ret_primary, bool *ret_requested, char **ret_refused) {
-        _cleanup_(json_deletep) cJSON *resp = NULL;
-        const cJSON *m, *lease;
-        const char *holder;
-        int r;
-
-        r = ctl_call(c, ctl_request("status"), MIN(c->timeout, 5 * USEC_PER_SEC), true, &resp);
-        if (r != 0)
-                return -EAGAIN;
-        lease = cJSON_GetObjectItemCaseSensitive(resp, "lease");
-        holder = ctl_json_string(lease, "holder");
-        *ret_primary = false;
-        cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(resp, "members"))
-                if (holder && streq(strempty(ctl_json_string(m, "name")), holder))
-                        *ret_primary = streq(strempty(ctl_json_string(m, "role")), "primary");
-        *ret_requested = !isempty(ctl_json_string(lease, "switchover"));
-        if (ret_refused) {
-                const char *why = ctl_json_string(lease, "switchover_refused");
-
-                free(*ret_refused);
-                *ret_refused = isempty(why) ? NULL : strdup(why);
-        }
-        *ret_holder = holder ? strdup(holder) : NULL;
-        return 0;
-}
-
-static int wait_for_new_leader(struct ctl *c, const char *from, const char *to, usec_t deadline) {
-        _cleanup_free_ char *refused = NULL;
-        unsigned cleared = 0;
-
-        while (clock_now(&clock_system) < deadline) {
-                _cleanup_free_ char *holder = NULL;
-                bool primary = false, requested = true;
-
-                if (poll_holder(c, &holder, &primary, &requested, &refused) < 0)
-                        requested = true;
-                /* The leader clears a request it refuses, keeps the lease
-                 * and leaves its reason on it: say so now rather than at
-                 * the timeout. */
-                if (!requested && holder && streq(holder, from)) {
-                        if (refused)
-                                return ctl_fail(EXIT_REFUSED, "the leader %s refused the switchover: %s", from, refused);
-                        if (++cleared >= 2)
-                                return ctl_fail(EXIT_REFUSED, "the leader %s refused the switchover (it gave no reason; see "
-                                                "agentctl cluster events)", from);
-                } else
-                        cleared = 0;
-                if (!isempty(holder) && !streq(holder, from) && primary) {
-                        if (to && !streq(holder, to))
-                                return ctl_fail(EXIT_FAIL, "%s took the lease instead of %s", holder, to);
-                        if (!c->json)
-                                printf("%s is the new primary\n", holder);
-                        return EXIT_OK;
-                }
-                (void) poll(NULL, 0, WAIT_POLL_MS);
-        }
-        {
-                _cleanup_free_ char *holder = NULL;
-                bool primary = false, requested = true;
-
-                /* Say what really happened: acted on or not. */
-                if (poll_holder(c, &holder, &primary, &requested, NULL) >= 0 && !(holder && streq(holder, from) && requested))
-                        return ctl_fail(EXIT_TIMEOUT, "the leader acted on the request, but no new primary within the timeout "
-                                        "(lease holder now: %s; see agentctl cluster show)", isempty(holder) ? "nobody (released)" : holder);
-        }
-        return ctl_fail(EXIT_TIMEOUT, "no new primary within the timeout (the request stays on the lease until the leader acts on it)");
 }
 
 int ctl_switchover_main(struct ctl *c, int argc, char **argv) {
@@ -112,7 +42,8 @@ int ctl_switchover_main(struct ctl *c, int argc, char **argv) {
         const char *to = NULL;
         bool wait = false, timeout_given = false;
         usec_t start = clock_now(&clock_system);
-        _cleanup_free_ char *from = NULL;
+        _cleanup_free_ char *from = NULL, *new_primary = NULL;
+        const char *how = NULL;
         int opt, r;
 
         optind = 0;
@@ -141,14 +72,27 @@ int ctl_switchover_main(struct ctl *c, int argc, char **argv) {
         if (r != 0)
                 return r;
         from = strdup(strempty(ctl_json_string(resp, "from")));
-        if (c->json)
+        if (!from)
+                return ctl_fail(EXIT_FAIL, "out of memory");
+        if (!c->json)
+                printf("switchover requested: %s -> %s\n", from, to ? to : "the best standby");
+        else if (!wait)
                 ctl_print_json(resp);
-        else
-                printf("switchover requested: %s -> %s\n", from ? from : "?",
-                       to ? to : "the best standby");
         if (!wait)
                 return EXIT_OK;
-        return wait_for_new_leader(c, strempty(from), to, start + (timeout_given ? c->timeout : DEFAULT_WAIT_TIMEOUT));
+        fflush(stdout);
+        r = ctl_wait_new_primary(c, from, to, start + (timeout_given ? c->timeout : DEFAULT_WAIT_TIMEOUT), &new_primary, &how);
+        if (c->json) {
+                /* One document: the request's answer and how it ended. */
+                if (!(new_primary ? cJSON_AddStringToObject(resp, "new_primary", new_primary)
+                                  : cJSON_AddNullToObject(resp, "new_primary")) ||
+                    !(how ? cJSON_AddStringToObject(resp, "confirmed_by", how) : cJSON_AddNullToObject(resp, "confirmed_by")))
+                        return ctl_fail(EXIT_FAIL, "out of memory");
+                ctl_print_json(resp);
+        } else if (r == EXIT_OK)
+                printf("%s is the new primary (%s)\n", new_primary,
+                       streq(how, "postgresql") ? "it accepts writes" : "its member record says so");
+        return r;
 }
 
 static void demote_help(void) {

@@ -236,7 +236,7 @@ int ctl_call(struct ctl *c, cJSON *request_owned, usec_t timeout, bool quiet, cJ
         return 0;
 }
 
-int ctl_read_dcs(struct ctl *c, struct dcs_leader **ret_lease, struct dcs_member_list **ret_members, char **reterr_msg) {
+int ctl_open_dcs(struct ctl *c, struct dcs *ret, char **reterr_msg) {
         struct dcs_kube_options o = {
                 .namespace = isempty(c->config.namespace_) ? NULL : c->config.namespace_,
                 .cluster = c->config.cluster_name,
@@ -247,13 +247,18 @@ int ctl_read_dcs(struct ctl *c, struct dcs_leader **ret_lease, struct dcs_member
                         .attempt_timeout = MIN(c->config.api_timeout, c->timeout),
                 },
         };
+
+        return dcs_kube_new(&o, &clock_system, ret, reterr_msg);
+}
+
+int ctl_read_dcs(struct ctl *c, struct dcs_leader **ret_lease, struct dcs_member_list **ret_members, char **reterr_msg) {
         _cleanup_(dcs_leader_freep) struct dcs_leader *lease = NULL;
         _cleanup_(dcs_member_list_freep) struct dcs_member_list *members = NULL;
         struct dcs dcs = {};
         usec_t deadline;
         int r;
 
-        r = dcs_kube_new(&o, &clock_system, &dcs, reterr_msg);
+        r = ctl_open_dcs(c, &dcs, reterr_msg);
         if (r < 0)
                 return r;
         deadline = clock_now(&clock_system) + c->timeout;

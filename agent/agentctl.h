@@ -71,7 +71,9 @@ int ctl_call(struct ctl *c, cJSON *request, usec_t timeout, bool quiet, cJSON **
 /* {"command": command}, or NULL. */
 cJSON *ctl_request(const char *command);
 
-/* The DCS from the configuration, read directly (no agent needed). */
+/* The DCS from the configuration, read directly (no agent needed):
+ * opened (free it with its ops->free), or the lease and the members. */
+int ctl_open_dcs(struct ctl *c, struct dcs *ret, char **reterr_msg);
 int ctl_read_dcs(struct ctl *c, struct dcs_leader **ret_lease, struct dcs_member_list **ret_members, char **reterr_msg);
 
 /* The agent's status answer turned back into records. */
@@ -91,6 +93,12 @@ const char *ctl_json_string(const cJSON *o, const char *key);
 int ctl_cluster_main(struct ctl *c, int argc, char **argv);
 int ctl_node_main(struct ctl *c, int argc, char **argv);
 int ctl_switchover_main(struct ctl *c, int argc, char **argv);
+/* switchover --wait (agentctl-wait.c): until a member other than from
+ * holds the lease and accepts writes, or the leader refuses, or the
+ * deadline. Returns the exit status; on EXIT_OK the new primary's name
+ * and what confirmed it ("postgresql" or "member_record"). */
+int ctl_wait_new_primary(struct ctl *c, const char *from, const char *to, usec_t deadline, char **ret_new_primary,
+                         const char **ret_how);
 int ctl_demote_main(struct ctl *c, int argc, char **argv);
 int ctl_pause_main(struct ctl *c, int argc, char **argv, bool pause);
 

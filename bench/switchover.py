@@ -9,12 +9,24 @@ Prints, for each set of lease settings:
     the longest time between two acknowledged writes of a writer that
     inserts every 20 ms through whichever node the Lease names, median and
     max over --runs hand-overs, with the rows lost (must be 0);
+  - for `switchover --wait`, when the command returns: the time from the
+    request to its return, and from the first write the new primary
+    accepted to the return (a thread per member tries an INSERT straight
+    at it every 10 ms; also printed: from the writer's first write on the
+    new primary, which may come after the return: the writer finds the
+    new primary through the Lease). With --baseline-agentctl PATH (an
+    agentctl built from an earlier commit), every other switchover runs
+    that one instead, in the same cluster, and both are printed;
   - with synchronous_mode = on, the acknowledged commits missing on the
     final primary after --failovers kill -9 failovers of the primary's pod
     (must be 0), and the time from the kill to a writable new primary.
 
     bench/switchover.py [BUILD_DIR] [--runs N] [--failovers N]
                         [--settings default|test|both]
+                        [--baseline-agentctl PATH] [--no-prestop]
+
+--failovers 0 leaves out the synchronous-mode part, --no-prestop the
+pre-stop hand-overs.
 
 BUILD_DIR defaults to build/ (agent/pglease-agent and agent/agentctl).
 `default` is the shipped timing (lease 10 s, renew deadline 7 s, retry
@@ -28,8 +40,11 @@ import os
 import shutil
 import statistics
 import sys
+import threading
 import time
 import types
+
+import psycopg2
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.dirname(HERE)
@@ -52,38 +67,103 @@ def stage_for_runner(binaries, stage_dir):
     the programs where it can run them if it cannot reach the originals (a
     tree under /root). The migrations are built into the agent."""
     out = types.SimpleNamespace(**vars(binaries))
-    for key in ("agent", "agentctl"):
-        path = getattr(out, key)
-        if pgharness.runner_can_access(path, "x"):
+    for key in ("agent", "agentctl", "baseline"):
+        path = getattr(out, key, None)
+        if path is None or pgharness.runner_can_access(path, "x"):
             continue
         pgharness.make_dir(stage_dir, 0o755)
-        target = os.path.join(stage_dir, os.path.basename(path))
+        name = "baseline-agentctl" if key == "baseline" \
+            else os.path.basename(path)
+        target = os.path.join(stage_dir, name)
         shutil.copy2(path, target)
         os.chmod(target, 0o755)
         setattr(out, key, target)
     return out
 
 
-def handover(cluster, table, prestop):
-    """One hand-over under a writer: (window s, command s, lost, old,
-    new)."""
+def run_agentctl(node, agentctl, *args, timeout):
+    """node.agentctl(), with another agentctl program."""
+    return node.cluster.reaper.run(
+        [agentctl, "-c", node.conf_path, *args], timeout=timeout,
+        check=False, cwd=node.dir,
+        env=cluster_mod._child_env())  # pylint: disable=protected-access
+
+
+class FirstWrite:
+    """The first moment any member but `old` accepts a write: one thread
+    per member tries an INSERT (negative ids: the writer's are positive)
+    straight at its server every 10 ms, until one commits. Nearer the
+    truth than the writer, which finds the new primary through the Lease
+    and backs off after each error."""
+
+    def __init__(self, cluster, old, table):
+        self.at = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run,
+                                          args=(node, table, -1 - i),
+                                          daemon=True)
+                         for i, node in enumerate(cluster.nodes)
+                         if node is not old]
+        for thread in self._threads:
+            thread.start()
+
+    def _run(self, node, table, row_id):
+        conn = None
+        while not self._stop.is_set():
+            try:
+                if conn is None:
+                    conn = node.connect(connect_timeout=1)
+                with conn.cursor() as cur:
+                    cur.execute(f"INSERT INTO {table} (id) VALUES (%s)",
+                                (row_id,))
+                with self._lock:
+                    at = time.monotonic()
+                    if self.at is None or at < self.at:
+                        self.at = at
+                self._stop.set()
+            except psycopg2.Error:
+                if conn is not None and conn.closed:
+                    conn = None
+                self._stop.wait(0.01)
+        if conn is not None:
+            conn.close()
+
+    def stop(self):
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(10)
+        return self.at
+
+
+def handover(cluster, table, prestop, agentctl=None):
+    """One hand-over under a writer: a namespace with window (s), command
+    (request to return, s), after_write (the first write any new primary
+    accepted to the return, s), after_writer (the writer's first write
+    acknowledged by the new primary to the return, s), lost, old and
+    new."""
     load = sw.Load(cluster, table)
     old = load.old
     cluster_mod._wait(lambda: sw.settled_members(cluster), 60,  # pylint: disable=protected-access
                       "member records")
+    first_write = FirstWrite(cluster, old, table)
     since = time.monotonic()
     if prestop:
         result, _, _ = sw.run_prestop(old, timeout=60)
     else:
-        result = old.agentctl("switchover", "--wait", "--timeout", "60",
+        result = run_agentctl(old, agentctl or cluster.binaries.agentctl,
+                              "switchover", "--wait", "--timeout", "60",
                               timeout=90)
-    command = time.monotonic() - since
+    returned = time.monotonic()
     if result.returncode != 0:
+        first_write.stop()
         load.stop()
         raise RuntimeError(f"hand-over from {old.name} failed: "
                            f"{result.stdout}{result.stderr}")
     new = cluster.wait_primary(60, other_than=old.name)
     load.wait_writes_on(new, since)
+    accepted = first_write.stop()
+    first = load.writer.history.first_ack(since, node=new.name)
     history = load.stop()
     window = sw.write_unavailable_window(history, since)
     lost = len(cluster_mod.missing_acknowledged(history, new, table=table))
@@ -94,7 +174,11 @@ def handover(cluster, table, prestop):
         old.kill_pod()
         old.start_pod(init=True)
     cluster.wait_healthy(120)
-    return window, command, lost, old.name, new.name
+    return types.SimpleNamespace(
+        window=window, command=returned - since,
+        after_write=returned - accepted if accepted else float("nan"),
+        after_writer=returned - first[0], lost=lost, old=old.name,
+        new=new.name)
 
 
 def describe(values):
@@ -103,28 +187,61 @@ def describe(values):
             + ")")
 
 
-def bench_handovers(make_cluster, timing, runs):
+def bench_handovers(make_cluster, timing, runs, baseline, prestop_too):
+    """The hand-overs of each kind; with a baseline agentctl, switchovers
+    alternate between it and the build's. Returns the rows lost."""
     cluster = make_cluster(timing)
+    kinds = [("switchover --wait", False, None)]
+    if baseline:
+        kinds.append(("switchover --wait, baseline agentctl", False,
+                      baseline))
+    if prestop_too:
+        kinds.append(("pre-stop (prestop.sh)", True, None))
+    done = {what: [] for what, _, _ in kinds}
+    # Interleaved, so that both agentctls meet the same machine load.
+    for i in range(runs):
+        for what, prestop, agentctl in kinds:
+            table = (f"bench_{'prestop' if prestop else 'switchover'}"
+                     f"{'_baseline' if agentctl else ''}_{i}")
+            run = handover(cluster, table, prestop, agentctl)
+            done[what].append(run)
+            print(f"    {what}, run {i + 1}: {run.old} -> {run.new} "
+                  f"window {run.window:.2f}s command {run.command:.2f}s"
+                  + ("" if prestop else
+                     f" (first write accepted -> return "
+                     f"{run.after_write:+.2f}s, writer's first on "
+                     f"{run.new} -> return {run.after_writer:+.2f}s)")
+                  + f" lost {run.lost}", flush=True)
     lost_total = 0
-    for prestop in (False, True):
-        windows, commands, lost = [], [], []
-        for i in range(runs):
-            window, command, lost_rows, old, new = handover(
-                cluster, f"bench_{'prestop' if prestop else 'switchover'}_{i}",
-                prestop)
-            windows.append(window)
-            commands.append(command)
-            lost.append(lost_rows)
-            print(f"    run {i + 1}: {old} -> {new} window {window:.2f}s "
-                  f"command {command:.2f}s lost {lost_rows}", flush=True)
-        what = "pre-stop (prestop.sh)" if prestop else "switchover --wait"
+    for what, prestop, agentctl in kinds:
+        rows = done[what]
+        windows = [r.window for r in rows]
+        commands = [r.command for r in rows]
+        lost = sum(r.lost for r in rows)
+        settings = f"lease {timing_text(cluster)}"
         figure(f"write-unavailable window, {what}", describe(windows),
-               f"lease {timing_text(cluster)}")
-        print(f"  {what:<22} write-unavailable {describe(windows)}; "
-              f"command {describe(commands)}; rows lost {sum(lost)}",
-              flush=True)
-        lost_total += sum(lost)
+               settings)
+        line = (f"  {what:<22} write-unavailable {describe(windows)}; "
+                f"command {describe(commands)}")
+        if not prestop:
+            after = [r.after_write for r in rows]
+            figure(f"{what}: request -> return", describe(commands),
+                   settings)
+            figure(f"{what}: first write accepted -> return",
+                   describe_signed(after), settings)
+            line += (f"; first write accepted -> return "
+                     f"{describe_signed(after)}; the writer's first on the "
+                     "new primary -> return "
+                     f"{describe_signed([r.after_writer for r in rows])}")
+        print(line + f"; rows lost {lost}", flush=True)
+        lost_total += lost
     return lost_total
+
+
+def describe_signed(values):
+    return (f"median {statistics.median(values):+5.2f}s  max "
+            f"{max(values):+5.2f}s  (" + " ".join(f"{v:+.2f}" for v in values)
+            + ")")
 
 
 def timing_text(cluster):
@@ -158,13 +275,22 @@ def main():
     parser.add_argument("--failovers", type=int, default=10)
     parser.add_argument("--settings", choices=("default", "test", "both"),
                         default="both")
+    parser.add_argument("--baseline-agentctl", metavar="PATH",
+                        help="an agentctl built from an earlier commit: "
+                             "every other switchover runs it")
+    parser.add_argument("--no-prestop", action="store_true",
+                        help="leave out the pre-stop hand-overs")
     args = parser.parse_args()
     binaries = types.SimpleNamespace(
         agent=os.path.join(os.path.abspath(args.build_dir), "agent",
                            "pglease-agent"),
         agentctl=os.path.join(os.path.abspath(args.build_dir), "agent",
-                              "agentctl"))
-    for path in (binaries.agent, binaries.agentctl):
+                              "agentctl"),
+        baseline=os.path.abspath(args.baseline_agentctl)
+        if args.baseline_agentctl else None)
+    for path in (binaries.agent, binaries.agentctl, binaries.baseline):
+        if path is None:
+            continue
         if not os.access(path, os.X_OK):
             print(f"not built: {path}", file=sys.stderr)
             return 2
@@ -196,8 +322,10 @@ def main():
                   f"{timing['retry_period']}, primary_start_timeout "
                   f"{timing['primary_start_timeout']}; writer every 20 ms; "
                   f"{args.runs} runs each", flush=True)
-            bad += bench_handovers(make_cluster, timing, args.runs)
-            bad += bench_sync_loss(make_cluster, timing, args.failovers)
+            bad += bench_handovers(make_cluster, timing, args.runs,
+                                   binaries.baseline, not args.no_prestop)
+            if args.failovers > 0:
+                bad += bench_sync_loss(make_cluster, timing, args.failovers)
     finally:
         for local in clusters:
             try:

@@ -20,6 +20,7 @@ bench/switchover.py measures it over several runs."""
 
 import json
 import os
+import subprocess
 import threading
 import time
 
@@ -304,6 +305,95 @@ def test_switchover_under_writes_loses_no_acknowledged_row_and_old_primary_follo
                     "acked": len(history), "lost": len(missing),
                     "unknown": len(history.unknown)})
     assert window < 2 * LEASE, f"writes stopped for {window:.2f}s"
+
+
+def start_agentctl(node, *args):
+    """agentctl for `node` in the background, as node.agentctl() runs it;
+    returns the Popen (text pipes). Its poll() says whether it returned."""
+    cluster = node.cluster
+    proc = subprocess.Popen(  # pylint: disable=consider-using-with
+        [cluster.binaries.agentctl, "-c", node.conf_path, *args],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, cwd=node.dir,
+        env=cluster.reaper.env(cluster_mod._child_env()),  # pylint: disable=protected-access
+        start_new_session=True, **pgharness.runner().popen_kwargs())
+    return cluster.reaper.track(proc)
+
+
+# What agentctl switchover --wait asks the new holder's PostgreSQL.
+WAIT_PROBE = ("SELECT query_start FROM pg_stat_activity WHERE "
+              "application_name = 'agentctl' AND "
+              "query = 'SELECT pg_is_in_recovery()'")
+
+
+def test_switchover_wait_returns_only_once_the_new_primary_accepts_writes(
+        shared):
+    """Issue 19, item 7: --wait asks the new holder's PostgreSQL whether it
+    accepts writes instead of waiting for its member record. The target's
+    WAL replay is paused, so it takes the released lease but cannot
+    promote (it waits to replay the final LSN): agentctl asks it (its
+    queries show in the target's pg_stat_activity), finds it in recovery
+    and keeps waiting while the Lease names it; once replay resumes and
+    it promotes, agentctl returns naming it. An ordering check, not a
+    timing: it never returns while the new holder is a standby."""
+    cluster = shared
+    old = cluster.wait_healthy(HEALTHY_TIMEOUT)
+    target = next(n for n in cluster.nodes
+                  if n is not old and n.name != UNFIT)
+    _wait(lambda: agent_sees_unfit(old), 30,
+          f"{old.name}'s agent to know every member",
+          describe=cluster.describe)
+    target.sql("SELECT pg_wal_replay_pause()")
+    paused = True
+    proc = start_agentctl(old, "switchover", "--to", target.name, "--wait",
+                          "--timeout", str(HANDOVER_TIMEOUT), "--json")
+    try:
+        _wait(lambda: cluster.lease_holder() == target.name,
+              HANDOVER_TIMEOUT, f"{target.name} to take the lease",
+              describe=cluster.describe)
+        looks = set()
+
+        def asked(times):
+            # Replay is paused: the target cannot have promoted.
+            assert proc.poll() is None, (
+                f"agentctl returned while {target.name} was in recovery: "
+                f"{proc.communicate()}")
+            looks.update(row[0] for row in target._try_sql(WAIT_PROBE)  # pylint: disable=protected-access
+                         or [])
+            return len(looks) >= times
+        # Distinct queries, each sent once the answer to the one before
+        # (in recovery) was in: ten of them span several of agentctl's
+        # looks at the Lease, which names the target all along.
+        _wait(lambda: asked(10), HANDOVER_TIMEOUT,
+              f"agentctl to ask {target.name} ten times whether it is in "
+              "recovery", describe=cluster.describe)
+        assert proc.poll() is None, (
+            f"agentctl returned while {target.name} was still in recovery: "
+            f"{proc.communicate()}")
+        assert target.is_standby(), cluster.describe()
+        assert cluster.lease_holder() == target.name, cluster.describe()
+        target.sql("SELECT pg_wal_replay_resume()")
+        paused = False
+        out, err = proc.communicate(timeout=HANDOVER_TIMEOUT + 30)
+    finally:
+        if paused:
+            target._try_sql("SELECT pg_wal_replay_resume()")  # pylint: disable=protected-access
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, (proc.returncode, out, err)
+    result = json.loads(out)
+    assert result["new_primary"] == target.name, result
+    assert result["from"] == old.name, result
+    assert result["confirmed_by"] in ("postgresql", "member_record"), result
+    assert target.is_primary(), cluster.describe()
+    assert cluster.wait_healthy(HEALTHY_TIMEOUT) is target
+    RESULTS.append({"name": "wait-order", "old": old.name,
+                    "new": target.name, "window": float("nan"),
+                    "command": float("nan"), "acked": 0, "lost": 0,
+                    "unknown": 0,
+                    "note": f"--wait held while {target.name} replayed "
+                            f"nothing; confirmed by {result['confirmed_by']}"})
 
 
 def test_prestop_demote_hands_over_loses_nothing_and_old_primary_stays_down(
