@@ -252,6 +252,18 @@ def _process_table():
     return table
 
 
+def _start_time(pid):
+    """When process `pid` started (clock ticks since boot, /proc/<pid>/stat
+    field 22), or None when there is no such process: with a pid, it names
+    one process, not whichever holds that pid later."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii",
+                  errors="replace") as stat:
+            return int(stat.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _child_env(tag, env=None, home=None):
     """Environment for a child: ours minus libpq's PG* variables (a
     developer's PGHOST must not leak into a test), plus the reaper tag."""
@@ -320,8 +332,7 @@ class Reaper:
         finally:
             if log_handle:
                 log_handle.close()
-        self.procs.append(proc)
-        return proc
+        return self._record(proc)
 
     def run(self, argv, *, timeout=60, check=True, env=None, cwd=None,
             input=None, as_runner=True):  # pylint: disable=redefined-builtin
@@ -332,7 +343,7 @@ class Reaper:
             [str(a) for a in argv], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             cwd=cwd, env=self.env(env), start_new_session=True, **extra)
-        self.procs.append(proc)
+        self._record(proc)
         try:
             out, err = proc.communicate(input=input, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -348,6 +359,11 @@ class Reaper:
 
     def track(self, proc):
         """Record a Popen started elsewhere so kill_all() covers it."""
+        return self._record(proc)
+
+    def _record(self, proc):
+        # Our unreaped child: its pid cannot name another process yet.
+        proc.pglease_started_at = _start_time(proc.pid)
         self.procs.append(proc)
         return proc
 
@@ -378,11 +394,26 @@ class Reaper:
     def owned_pids(self):
         """Live processes that belong to this reaper: the ones it started,
         members of their process groups and sessions, processes carrying
-        its tag, and every descendant of those."""
+        its tag, and every descendant of those.
+
+        The pid of a process we started and reaped is free for anyone
+        (pid_max is 32768 here, and every agentctl call is a process): a
+        pid that now names a process with another start time is not ours,
+        nor is its group or session (a pid is reused only once no group or
+        session uses it). Without this, a test's teardown SIGKILLed
+        another test's agent that happened to get the pid of one of its
+        old agentctl calls."""
         table = _process_table()
-        started = {p.pid for p in self.procs}
+        started, groups = set(), set()
+        for proc in self.procs:
+            if proc.pid not in table:
+                groups.add(proc.pid)        # gone: its orphans may be left
+            elif getattr(proc, "pglease_started_at", None) in (
+                    None, _start_time(proc.pid)):
+                started.add(proc.pid)
+                groups.add(proc.pid)
         owned = {pid for pid, (_, _, pgrp, sid) in table.items()
-                 if pid in started or pgrp in started or sid in started
+                 if pid in started or pgrp in groups or sid in groups
                  or self._has_tag(pid)}
         owned.discard(os.getpid())
         grew = True
@@ -392,7 +423,8 @@ class Reaper:
                 if ppid in owned and pid not in owned:
                     owned.add(pid)
                     grew = True
-        return sorted(pid for pid in owned if table[pid][0] != "Z")
+        return sorted(pid for pid in owned
+                      if pid in table and table[pid][0] != "Z")
 
     def _reap_adopted(self):
         reap_adopted({p.pid for p in self.procs})
