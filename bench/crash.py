@@ -236,7 +236,8 @@ def run_profile(args, binaries, profile):
     print(f"  postmaster SIGKILL -> primary accepts writes again "
           f"({len(runs)} crashes{busy}; {shown}):\n    {value}  "
           f"({' '.join(f'{t:.2f}' for t in times)})\n"
-          f"    medians of the restarts in place: {', '.join(parts)}\n",
+          f"    medians of the restarts in place: "
+          f"{', '.join(parts) or 'no restart in place'}\n",
           flush=True)
     figure("crash: postmaster SIGKILL -> writable" + busy, value,
            f"{len(runs)} crashes, {shown}")
