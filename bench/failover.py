@@ -28,6 +28,7 @@ every process started is killed at the end. Nothing is asserted. Needs
 Debian's python3 with python3-psycopg2, PostgreSQL 15 and openssl."""
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -135,19 +136,59 @@ def one_run(local, failure, table, timeout):
     return first[0] - failed_at, old.name, first[1]
 
 
-def run_profile(args, binaries, profile):
+@contextlib.contextmanager
+def profile_cluster(binaries, profile, prefix, keep=False):
+    """A LocalCluster with the timings of PROFILES[profile], in a private
+    directory, and the settings as a line; the cluster is started in the
+    body. Afterwards it is stopped, everything it ran killed and its
+    directory removed, unless the body failed or `keep` (then its logs
+    stay)."""
     title, settings = PROFILES[profile]
-    workdir = pgharness.make_workdir("pglease-bench-failover-")
+    workdir = pgharness.make_workdir(prefix)
     reaper = pgharness.Reaper(home=workdir)
     local = cluster_mod.LocalCluster(workdir, binaries, reaper,
                                      settings=settings)
     shown = " ".join(f"{k}={local.settings[k]}" for k in SETTING_KEYS)
     print(f"settings ({title}): {shown}", flush=True)
-    lease = cluster_mod._seconds(local.settings["lease_duration"])  # pylint: disable=protected-access
-    timeout = 6 * lease + 60
-    results = {}
     failed = True
     try:
+        yield local, shown
+        failed = False
+    finally:
+        try:
+            local.stop()
+        except cluster_mod.ClusterError as exc:
+            print(f"  (cleanup: {exc})")
+        reaper.kill_all()
+        if failed or keep:
+            print(f"  (kept {workdir} for its logs)", flush=True)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_profiles(args, name, intro, run_profile):
+    """Stages the build's programs for the runner user, prints the intro
+    line and runs run_profile(args, binaries, profile) for each of
+    args.profiles."""
+    stage = pgharness.make_workdir("pglease-bench-bin-")
+    try:
+        binaries = cluster_daemon.stage_binaries(args.build_dir, stage)
+    except cluster_mod.ClusterError as exc:
+        sys.exit(f"{name}: {exc}")
+    print(f"{name}: {intro}", flush=True)
+    try:
+        for profile in args.profiles:
+            run_profile(args, binaries, profile)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def run_profile(args, binaries, profile):
+    results = {}
+    with profile_cluster(binaries, profile,
+                         "pglease-bench-failover-") as (local, shown):
+        lease = cluster_mod._seconds(local.settings["lease_duration"])  # pylint: disable=protected-access
+        timeout = 6 * lease + 60
         local.start(timeout=180)
         for name in args.failures:
             failure = FAILURES[name]
@@ -160,17 +201,6 @@ def run_profile(args, binaries, profile):
                       f"first write after {seconds:.2f}s", flush=True)
             results[name] = times
         local.wait_healthy(timeout)
-        failed = False
-    finally:
-        try:
-            local.stop()
-        except cluster_mod.ClusterError as exc:
-            print(f"  (cleanup: {exc})")
-        reaper.kill_all()
-        if failed:
-            print(f"  (kept {workdir} for its logs)", flush=True)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
     print(f"  failure -> first write acknowledged by the new primary "
           f"({args.runs} runs; {shown}):")
     for name, times in results.items():
@@ -203,20 +233,10 @@ def main():
         if unknown:
             parser.error(f"unknown: {', '.join(unknown)} (choose from "
                          f"{', '.join(known)})")
-    stage = pgharness.make_workdir("pglease-bench-bin-")
-    try:
-        binaries = cluster_daemon.stage_binaries(args.build_dir, stage)
-    except cluster_mod.ClusterError as exc:
-        sys.exit(f"failover: {exc}")
-    print("failover: 3 PostgreSQL 15 servers, run-postgres supervisors and "
-          "agents, Kubernetes API emulator over HTTPS, all on loopback; "
-          "asynchronous replication; a writer inserts every 20 ms through "
-          "the Lease holder", flush=True)
-    try:
-        for profile in args.profiles:
-            run_profile(args, binaries, profile)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+    run_profiles(args, "failover", "3 PostgreSQL 15 servers, run-postgres "
+                 "supervisors and agents, Kubernetes API emulator over HTTPS, "
+                 "all on loopback; asynchronous replication; a writer inserts "
+                 "every 20 ms through the Lease holder", run_profile)
 
 
 if __name__ == "__main__":

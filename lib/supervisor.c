@@ -314,12 +314,20 @@ void supervisor_started(struct supervisor *s, pid_t pid, usec_t now) {
         s->phase = SUPERVISOR_RUNNING;
         s->postmaster_pid = pid;
         s->started_at = now ?: 1;
+        s->ready = false;
+}
+
+void supervisor_on_ready(struct supervisor *s, pid_t pid) {
+        if (pid > 0 && pid == s->postmaster_pid)
+                s->ready = true;
 }
 
 void supervisor_on_exit(struct supervisor *s, int wstatus, bool held, usec_t now) {
         usec_t ran_for = now > s->started_at ? now - s->started_at : 0;
+        bool was_ready = s->ready;
 
         s->postmaster_pid = 0;
+        s->ready = false;
         if (s->stop_requested) {
                 s->phase = SUPERVISOR_STOPPED;
                 s->exit_status = supervisor_exit_status(wstatus);
@@ -330,12 +338,24 @@ void supervisor_on_exit(struct supervisor *s, int wstatus, bool held, usec_t now
                 slog(s, "held: waiting for hold file to be removed");
                 return;
         }
+        s->phase = SUPERVISOR_BACKOFF;
+        if (was_ready) {
+                /* A crash of a server that was serving, not a start that
+                 * fails: each moment of delay is one without a primary,
+                 * and past primary_start_timeout the agent fails over
+                 * (PostgreSQL itself reinitializes at once after a backend
+                 * crash). The backoff is for starts that keep failing; the
+                 * next one waits restart_delay again. */
+                s->delay = 0;
+                s->next_start = now;
+                slog(s, "restarting postgres at once (it was ready when it exited)");
+                return;
+        }
         s->delay = supervisor_next_delay(s->delay, s->config->restart_delay ?: DEFAULT_RESTART_DELAY,
                                          s->config->restart_delay_max ?: DEFAULT_RESTART_DELAY_MAX, ran_for,
                                          s->config->restart_reset_after ?: DEFAULT_RESTART_RESET_AFTER);
         s->next_start = now + s->delay;
-        s->phase = SUPERVISOR_BACKOFF;
-        slog(s, "restarting postgres in %.1fs", (double) s->delay / USEC_PER_SEC);
+        slog(s, "restarting postgres in %.1fs (it exited before it was ready)", (double) s->delay / USEC_PER_SEC);
 }
 
 static bool lease_expired(const struct supervisor *s, usec_t now) {
@@ -567,7 +587,7 @@ struct supervisor_loop {
         char *state_path;
         struct supervisor_status written;
         uint64_t start_time;            /* ours, from /proc/self/stat: the identity in the state file */
-        usec_t orphan_deadline;         /* after the postmaster exited: SIGKILL left-overs then */
+        usec_t orphan_deadline;         /* after the postmaster exited: SIGKILL left-overs from then on */
         usec_t stale_deadline;          /* a previous postmaster's processes: SIGKILL them then; 0 = none seen */
 };
 
@@ -623,7 +643,8 @@ static int has_children(void) {
 }
 
 /* SIGKILLs our children (the postmaster's orphans, reparented to us as
- * subreaper). They are found through /proc since we never knew their pids. */
+ * subreaper), zombies aside. They are found through /proc since we never
+ * knew their pids. */
 static void kill_children(struct supervisor_loop *l) {
         _cleanup_(closedirp) DIR *d = opendir("/proc");
         pid_t self = getpid();
@@ -634,8 +655,8 @@ static void kill_children(struct supervisor_loop *l) {
         while ((de = readdir(d))) {
                 _cleanup_free_ char *path = NULL, *stat = NULL;
                 int64_t pid;
+                char *p, state;
                 int ppid;
-                char *p;
 
                 if (parse_int64(de->d_name, &pid) < 0)
                         continue;
@@ -643,11 +664,24 @@ static void kill_children(struct supervisor_loop *l) {
                 if (!path || read_full_file(path, &stat, NULL) < 0)
                         continue;
                 p = strrchr(stat, ')');
-                if (!p || sscanf(p + 1, " %*c %d", &ppid) != 1 || ppid != self)
+                if (!p || sscanf(p + 1, " %c %d", &state, &ppid) != 2 || ppid != self || state == 'Z')
                         continue;
                 slog(&l->s, "killing left-over process %" PRId64, pid);
                 (void) kill((pid_t) pid, SIGKILL);
         }
+}
+
+/* Whether the running postmaster has said that it accepts connections
+ * (the status line of postmaster.pid, what pg_ctl -w waits for): looked at
+ * on every turn of the loop until it has, and once more when it exits (a
+ * killed postmaster leaves its file behind). */
+static void check_ready(struct supervisor_loop *l) {
+        _cleanup_(pgctl_pidfile_done) struct pgctl_pidfile p = {};
+
+        if (l->s.ready || l->s.postmaster_pid <= 0 || isempty(l->s.config->data_dir))
+                return;
+        if (pgctl_pidfile_read(l->s.config->data_dir, &p) >= 0 && pgctl_pidfile_is_ready(&p))
+                supervisor_on_ready(&l->s, p.pid);
 }
 
 static void reap_children(struct supervisor_loop *l, usec_t now) {
@@ -664,7 +698,14 @@ static void reap_children(struct supervisor_loop *l, usec_t now) {
                              signal_name(WTERMSIG(wstatus)));
                 else
                         slog(&l->s, "postgres pid %d exited with status %d", (int) pid, WEXITSTATUS(wstatus));
-                l->orphan_deadline = now + (l->s.config->orphan_timeout ?: DEFAULT_ORPHAN_TIMEOUT);
+                /* Its backends live on until they next wait for their
+                 * client (a long query runs to its end, and may still
+                 * commit), holding the shared memory that a new
+                 * postmaster refuses to start beside: they are SIGKILLed
+                 * at the first look, as PostgreSQL stops its children
+                 * after a crash, not waited for. */
+                l->orphan_deadline = now;
+                check_ready(l);
                 supervisor_on_exit(&l->s, wstatus, hold_is_set(l), now);
         }
 }
@@ -907,9 +948,10 @@ static void read_lease(struct supervisor_loop *l, usec_t now) {
 static bool wait_for_orphans(struct supervisor_loop *l, usec_t now) {
         if (has_children() <= 0)
                 return false;
+        /* A killed process's own children come to us in turn. */
         if (now >= l->orphan_deadline) {
                 kill_children(l);
-                l->orphan_deadline = now + ORPHAN_POLL_INTERVAL * 10;
+                l->orphan_deadline = now + ORPHAN_POLL_INTERVAL;
         }
         return true;
 }
@@ -1032,6 +1074,7 @@ int supervisor_run(const struct supervisor_config *c, char **reterr_msg) {
                 };
 
                 read_lease(&l, now);
+                check_ready(&l);
                 if (!loop_act(&l, now, &wait_until, &done)) {
                         write_state(&l);
                         continue;

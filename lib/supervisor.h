@@ -64,8 +64,10 @@ int supervisor_proc_stat(pid_t pid, char *ret_state, uint64_t *ret_start);
  * another process than the one the state file names (a reused pid). */
 int supervisor_pid_alive(const char *run_dir, pid_t *ret);
 
-/* The restart delay after the one just used: doubles up to max, and goes
- * back to initial when Postgres had run for at least reset_after. */
+/* The restart delay after a start that failed (Postgres exited before it
+ * was ready) following the delay just used: doubles up to max, and goes
+ * back to initial when Postgres had run for at least reset_after. A
+ * server that was ready is restarted at once (supervisor_on_exit). */
 usec_t supervisor_next_delay(usec_t current, usec_t initial, usec_t max, usec_t ran_for, usec_t reset_after);
 
 /* The data directory a Postgres command line names with -D DIR or -DDIR
@@ -91,11 +93,11 @@ struct supervisor_config {
         char *const *argv;              /* the Postgres command, NULL-terminated; argv[0] is looked up in PATH */
         const char *run_dir;
         const char *data_dir;           /* PGDATA, for the standby marker of a lease fence; NULL if unknown */
-        usec_t restart_delay;           /* first restart delay (default 1 s) */
+        usec_t restart_delay;           /* first delay after a failed start (default 1 s) */
         usec_t restart_delay_max;       /* (default 16 s) */
         usec_t restart_reset_after;     /* a run this long resets the delay (default 60 s) */
         usec_t stop_timeout;            /* asked to stop and still up after this: SIGQUIT; 0 = never */
-        usec_t orphan_timeout;          /* left-over children are SIGKILLed after this (default 10 s) */
+        usec_t orphan_timeout;          /* a previous postmaster's processes are SIGKILLed after this (default 10 s) */
         const struct clock_ops *clock;
         /* One line per event ("started postgres pid 42"), without newline;
          * the caller decides where it goes. May be NULL. */
@@ -114,8 +116,9 @@ struct supervisor {
         bool stop_requested;
         int stop_signal;                /* what was forwarded on the stop request */
         bool escalated;                 /* stop_timeout passed and SIGQUIT was sent */
-        usec_t delay;                   /* the next restart delay */
+        usec_t delay;                   /* the delay of the last restart after a failed start; 0 after a ready run */
         usec_t started_at;              /* when the running postmaster was started */
+        bool ready;                     /* the running postmaster said it accepts connections */
         usec_t next_start;              /* BACKOFF: not before this */
         usec_t stop_at;                 /* when the stop request came */
         unsigned restarts;
@@ -145,7 +148,13 @@ enum supervisor_action {
 /* A SIGTERM/SIGINT/SIGQUIT is a stop request; SIGHUP is forwarded only.
  * Returns the signal to forward to the postmaster, or 0 for none. */
 int supervisor_on_signal(struct supervisor *s, int signo, usec_t now);
-/* The postmaster exited with wait status wstatus. */
+/* The postmaster pid said (postmaster.pid) that it accepts connections, as
+ * a primary or a standby: its start succeeded. */
+void supervisor_on_ready(struct supervisor *s, pid_t pid);
+/* The postmaster exited with wait status wstatus. One that had been ready
+ * crashed while serving and is restarted at once; one that exited before
+ * it was ready failed to start and is restarted after a delay that grows
+ * while starts keep failing. */
 void supervisor_on_exit(struct supervisor *s, int wstatus, bool held, usec_t now);
 /* Postgres was started as pid. */
 void supervisor_started(struct supervisor *s, pid_t pid, usec_t now);
@@ -174,7 +183,10 @@ int supervisor_fence(struct supervisor *s, usec_t now);
 /* Runs the supervisor until it was asked to stop and Postgres is down.
  * Blocks the signals it handles (signalfd), becomes a child subreaper,
  * writes the pid and state files in run_dir and removes them on return.
- * Watches run_dir (inotify, a timerfd at the lease expiry, a 1 s poll).
+ * Watches run_dir (inotify, a timerfd at the lease expiry, a 1 s poll),
+ * and postmaster.pid for readiness. The processes a dead postmaster left
+ * behind (its backends, reparented to the supervisor) are SIGKILLed at
+ * once: PostgreSQL cannot start while they hold its shared memory.
  * Returns a SUPERVISOR_EXIT_* status, or a negative errno (and *reterr_msg)
  * when it could not set itself up. */
 int supervisor_run(const struct supervisor_config *c, char **reterr_msg);

@@ -189,6 +189,84 @@ static void test_crashed_postgres_is_restarted_after_backoff(void **state) {
         assert_true(wait_until == now(f) + 2 * USEC_PER_SEC);
 }
 
+static void test_crash_of_a_ready_server_restarts_at_once(void **state) {
+        struct fixture *f = *state;
+        usec_t wait_until;
+
+        /* Crashes seconds apart, each of a server that had come up: none
+         * waits, however many (issue 19, item 8: the doubling delay of a
+         * failing start turned the fourth crash in a minute into a
+         * failover). */
+        start(f, 100);
+        for (pid_t pid = 101; pid < 106; pid++) {
+                clock_scripted_advance(&f->clock, 2 * USEC_PER_SEC);
+                supervisor_on_ready(&f->s, pid - 1);
+                assert_true(f->s.ready);
+                supervisor_on_exit(&f->s, KILLED(SIGKILL), false, now(f));
+                assert_false(f->s.ready);
+                assert_int_equal(f->s.phase, SUPERVISOR_BACKOFF);
+                assert_string_equal(f->last_log, "restarting postgres at once (it was ready when it exited)");
+                start(f, pid);
+                assert_false(f->s.ready);
+        }
+        assert_int_equal(f->s.restarts, 5);
+
+        /* A start that fails after that waits restart_delay, not more. */
+        supervisor_on_exit(&f->s, EXITED(1), false, now(f));
+        assert_int_equal(tick(f, false, NULL, &wait_until), SUPERVISOR_ACTION_WAIT);
+        assert_true(wait_until == now(f) + USEC_PER_SEC);
+        assert_string_equal(f->last_log, "restarting postgres in 1.0s (it exited before it was ready)");
+}
+
+static void test_failed_starts_back_off_until_one_is_ready(void **state) {
+        struct fixture *f = *state;
+        usec_t wait_until;
+        pid_t pid = 100;
+
+        start(f, pid);
+        for (usec_t delay = USEC_PER_SEC; delay <= 8 * USEC_PER_SEC; delay *= 2) {
+                supervisor_on_exit(&f->s, EXITED(1), false, now(f));
+                assert_int_equal(tick(f, false, NULL, &wait_until), SUPERVISOR_ACTION_WAIT);
+                assert_true(wait_until == now(f) + delay);
+                clock_scripted_advance(&f->clock, delay);
+                start(f, ++pid);
+        }
+        /* Readiness of another pid (a stale postmaster.pid) is not this
+         * start's. */
+        supervisor_on_ready(&f->s, 100);
+        assert_false(f->s.ready);
+        supervisor_on_exit(&f->s, EXITED(1), false, now(f));
+        assert_int_equal(tick(f, false, NULL, &wait_until), SUPERVISOR_ACTION_WAIT);
+        assert_true(wait_until == now(f) + 8 * USEC_PER_SEC);
+        clock_scripted_advance(&f->clock, 8 * USEC_PER_SEC);
+        start(f, 110);
+
+        /* This one comes up, then crashes: at once, and the backoff
+         * starts over. */
+        supervisor_on_ready(&f->s, 110);
+        supervisor_on_exit(&f->s, KILLED(SIGSEGV), false, now(f));
+        start(f, 111);
+        supervisor_on_exit(&f->s, EXITED(1), false, now(f));
+        assert_int_equal(tick(f, false, NULL, &wait_until), SUPERVISOR_ACTION_WAIT);
+        assert_true(wait_until == now(f) + USEC_PER_SEC);
+}
+
+static void test_ready_server_stopped_or_held_is_not_restarted(void **state) {
+        struct fixture *f = *state;
+
+        start(f, 100);
+        supervisor_on_ready(&f->s, 100);
+        supervisor_on_exit(&f->s, KILLED(SIGKILL), true, now(f));
+        assert_int_equal(f->s.phase, SUPERVISOR_HELD);
+        assert_int_equal(tick(f, true, NULL, NULL), SUPERVISOR_ACTION_WAIT);
+        start(f, 101);
+        supervisor_on_ready(&f->s, 101);
+        assert_int_equal(supervisor_on_signal(&f->s, SIGTERM, now(f)), SIGTERM);
+        supervisor_on_exit(&f->s, EXITED(0), false, now(f));
+        assert_int_equal(f->s.phase, SUPERVISOR_STOPPED);
+        assert_int_equal(tick(f, false, NULL, NULL), SUPERVISOR_ACTION_EXIT);
+}
+
 static void test_exit_while_held_stays_down_until_hold_removed(void **state) {
         struct fixture *f = *state;
 
@@ -649,6 +727,9 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_exit_status_maps_postgres_outcomes),
                 cmocka_unit_test(test_restart_delay_doubles_caps_and_resets),
+                cmocka_unit_test_setup_teardown(test_crash_of_a_ready_server_restarts_at_once, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_failed_starts_back_off_until_one_is_ready, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_ready_server_stopped_or_held_is_not_restarted, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_first_tick_starts_postgres_unless_held, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_crashed_postgres_is_restarted_after_backoff, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_exit_while_held_stays_down_until_hold_removed, setup, teardown),
