@@ -91,6 +91,7 @@ void agent_state_done(struct agent_state *s) {
         free(s->opt.name);
         free(s->handover_target);
         free(s->last_other_holder);
+        free(s->follow_leader);
         strv_free(s->sync_pending);
         free(s->sync_pending_lsn);
         *s = (struct agent_state) {};
@@ -891,6 +892,19 @@ static int decide_follower(const struct observation *o, struct agent_state *s, u
             s->kind == AGENT_STARTING || s->kind == AGENT_PROMOTING || s->kind == AGENT_DEMOTING)
                 set_state(s, l, AGENT_REPLICA, now);
         s->was_primary = false;
+        /* Not streaming from *this* leader on *its* timeline since when: a
+         * time that started under the previous leader (down, so nobody
+         * streamed) would make every healthy standby look stuck the moment
+         * a failover's new primary appears on its new timeline. */
+        if (leader_known) {
+                _cleanup_free_ char *key = strdup_printf("%s:%d/%" PRIu32, o->leader_host, o->leader_port, o->leader_timeline);
+
+                if (key && !(s->follow_leader && streq(s->follow_leader, key))) {
+                        free(s->follow_leader);
+                        s->follow_leader = TAKE_PTR(key);
+                        s->follow_since = 0;
+                }
+        }
         if (leader_known && o->pg_streaming && o->pg_upstream_host && streq(o->pg_upstream_host, o->leader_host) &&
             o->pg_upstream_port == o->leader_port)
                 s->follow_since = 0;

@@ -47,6 +47,7 @@ struct agent_state {
         bool rejoin_failed;           /* the last rejoin failed and rejoin_fallback = none */
         bool fast_tick;               /* a hand-over is under way: tick at a tenth of retry_period */
         usec_t follow_since;          /* a standby not yet streaming from the leader since this time; 0 when it is */
+        char *follow_leader;          /* the leader follow_since counts for ("host:port/timeline") */
         bool demote_requested;        /* the pre-stop hook asked us to hand over and stay down */
         usec_t demote_deadline;       /* after it, fence and release even without a successor */
         bool demote_done;             /* the hand-over (or the fence) happened */

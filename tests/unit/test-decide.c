@@ -1360,6 +1360,50 @@ static void test_standby_that_cannot_follow_a_new_timeline_is_rewound(void **sta
         agent_state_done(&s);
 }
 
+/* pg-1 streamed from pg-0 (timeline 1) until pg-0 died; pg-2 took over on
+ * timeline 2 a while later. The time pg-1 spent not streaming from the dead
+ * pg-0 is no time spent failing to follow pg-2: it must get its full
+ * 2 x lease_duration with the new leader before it is stopped. */
+static void test_a_failover_restarts_the_time_to_follow(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+
+        state_for(&s, "pg-1");
+        s.kind = AGENT_REPLICA;
+        standby_view(&o, "pg-0");
+        o.pg_streaming = false;                 /* pg-0 is gone */
+        for (int i = 0; i <= 25; i++) {
+                decide(&o, &s, T0 + (usec_t) i * SEC, &l);
+                assert_false(action_list_has(&l, ACTION_STOP));
+                action_list_done(&l);
+        }
+        /* pg-2 promoted to timeline 2; pg-1 is still on timeline 1. */
+        free(o.lease_holder);
+        o.lease_holder = strdup("pg-2");
+        free(o.leader_host);
+        o.leader_host = strdup("10.0.0.3");
+        o.leader_timeline = 2;
+        o.peers[0].role = MEMBER_ROLE_REPLICA;
+        o.peers[1].role = MEMBER_ROLE_PRIMARY;
+        o.peers[1].state = strdup("running");
+        decide(&o, &s, T0 + 26 * SEC, &l);
+        assert_true(action_list_has(&l, ACTION_FOLLOW));
+        assert_false(action_list_has(&l, ACTION_STOP));
+        action_list_done(&l);
+        decide(&o, &s, T0 + 46 * SEC, &l);
+        assert_false(action_list_has(&l, ACTION_STOP));
+        action_list_done(&l);
+        /* Still not following pg-2 after 2 x lease_duration: now it is
+         * checked for divergence. */
+        decide(&o, &s, T0 + 47 * SEC, &l);
+        assert_true(action_list_has(&l, ACTION_STOP));
+        assert_int_equal(s.kind, AGENT_REJOINING);
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
 static void test_a_dead_leader_is_no_reason_to_rewind_a_standby(void **state) {
         struct agent_state s;
         struct observation o;
@@ -1426,6 +1470,7 @@ int main(void) {
                 cmocka_unit_test(test_lost_renewal_fences_at_once),
                 cmocka_unit_test(test_primary_without_lease_is_fenced),
                 cmocka_unit_test(test_fenced_former_primary_rejoins_the_new_leader),
+                cmocka_unit_test(test_a_failover_restarts_the_time_to_follow),
                 cmocka_unit_test(test_starting_without_lease_starts_only_as_standby),
                 cmocka_unit_test(test_paused_never_fails_over),
                 cmocka_unit_test(test_tilt_after_a_stall_blocks_promotion_for_one_lease),
