@@ -11,6 +11,7 @@ refuses to run as root.
 import grp
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -81,11 +82,50 @@ def wait_for(predicate, timeout=10.0, what="condition", interval=0.05,
 # ports and binaries
 
 
+# Ports handed out by free_port() in this process, not to be given twice.
+_ports_given = set()
+_port_choice = random.SystemRandom()
+# Ports for our servers start here: above the well-known services a machine
+# may run (etcd 2379, Prometheus 9090, ...).
+PORTS_FROM = 20000
+
+
+def _ephemeral_ports():
+    """The kernel's range for the local ports of outgoing connections."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range",
+                  encoding="ascii") as f:
+            low, high = (int(v) for v in f.read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port(host="127.0.0.1"):
-    """A TCP port on `host` that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    """A TCP port on `host` that nothing listens on right now, outside the
+    kernel's ephemeral range, and not given before by this process.
+
+    Not port 0's pick: that comes from the ephemeral range, where every
+    outgoing connection on the machine (a libpq client, curl, a test's own
+    probe) also takes its local port; a server started a few seconds after
+    the pick (a standby after its clone) then met "Address already in use"
+    and never came up."""
+    low, high = _ephemeral_ports()
+    ranges = [(PORTS_FROM, low - 1), (high + 1, 65535)]
+    ranges = [(a, b) for a, b in ranges if b - a >= 100]
+    for _ in range(500):
+        a, b = _port_choice.choice(ranges)
+        port = _port_choice.randint(a, b)
+        if port in _ports_given:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        _ports_given.add(port)
+        return port
+    raise AssertionError(f"no free port on {host} outside {low}-{high}")
 
 
 _bindir_cache = None
