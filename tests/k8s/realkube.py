@@ -11,8 +11,7 @@ tests/integration/cluster.py runs its nodes against either.
 
 What differs from the emulator, because the server is real:
 - each namespace gets the chart's ServiceAccount, Role and RoleBinding
-  (rendered by helm when it is there, else by tests/chart/check_chart.py's
-  offline substitution), and every agent authenticates with a token from
+  (rendered by helm), and every agent authenticates with a token from
   the TokenRequest API for that ServiceAccount, bound to its Pod, expiring
   after 10 minutes (the shortest the API allows) and rotated in its
   kubeconfig's tokenFile as the kubelet rotates a projected token; so the
@@ -25,24 +24,22 @@ What differs from the emulator, because the server is real:
 """
 
 import base64
-import contextlib
 import http.client
-import io
 import json
 import os
-import shutil
 import ssl
 import subprocess
 import sys
 import threading
 import time
 
+import yaml
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_DIR = os.environ.get("PGLEASE_SOURCE_DIR") or \
     os.path.dirname(os.path.dirname(HERE))
 for _path in (HERE, os.path.join(SOURCE_DIR, "tests", "integration"),
-              os.path.join(SOURCE_DIR, "tests", "kube-emulator"),
-              os.path.join(SOURCE_DIR, "tests", "chart")):
+              os.path.join(SOURCE_DIR, "tests", "kube-emulator")):
     if _path not in sys.path:
         sys.path.append(_path)
 
@@ -163,46 +160,29 @@ class Admin:
 
 def render_rbac(namespace, release, cluster_name):
     """The chart's ServiceAccount, Role and RoleBinding as a list of
-    objects: `helm template` when helm is there, else the offline
-    substitution of tests/chart/check_chart.py with the names filled in."""
-    helm = os.environ.get("PGLEASE_HELM") or shutil.which("helm")
-    if helm:
-        out = subprocess.run(
-            [helm, "template", release, CHART_DIR, "--namespace", namespace,
-             "--set", f"clusterName={cluster_name}",
-             "--show-only", "templates/serviceaccount.yaml",
-             "--show-only", "templates/rbac.yaml"],
-            capture_output=True, text=True, timeout=60, check=False)
-        if out.returncode != 0:
-            raise KubeError(f"helm template: {out.stderr.strip()}")
-        import yaml  # pylint: disable=import-outside-toplevel
-        return [d for d in yaml.safe_load_all(out.stdout) if d]
-    import check_chart  # pylint: disable=import-outside-toplevel
-    with contextlib.redirect_stdout(io.StringIO()):
-        _, docs = check_chart.load_templates(CHART_DIR)
-    names = {
-        check_chart.placeholder('include "pglease.fullname" .'): release,
-        check_chart.placeholder('include "pglease.serviceAccountName" .'):
-            release,
-        check_chart.placeholder('include "pglease.clusterName" .'):
-            cluster_name,
-        check_chart.placeholder(".Release.Namespace"): namespace,
-    }
-
-    def fill(value):
-        if isinstance(value, dict):
-            return {k: fill(v) for k, v in value.items()
-                    if k not in ("labels", "__tpl__")}
-        if isinstance(value, list):
-            return [fill(v) for v in value]
-        if isinstance(value, str):
-            for key, name in names.items():
-                value = value.replace(key, name)
-            if "TPL_" in value:
-                raise KubeError(f"chart RBAC: unfilled {value!r}")
-        return value
-
-    return [fill(d) for d in docs["serviceaccount.yaml"] + docs["rbac.yaml"]]
+    objects, rendered by helm (pgharness.find_helm) for a StatefulSet named
+    like the local cluster's pods (<cluster_name>-N)."""
+    helm = pgharness.find_helm()
+    if not helm:
+        raise KubeError("no helm to render the chart's RBAC: scripts/k8s up "
+                        "and scripts/test build one (ensure_helm), or set "
+                        "PGLEASE_HELM")
+    out = subprocess.run(
+        [helm, "template", release, CHART_DIR, "--namespace", namespace,
+         "--set", f"clusterName={cluster_name}",
+         # The Role lets an agent patch only the pods <statefulset>-N.
+         "--set", f"postgres.statefulsetName={cluster_name}",
+         # helm renders every template, also with --show-only, and the
+         # chart's Secret refuses to generate passwords where lookup does
+         # not work (helm template): name a Secret instead, which changes
+         # nothing in the RBAC objects.
+         "--set", "secrets.existingSecret=unused",
+         "--show-only", "templates/serviceaccount.yaml",
+         "--show-only", "templates/rbac.yaml"],
+        capture_output=True, text=True, timeout=60, check=False)
+    if out.returncode != 0:
+        raise KubeError(f"helm template: {out.stderr.strip()}")
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
 
 
 class RealKube:

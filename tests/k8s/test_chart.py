@@ -1,13 +1,13 @@
 """charts/pglease with real helm against the real API server (issue 18):
-`helm lint --strict`, `helm template | kubectl apply --dry-run=server` for
-the values a user tries, and `helm install` into the namespace `database`,
-whose StatefulSet's Pods the local nodes then stand in for (no kubelet
-runs: the harness sets each Pod's status as one would), each agent with
-its Pod's name and namespace and a token of the chart's ServiceAccount."""
+`helm lint --strict`, `helm template --dry-run=server | kubectl apply
+--dry-run=server` for the values a user tries, and `helm install` into
+the namespace `database`, whose StatefulSet's Pods the local nodes then
+stand in for (no kubelet runs: the harness sets each Pod's status as one
+would), each agent with its Pod's name and namespace and a token of the
+chart's ServiceAccount."""
 
 import os
 import secrets
-import shutil
 import subprocess
 
 import pytest
@@ -21,12 +21,10 @@ CHART = realkube.CHART_DIR
 
 @pytest.fixture(scope="module")
 def helm(control_plane):  # pylint: disable=unused-argument
-    path = os.environ.get("PGLEASE_HELM") or shutil.which("helm")
+    path = pgharness.find_helm()
     if not path:
-        message = "no helm (scripts/test provides one through ensure_helm)"
-        if os.environ.get("PGLEASE_HELM_REQUIRED") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        pytest.fail("no helm: scripts/k8s up and scripts/test build one "
+                    "(ensure_helm)")
     return path
 
 
@@ -77,8 +75,12 @@ def test_template_applies_with_server_dry_run(helm, admin, workdir,
         "metadata": {"name": ns}}, ok=(201,))
     try:
         env = helm_env(control_plane, workdir)
+        # --dry-run=server: helm's lookup reads the namespace, as under
+        # `helm install`, so the chart generates the passwords that a plain
+        # `helm template` refuses to generate (tests/chart/check_chart.py
+        # checks that refusal, which needs no server).
         rendered = run([helm, "template", release, CHART, "--namespace", ns,
-                        *VARIATIONS[variation]], env=env)
+                        "--dry-run=server", *VARIATIONS[variation]], env=env)
         out = admin.kubectl("apply", "--dry-run=server", "-n", ns, "-f", "-",
                             stdin=rendered)
         assert out.returncode == 0, out.stderr
