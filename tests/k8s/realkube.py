@@ -158,6 +158,43 @@ class Admin:
             capture_output=True, text=True, check=False)
 
 
+def finish_pods(admin, namespace, timeout=20):
+    """Delete every Pod of `namespace` at once (grace period 0), as the
+    kubelet does when a deleted Pod's containers have stopped. No kubelet
+    runs here: without this a deleted Pod bound to the Node stays
+    Terminating for ever, and so does its namespace. Only once the local
+    nodes standing in for the Pods are stopped."""
+    status, answer, _ = admin.request(
+        "DELETE", PODS.format(ns=namespace),
+        {"apiVersion": "v1", "kind": "DeleteOptions",
+         "gracePeriodSeconds": 0}, timeout=timeout)
+    if status not in (200, 404):
+        raise KubeError(f"DELETE pods of {namespace}: {status} {answer}")
+
+
+def delete_namespace(admin, namespace, wait=0, timeout=20):
+    """Delete `namespace` and everything in it, its Pods first
+    (finish_pods: the namespace controller, finding none, does not wait
+    for their grace period). With wait > 0, wait up to that many seconds
+    until it is gone, finishing the Pods deleted meanwhile (by the garbage
+    collector after `helm uninstall`, or by the namespace controller)."""
+    path = f"/api/v1/namespaces/{namespace}"
+    finish_pods(admin, namespace, timeout)
+    status, answer, _ = admin.request("DELETE", path, timeout=timeout)
+    if status not in (200, 202, 404):
+        raise KubeError(f"DELETE namespace {namespace}: {status} {answer}")
+    if not wait:
+        return
+
+    def gone():
+        if admin.request("GET", path, timeout=timeout)[0] == 404:
+            return True
+        finish_pods(admin, namespace, timeout)
+        return False
+
+    wait_for(gone, wait, f"namespace {namespace} to be gone", interval=0.5)
+
+
 def render_rbac(namespace, release, cluster_name):
     """The chart's ServiceAccount, Role and RoleBinding as a list of
     objects, rendered by helm (pgharness.find_helm) for a StatefulSet named
@@ -236,11 +273,15 @@ class RealKube:
             "metadata": {"name": self.namespace,
                          "labels": {"pglease.io/test": "k8s"}}},
             ok=(201, 409))
-        for obj in render_rbac(self.namespace, self.release,
-                               self.cluster_name):
-            obj.setdefault("metadata", {})["namespace"] = self.namespace
-            self.apply(obj)
-        self._started = True
+        self._started = True    # stop() deletes the namespace
+        try:
+            for obj in render_rbac(self.namespace, self.release,
+                                   self.cluster_name):
+                obj.setdefault("metadata", {})["namespace"] = self.namespace
+                self.apply(obj)
+        except BaseException:
+            self.stop()
+            raise
         return self._start_rotation()
 
     def _start_rotation(self):
@@ -289,13 +330,13 @@ class RealKube:
         for proxy in self.proxies.values():
             proxy.close()
         if self._started:
-            # Namespace deletion finishes in the background.
+            # The nodes are stopped (LocalCluster.stop); the namespace's
+            # deletion finishes in the background.
             try:
-                self.admin.request("DELETE",
-                                   f"/api/v1/namespaces/{self.namespace}",
-                                   timeout=timeout)
-            except OSError:
-                pass
+                delete_namespace(self.admin, self.namespace, timeout=timeout)
+            except (OSError, KubeError) as exc:
+                sys.stderr.write(f"deleting namespace {self.namespace}: "
+                                 f"{exc}\n")
             self._started = False
 
     def close(self):

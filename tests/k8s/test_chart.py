@@ -17,6 +17,10 @@ import pgharness
 import realkube
 
 CHART = realkube.CHART_DIR
+# Seconds for a namespace to be deleted: more than the chart's
+# terminationGracePeriodSeconds, which the namespace controller may wait out
+# before it looks again.
+NAMESPACE_GONE = 180
 
 
 @pytest.fixture(scope="module")
@@ -101,10 +105,9 @@ def installed(helm, admin, workdir, control_plane):
     deleted afterwards."""
     ns = "database"
     env = helm_env(control_plane, workdir)
-    admin.request("DELETE", f"/api/v1/namespaces/{ns}")
-    realkube.wait_for(
-        lambda: admin.request("GET", f"/api/v1/namespaces/{ns}")[0] == 404,
-        120, f"an earlier namespace {ns} to be gone", interval=0.5)
+    # One left by an interrupted run: its Pods may be in their grace
+    # period (120 s), which the namespace controller waits out.
+    realkube.delete_namespace(admin, ns, wait=NAMESPACE_GONE)
     run([helm, "install", "pg", CHART, "--namespace", ns,
          "--create-namespace", "--set", "clusterName=postgres-sts",
          "--set", "postgres.statefulsetName=postgres-sts",
@@ -115,7 +118,8 @@ def installed(helm, admin, workdir, control_plane):
         subprocess.run([helm, "uninstall", "pg", "--namespace", ns,
                         "--timeout", "60s"], capture_output=True, timeout=120,
                        check=False, env=env)
-        admin.request("DELETE", f"/api/v1/namespaces/{ns}")
+        # The nodes are stopped (cluster_factory's teardown ran first).
+        realkube.delete_namespace(admin, ns, wait=NAMESPACE_GONE)
 
 
 def test_install_and_local_nodes_stand_in_for_the_pods(installed, admin,
