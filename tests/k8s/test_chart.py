@@ -69,14 +69,23 @@ VARIATIONS = {
 }
 
 
+def restricted_namespace(admin, ns):
+    """Namespace `ns` as docs/kubernetes.md's walkthrough makes it, under
+    the Pod Security Standard "restricted" (enforced on Pods, warned about
+    on workloads)."""
+    admin.must("POST", "/api/v1/namespaces", {
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": ns, "labels": {
+            "pod-security.kubernetes.io/enforce": "restricted",
+            "pod-security.kubernetes.io/warn": "restricted"}}}, ok=(201,))
+
+
 @pytest.mark.parametrize("variation", list(VARIATIONS))
 def test_template_applies_with_server_dry_run(helm, admin, workdir,
                                               control_plane, variation):
     ns = f"chart-{secrets.token_hex(3)}"
     release = "orders" if variation.startswith("other") else "pg"
-    admin.must("POST", "/api/v1/namespaces", {
-        "apiVersion": "v1", "kind": "Namespace",
-        "metadata": {"name": ns}}, ok=(201,))
+    restricted_namespace(admin, ns)
     try:
         env = helm_env(control_plane, workdir)
         # --dry-run=server: helm's lookup reads the namespace, as under
@@ -88,6 +97,10 @@ def test_template_applies_with_server_dry_run(helm, admin, workdir,
         out = admin.kubectl("apply", "--dry-run=server", "-n", ns, "-f", "-",
                             stdin=rendered)
         assert out.returncode == 0, out.stderr
+        # The pod templates of the StatefulSet and Deployments meet the
+        # Pod Security Standard (the server warns about workloads, and
+        # enforces on Pods: see the install below).
+        assert "PodSecurity" not in out.stderr, out.stderr
         # Every object of the chart went through the server's validation
         # and admission.
         kinds = {line.split("/", 1)[0] for line in out.stdout.splitlines()}
@@ -101,15 +114,17 @@ def test_template_applies_with_server_dry_run(helm, admin, workdir,
 @pytest.fixture
 def installed(helm, admin, workdir, control_plane):
     """`helm install` into `database` (what `kubectl apply -f . -n database`
-    does for the reference deployment); uninstalled and the namespace
-    deleted afterwards."""
+    does for the reference deployment), labelled for the Pod Security
+    Standard "restricted" as the walkthrough does; uninstalled and the
+    namespace deleted afterwards."""
     ns = "database"
     env = helm_env(control_plane, workdir)
     # One left by an interrupted run: its Pods may be in their grace
     # period (120 s), which the namespace controller waits out.
     realkube.delete_namespace(admin, ns, wait=NAMESPACE_GONE)
+    restricted_namespace(admin, ns)
     run([helm, "install", "pg", CHART, "--namespace", ns,
-         "--create-namespace", "--set", "clusterName=postgres-sts",
+         "--set", "clusterName=postgres-sts",
          "--set", "postgres.statefulsetName=postgres-sts",
          "--timeout", "60s"], timeout=180, env=env)
     try:
