@@ -12,6 +12,7 @@ import grp
 import os
 import pwd
 import random
+import re
 import shutil
 import signal
 import socket
@@ -126,6 +127,27 @@ def free_port(host="127.0.0.1"):
         _ports_given.add(port)
         return port
     raise AssertionError(f"no free port on {host} outside {low}-{high}")
+
+
+def find_helm():
+    """The helm to render charts/pglease with: $PGLEASE_HELM, else the one
+    scripts/lib.sh's ensure_helm built for the version pinned in
+    tests/k8s/helm/go.mod (scripts/test and scripts/k8s up build it), else
+    helm in PATH; None when there is none."""
+    if os.environ.get("PGLEASE_HELM"):
+        return os.environ["PGLEASE_HELM"]
+    source = os.environ.get("PGLEASE_SOURCE_DIR") or os.path.dirname(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    path = ""
+    with open(os.path.join(source, "tests", "k8s", "helm", "go.mod"),
+              encoding="utf-8") as handle:
+        pin = re.search(r"^\s*helm\.sh/helm/v3\s+(\S+)", handle.read(),
+                        re.M)
+    if pin:
+        cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(
+            os.path.expanduser("~"), ".cache")
+        path = os.path.join(cache, "pglease", f"helm-{pin.group(1)}", "helm")
+    return path if os.access(path, os.X_OK) else shutil.which("helm")
 
 
 _bindir_cache = None

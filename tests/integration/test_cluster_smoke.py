@@ -39,11 +39,15 @@ def test_cluster_files_are_accepted_by_the_agent(cluster_factory, binaries,
         for which in cluster_mod.SECRET_NAMES:
             path = f"{node.secrets_dir}/{which}"
             assert pgharness.runner_can_access(path, "r")
-    # Each node's token is its own identity on the API.
-    status, _ = local.emulator.get(
-        local.emulator.pod_path(local.namespace, "pg-1"),
+    # Each node's token is its own identity on the API, allowed the
+    # agent's calls (a list of the cluster's Pods; the chart's Role grants
+    # no get of a single Pod, which the real server enforces).
+    status, listing = local.emulator.get(
+        local.emulator.pod_path(local.namespace) +
+        f"?labelSelector={cluster_mod.CLUSTER_LABEL}%3Dpg",
         token=local.nodes[1].token)
-    assert status == 200
+    assert status == 200, listing
+    assert len(listing["items"]) == 3, listing
 
 
 def test_one_primary_holds_the_lease_and_two_stream_from_it(cluster):

@@ -14,35 +14,21 @@ without it this test fails and says so.
 """
 
 import os
-import re
-import shutil
 import subprocess
 
 import pytest
 import yaml
 
 import cluster as localcluster
+import pgharness
 from pgharness import wait_for
 
 SOURCE_DIR = os.environ.get("PGLEASE_SOURCE_DIR") or os.path.dirname(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def find_helm():
-    if os.environ.get("PGLEASE_HELM"):
-        return os.environ["PGLEASE_HELM"]
-    with open(os.path.join(SOURCE_DIR, "tests", "k8s", "helm", "go.mod"),
-              encoding="utf-8") as handle:
-        pin = re.search(r"^\s*helm\.sh/helm/v3\s+(\S+)", handle.read(), re.M)
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(
-        os.path.expanduser("~"), ".cache")
-    path = os.path.join(cache, "pglease", f"helm-{pin.group(1)}", "helm") \
-        if pin else ""
-    return path if os.access(path, os.X_OK) else shutil.which("helm")
-
-
 def chart_role(namespace, cluster_name):
-    helm = find_helm()
+    helm = pgharness.find_helm()
     if not helm:
         pytest.fail("no helm: run `source scripts/lib.sh && ensure_helm` "
                     "(scripts/test does)")

@@ -11,8 +11,7 @@ tests/integration/cluster.py runs its nodes against either.
 
 What differs from the emulator, because the server is real:
 - each namespace gets the chart's ServiceAccount, Role and RoleBinding
-  (rendered by helm when it is there, else by tests/chart/check_chart.py's
-  offline substitution), and every agent authenticates with a token from
+  (rendered by helm), and every agent authenticates with a token from
   the TokenRequest API for that ServiceAccount, bound to its Pod, expiring
   after 10 minutes (the shortest the API allows) and rotated in its
   kubeconfig's tokenFile as the kubelet rotates a projected token; so the
@@ -25,24 +24,22 @@ What differs from the emulator, because the server is real:
 """
 
 import base64
-import contextlib
 import http.client
-import io
 import json
 import os
-import shutil
 import ssl
 import subprocess
 import sys
 import threading
 import time
 
+import yaml
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_DIR = os.environ.get("PGLEASE_SOURCE_DIR") or \
     os.path.dirname(os.path.dirname(HERE))
 for _path in (HERE, os.path.join(SOURCE_DIR, "tests", "integration"),
-              os.path.join(SOURCE_DIR, "tests", "kube-emulator"),
-              os.path.join(SOURCE_DIR, "tests", "chart")):
+              os.path.join(SOURCE_DIR, "tests", "kube-emulator")):
     if _path not in sys.path:
         sys.path.append(_path)
 
@@ -161,48 +158,68 @@ class Admin:
             capture_output=True, text=True, check=False)
 
 
+def finish_pods(admin, namespace, timeout=20):
+    """Delete every Pod of `namespace` at once (grace period 0), as the
+    kubelet does when a deleted Pod's containers have stopped. No kubelet
+    runs here: without this a deleted Pod bound to the Node stays
+    Terminating for ever, and so does its namespace. Only once the local
+    nodes standing in for the Pods are stopped."""
+    status, answer, _ = admin.request(
+        "DELETE", PODS.format(ns=namespace),
+        {"apiVersion": "v1", "kind": "DeleteOptions",
+         "gracePeriodSeconds": 0}, timeout=timeout)
+    if status not in (200, 404):
+        raise KubeError(f"DELETE pods of {namespace}: {status} {answer}")
+
+
+def delete_namespace(admin, namespace, wait=0, timeout=20):
+    """Delete `namespace` and everything in it, its Pods first
+    (finish_pods: the namespace controller, finding none, does not wait
+    for their grace period). With wait > 0, wait up to that many seconds
+    until it is gone, finishing the Pods deleted meanwhile (by the garbage
+    collector after `helm uninstall`, or by the namespace controller)."""
+    path = f"/api/v1/namespaces/{namespace}"
+    finish_pods(admin, namespace, timeout)
+    status, answer, _ = admin.request("DELETE", path, timeout=timeout)
+    if status not in (200, 202, 404):
+        raise KubeError(f"DELETE namespace {namespace}: {status} {answer}")
+    if not wait:
+        return
+
+    def gone():
+        if admin.request("GET", path, timeout=timeout)[0] == 404:
+            return True
+        finish_pods(admin, namespace, timeout)
+        return False
+
+    wait_for(gone, wait, f"namespace {namespace} to be gone", interval=0.5)
+
+
 def render_rbac(namespace, release, cluster_name):
     """The chart's ServiceAccount, Role and RoleBinding as a list of
-    objects: `helm template` when helm is there, else the offline
-    substitution of tests/chart/check_chart.py with the names filled in."""
-    helm = os.environ.get("PGLEASE_HELM") or shutil.which("helm")
-    if helm:
-        out = subprocess.run(
-            [helm, "template", release, CHART_DIR, "--namespace", namespace,
-             "--set", f"clusterName={cluster_name}",
-             "--show-only", "templates/serviceaccount.yaml",
-             "--show-only", "templates/rbac.yaml"],
-            capture_output=True, text=True, timeout=60, check=False)
-        if out.returncode != 0:
-            raise KubeError(f"helm template: {out.stderr.strip()}")
-        import yaml  # pylint: disable=import-outside-toplevel
-        return [d for d in yaml.safe_load_all(out.stdout) if d]
-    import check_chart  # pylint: disable=import-outside-toplevel
-    with contextlib.redirect_stdout(io.StringIO()):
-        _, docs = check_chart.load_templates(CHART_DIR)
-    names = {
-        check_chart.placeholder('include "pglease.fullname" .'): release,
-        check_chart.placeholder('include "pglease.serviceAccountName" .'):
-            release,
-        check_chart.placeholder('include "pglease.clusterName" .'):
-            cluster_name,
-        check_chart.placeholder(".Release.Namespace"): namespace,
-    }
-
-    def fill(value):
-        if isinstance(value, dict):
-            return {k: fill(v) for k, v in value.items()
-                    if k not in ("labels", "__tpl__")}
-        if isinstance(value, list):
-            return [fill(v) for v in value]
-        if isinstance(value, str):
-            for key, name in names.items():
-                value = value.replace(key, name)
-            if "TPL_" in value:
-                raise KubeError(f"chart RBAC: unfilled {value!r}")
-        return value
-
-    return [fill(d) for d in docs["serviceaccount.yaml"] + docs["rbac.yaml"]]
+    objects, rendered by helm (pgharness.find_helm) for a StatefulSet named
+    like the local cluster's pods (<cluster_name>-N)."""
+    helm = pgharness.find_helm()
+    if not helm:
+        raise KubeError("no helm to render the chart's RBAC: scripts/k8s up "
+                        "and scripts/test build one (ensure_helm), or set "
+                        "PGLEASE_HELM")
+    out = subprocess.run(
+        [helm, "template", release, CHART_DIR, "--namespace", namespace,
+         "--set", f"clusterName={cluster_name}",
+         # The Role lets an agent patch only the pods <statefulset>-N.
+         "--set", f"postgres.statefulsetName={cluster_name}",
+         # helm renders every template, also with --show-only, and the
+         # chart's Secret refuses to generate passwords where lookup does
+         # not work (helm template): name a Secret instead, which changes
+         # nothing in the RBAC objects.
+         "--set", "secrets.existingSecret=unused",
+         "--show-only", "templates/serviceaccount.yaml",
+         "--show-only", "templates/rbac.yaml"],
+        capture_output=True, text=True, timeout=60, check=False)
+    if out.returncode != 0:
+        raise KubeError(f"helm template: {out.stderr.strip()}")
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
 
 
 class RealKube:
@@ -256,11 +273,15 @@ class RealKube:
             "metadata": {"name": self.namespace,
                          "labels": {"pglease.io/test": "k8s"}}},
             ok=(201, 409))
-        for obj in render_rbac(self.namespace, self.release,
-                               self.cluster_name):
-            obj.setdefault("metadata", {})["namespace"] = self.namespace
-            self.apply(obj)
-        self._started = True
+        self._started = True    # stop() deletes the namespace
+        try:
+            for obj in render_rbac(self.namespace, self.release,
+                                   self.cluster_name):
+                obj.setdefault("metadata", {})["namespace"] = self.namespace
+                self.apply(obj)
+        except BaseException:
+            self.stop()
+            raise
         return self._start_rotation()
 
     def _start_rotation(self):
@@ -309,13 +330,13 @@ class RealKube:
         for proxy in self.proxies.values():
             proxy.close()
         if self._started:
-            # Namespace deletion finishes in the background.
+            # The nodes are stopped (LocalCluster.stop); the namespace's
+            # deletion finishes in the background.
             try:
-                self.admin.request("DELETE",
-                                   f"/api/v1/namespaces/{self.namespace}",
-                                   timeout=timeout)
-            except OSError:
-                pass
+                delete_namespace(self.admin, self.namespace, timeout=timeout)
+            except (OSError, KubeError) as exc:
+                sys.stderr.write(f"deleting namespace {self.namespace}: "
+                                 f"{exc}\n")
             self._started = False
 
     def close(self):

@@ -1,13 +1,13 @@
 """charts/pglease with real helm against the real API server (issue 18):
-`helm lint --strict`, `helm template | kubectl apply --dry-run=server` for
-the values a user tries, and `helm install` into the namespace `database`,
-whose StatefulSet's Pods the local nodes then stand in for (no kubelet
-runs: the harness sets each Pod's status as one would), each agent with
-its Pod's name and namespace and a token of the chart's ServiceAccount."""
+`helm lint --strict`, `helm template --dry-run=server | kubectl apply
+--dry-run=server` for the values a user tries, and `helm install` into
+the namespace `database`, whose StatefulSet's Pods the local nodes then
+stand in for (no kubelet runs: the harness sets each Pod's status as one
+would), each agent with its Pod's name and namespace and a token of the
+chart's ServiceAccount."""
 
 import os
 import secrets
-import shutil
 import subprocess
 
 import pytest
@@ -17,16 +17,18 @@ import pgharness
 import realkube
 
 CHART = realkube.CHART_DIR
+# Seconds for a namespace to be deleted: more than the chart's
+# terminationGracePeriodSeconds, which the namespace controller may wait out
+# before it looks again.
+NAMESPACE_GONE = 180
 
 
 @pytest.fixture(scope="module")
 def helm(control_plane):  # pylint: disable=unused-argument
-    path = os.environ.get("PGLEASE_HELM") or shutil.which("helm")
+    path = pgharness.find_helm()
     if not path:
-        message = "no helm (scripts/test provides one through ensure_helm)"
-        if os.environ.get("PGLEASE_HELM_REQUIRED") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        pytest.fail("no helm: scripts/k8s up and scripts/test build one "
+                    "(ensure_helm)")
     return path
 
 
@@ -67,21 +69,38 @@ VARIATIONS = {
 }
 
 
+def restricted_namespace(admin, ns):
+    """Namespace `ns` as docs/kubernetes.md's walkthrough makes it, under
+    the Pod Security Standard "restricted" (enforced on Pods, warned about
+    on workloads)."""
+    admin.must("POST", "/api/v1/namespaces", {
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": ns, "labels": {
+            "pod-security.kubernetes.io/enforce": "restricted",
+            "pod-security.kubernetes.io/warn": "restricted"}}}, ok=(201,))
+
+
 @pytest.mark.parametrize("variation", list(VARIATIONS))
 def test_template_applies_with_server_dry_run(helm, admin, workdir,
                                               control_plane, variation):
     ns = f"chart-{secrets.token_hex(3)}"
     release = "orders" if variation.startswith("other") else "pg"
-    admin.must("POST", "/api/v1/namespaces", {
-        "apiVersion": "v1", "kind": "Namespace",
-        "metadata": {"name": ns}}, ok=(201,))
+    restricted_namespace(admin, ns)
     try:
         env = helm_env(control_plane, workdir)
+        # --dry-run=server: helm's lookup reads the namespace, as under
+        # `helm install`, so the chart generates the passwords that a plain
+        # `helm template` refuses to generate (tests/chart/check_chart.py
+        # checks that refusal, which needs no server).
         rendered = run([helm, "template", release, CHART, "--namespace", ns,
-                        *VARIATIONS[variation]], env=env)
+                        "--dry-run=server", *VARIATIONS[variation]], env=env)
         out = admin.kubectl("apply", "--dry-run=server", "-n", ns, "-f", "-",
                             stdin=rendered)
         assert out.returncode == 0, out.stderr
+        # The pod templates of the StatefulSet and Deployments meet the
+        # Pod Security Standard (the server warns about workloads, and
+        # enforces on Pods: see the install below).
+        assert "PodSecurity" not in out.stderr, out.stderr
         # Every object of the chart went through the server's validation
         # and admission.
         kinds = {line.split("/", 1)[0] for line in out.stdout.splitlines()}
@@ -95,16 +114,17 @@ def test_template_applies_with_server_dry_run(helm, admin, workdir,
 @pytest.fixture
 def installed(helm, admin, workdir, control_plane):
     """`helm install` into `database` (what `kubectl apply -f . -n database`
-    does for the reference deployment); uninstalled and the namespace
-    deleted afterwards."""
+    does for the reference deployment), labelled for the Pod Security
+    Standard "restricted" as the walkthrough does; uninstalled and the
+    namespace deleted afterwards."""
     ns = "database"
     env = helm_env(control_plane, workdir)
-    admin.request("DELETE", f"/api/v1/namespaces/{ns}")
-    realkube.wait_for(
-        lambda: admin.request("GET", f"/api/v1/namespaces/{ns}")[0] == 404,
-        120, f"an earlier namespace {ns} to be gone", interval=0.5)
+    # One left by an interrupted run: its Pods may be in their grace
+    # period (120 s), which the namespace controller waits out.
+    realkube.delete_namespace(admin, ns, wait=NAMESPACE_GONE)
+    restricted_namespace(admin, ns)
     run([helm, "install", "pg", CHART, "--namespace", ns,
-         "--create-namespace", "--set", "clusterName=postgres-sts",
+         "--set", "clusterName=postgres-sts",
          "--set", "postgres.statefulsetName=postgres-sts",
          "--timeout", "60s"], timeout=180, env=env)
     try:
@@ -113,7 +133,8 @@ def installed(helm, admin, workdir, control_plane):
         subprocess.run([helm, "uninstall", "pg", "--namespace", ns,
                         "--timeout", "60s"], capture_output=True, timeout=120,
                        check=False, env=env)
-        admin.request("DELETE", f"/api/v1/namespaces/{ns}")
+        # The nodes are stopped (cluster_factory's teardown ran first).
+        realkube.delete_namespace(admin, ns, wait=NAMESPACE_GONE)
 
 
 def test_install_and_local_nodes_stand_in_for_the_pods(installed, admin,
