@@ -139,8 +139,16 @@ def test_cluster_show_is_live_and_no_replica_is_ahead_of_the_primary(
     stale = replica.agentctl("cluster", "show", "--no-probe")
     for line in stale.stdout.splitlines()[4:]:
         if "|" in line:
-            cell = line.split("|")[5].strip()
-            assert LAG_CELL.match(cell) and cell.endswith("(stale)"), line
+            cells = [c.strip() for c in line.split("|")]
+            if cells[2] == "no heartbeat":
+                # A member record older than the lease duration (an agent
+                # starved of CPU between two status writes) is shown as
+                # unknown and has no lag to show (issue 19, item 2); never
+                # the primary the writes above went to.
+                assert cells[0] != primary.name and cells[1] == "unknown", line
+                assert cells[5] == "-", line
+                continue
+            assert LAG_CELL.match(cells[5]) and cells[5].endswith("(stale)"), line
 
 
 def test_dead_primary_is_not_shown_as_a_second_primary(cluster):
