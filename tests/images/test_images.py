@@ -115,6 +115,13 @@ def configmap(objects, name):
     raise AssertionError(f"no ConfigMap {name}")
 
 
+def expand(text, env):
+    """$(VAR) references expanded from env, as the kubelet expands them in
+    env values and commands; an unknown one stays as written."""
+    return re.sub(r"\$\((\w+)\)",
+                  lambda m: env.get(m.group(1), m.group(0)), text)
+
+
 class Pod:
     """The rendered pod's volumes on the Docker engine: each emptyDir a
     volume of its own, owned by the pod's fsGroup as the kubelet makes it;
@@ -169,7 +176,7 @@ class Pod:
         security context, env (fieldRefs resolved, $(VAR) expanded) and
         volume mounts."""
         csc = c.get("securityContext", {})
-        args = ["run", "--user", f"{self.sc['runAsUser']}:{self.sc['runAsGroup']}",
+        args = ["--user", f"{self.sc['runAsUser']}:{self.sc['runAsGroup']}",
                 "--group-add", str(self.sc["fsGroup"])]
         if csc.get("readOnlyRootFilesystem"):
             args.append("--read-only")
@@ -184,25 +191,20 @@ class Pod:
                 env[e["name"]] = {"metadata.name": POD,
                                   "metadata.namespace": NAMESPACE}[field]
             else:
-                env[e["name"]] = re.sub(r"\$\((\w+)\)",
-                                        lambda m: env.get(m.group(1), m.group(0)),
-                                        e["value"])
+                env[e["name"]] = expand(e["value"], env)
         for name, value in env.items():
             args += ["-e", f"{name}={value}"]
         for m in c.get("volumeMounts", []):
             ro = ":ro" if m.get("readOnly") else ""
             args += ["-v", f"{self.volumes[m['name']]}:{m['mountPath']}{ro}"]
-        command = [re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), a)
-                   for a in command]
+        command = [expand(a, env) for a in command]
         name = f"{self.tag}-{c['name']}"
         args += ["--name", name, "--entrypoint", command[0], image, *command[1:]]
         if detach:
-            docker(*args[:1], "-d", *args[1:])
+            docker("run", "-d", *args)
             self.containers.append(name)
             return name
-        result = docker(*args[:1], "--rm", *args[1:], timeout=timeout,
-                        check=False)
-        return result
+        return docker("run", "--rm", *args, timeout=timeout, check=False)
 
     def close(self):
         for name in self.containers:
