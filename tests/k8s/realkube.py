@@ -17,8 +17,10 @@ What differs from the emulator, because the server is real:
   kubeconfig's tokenFile as the kubelet rotates a projected token; so the
   server enforces the chart's Role;
 - the agents reach the server through a TCP proxy each (tcpproxy.py): the
-  faults are refuse, delay, hang (a silent peer) -- nothing that needs to
-  read the encrypted stream (an HTTP status cannot be injected; tests that
+  faults are refuse, delay, hang (a silent peer), drop (connections cut
+  at random, also after a request reached the server and before its
+  answer came back) -- nothing that needs to read the encrypted stream (an
+  HTTP status cannot be injected, nor a fault on GETs only; tests that
   need one are skipped with the reason);
 - stats() counts connections and bytes per token, not requests.
 """
@@ -553,17 +555,30 @@ class RealKube:
 
     def fault(self, token, mode, **kw):
         """Faults on the node's path to the server: ok, refuse, delay
-        (delay_ms), hang. Others need to read HTTP and raise NotSupported."""
+        (delay_ms), hang, drop (a share `drop` of the server's chunks cut
+        the connection instead). Others, and faults on some requests only,
+        need to read HTTP: they skip the test (raise NotSupported outside
+        pytest)."""
         targets = list(self.proxies.values()) if token == "*" else \
             [self.proxies[token]]
-        if mode not in ("ok", "refuse", "delay", "hang"):
+        why = None
+        if mode not in ("ok", "refuse", "delay", "hang", "drop"):
             why = (f"fault {mode!r} needs to rewrite HTTP answers, which the "
                    "real server behind a TLS proxy cannot do (emulator only)")
+        elif kw.get("verbs") or kw.get("paths"):
+            # A fault on some requests only (every GET, say) needs to read
+            # them, and the proxy sees only TLS records.
+            why = (f"fault {mode!r} on some requests only "
+                   f"({kw.get('verbs') or kw.get('paths')}) needs to read "
+                   "HTTP, which a proxy in front of TLS cannot (emulator "
+                   "only)")
+        if why:
             if "pytest" in sys.modules:
                 sys.modules["pytest"].skip(why)
             raise NotSupported(why)
         for proxy in targets:
-            proxy.set_mode(mode, delay=kw.get("delay_ms", 0) / 1000.0)
+            proxy.set_mode(mode, delay=kw.get("delay_ms", 0) / 1000.0,
+                           drop=kw.get("drop", 0.0))
         return [dict(token=token, mode=mode, **kw)]
 
     def clear_faults(self):

@@ -5,20 +5,25 @@ inject network faults without reading the (TLS) stream:
     proxy.set_mode("delay", delay=0.9)   # each chunk waits 0.9 s each way
     proxy.set_mode("hang")      # connections stay open, nothing passes
     proxy.set_mode("refuse")    # every connection is reset, new ones too
+    proxy.set_mode("drop", drop=0.2)    # a fifth of the server's chunks
+                                # reset the connection instead of passing
     proxy.set_mode("ok")
     proxy.close()
 
 Switching to "refuse" also resets the connections open at that moment;
-"hang" freezes them.
+"hang" freezes them. "drop" cuts connections at random points of the
+server's answers: in a TLS handshake, or after a request reached the server
+(which may have applied a write) and before its answer did.
 """
 
+import random
 import select
 import socket
 import struct
 import threading
 import time
 
-MODES = ("ok", "delay", "hang", "refuse")
+MODES = ("ok", "delay", "hang", "refuse", "drop")
 
 
 def _reset(sock):
@@ -40,11 +45,13 @@ class TcpProxy:
         self.port = self.listener.getsockname()[1]
         self.mode = "ok"
         self.delay = 0.0
+        self.drop = 0.0
+        self._random = random.Random()
         self._lock = threading.Lock()
         self._conns = set()         # (client, upstream) pairs
         self._closed = threading.Event()
-        self._counts = {"connections": 0, "refused": 0, "bytes_up": 0,
-                        "bytes_down": 0}
+        self._counts = {"connections": 0, "refused": 0, "dropped": 0,
+                        "bytes_up": 0, "bytes_down": 0}
         self._thread = None
 
     def start(self):
@@ -54,18 +61,25 @@ class TcpProxy:
         self._thread.start()
         return self
 
-    def set_mode(self, mode, delay=0.0):
+    def set_mode(self, mode, delay=0.0, drop=0.0):
         if mode not in MODES:
             raise ValueError(f"mode {mode!r} is not one of {MODES}")
+        if mode == "drop" and not 0.0 < drop <= 1.0:
+            raise ValueError(f"drop={drop!r}: a share in (0, 1]")
         with self._lock:
             self.mode = mode
             self.delay = delay
+            self.drop = drop
             cut = list(self._conns) if mode == "refuse" else []
         # "hang" leaves the open connections in place, passing nothing
         # (_pump): a silent path, seen only through the client's timeout.
         for client, upstream in cut:
             _reset(client)
             upstream.close()
+
+    def _draw(self):
+        with self._lock:
+            return self._random.random()
 
     def counts(self):
         with self._lock:
@@ -131,7 +145,7 @@ class TcpProxy:
             except (OSError, ValueError):
                 return
             with self._lock:
-                mode, delay = self.mode, self.delay
+                mode, delay, drop = self.mode, self.delay, self.drop
             if mode == "hang":
                 continue        # hold the data, pass nothing
             for sock in ready:
@@ -143,6 +157,12 @@ class TcpProxy:
                     return
                 if mode == "delay" and delay > 0:
                     time.sleep(delay)
+                if mode == "drop" and sock is upstream and \
+                        self._draw() < drop:
+                    with self._lock:
+                        self._counts["dropped"] += 1
+                    _reset(client)
+                    return
                 try:
                     peers[sock].sendall(data)
                 except OSError:

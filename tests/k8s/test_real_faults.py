@@ -1,7 +1,8 @@
 """Faults around the real API server (issue 18), on one shared three-node
 cluster: the server frozen (SIGSTOP, the outage users report most) and
-restarted, latency near api_timeout and a silent path on the TCP proxy in
-front of each agent, an expired token. Each scenario starts from a healthy
+restarted, latency near api_timeout, a silent path, a refused path and
+connections cut at random on the TCP proxy in front of each agent, an
+expired token. Each scenario starts from a healthy
 cluster, runs a split-brain checker all through and ends healthy."""
 
 import os
@@ -79,6 +80,19 @@ def test_api_server_restart(checked, control_plane):
     local.wait_healthy(HEAL)
 
 
+def fault_everywhere(local, seconds, mode, **kw):
+    """Fault `mode` on every agent's path for `seconds`, the agents and
+    supervisors checked alive all through; cleared however it ends."""
+    local.emulator.fault("*", mode, **kw)
+    try:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            local.check_processes()
+            time.sleep(0.5)
+    finally:
+        local.emulator.clear_faults()
+
+
 def test_latency_near_api_timeout_changes_nothing(checked):
     """Every chunk each way waits 15% of api_timeout on every agent's
     path (a round trip 30%, a new TLS connection's handshake most of it):
@@ -88,30 +102,50 @@ def test_latency_near_api_timeout_changes_nothing(checked):
     local = checked
     old = local.primary()
     transitions = local.lease()["leaseTransitions"]
-    local.emulator.fault("*", "delay", delay_ms=int(API_TIMEOUT * 150))
-    try:
-        end = time.monotonic() + 3 * LEASE
-        while time.monotonic() < end:
-            local.check_processes()
-            time.sleep(0.5)
-    finally:
-        local.emulator.clear_faults()
+    fault_everywhere(local, 3 * LEASE, "delay",
+                     delay_ms=int(API_TIMEOUT * 150))
     assert local.wait_healthy(HEAL) is old
     assert local.lease()["leaseTransitions"] == transitions
 
 
-def test_silent_path_to_the_api_fails_over(checked):
-    """The primary's connection to the server hangs (packets vanish): it
-    fences by its renew deadline, another node takes over, and it rejoins
-    as a standby once the path works again."""
+@pytest.mark.parametrize("cut", ["hang", "refuse"])
+def test_cut_path_to_the_api_fails_over(checked, cut):
+    """The primary's path to the server goes silent (hang: packets vanish,
+    seen only through api_timeout) or refuses (refuse: every connection
+    reset at once, a firewall's reject or a proxy that is down, so each
+    call fails fast and is retried): either way it stops being writable by
+    its renew deadline, another node takes over, and it rejoins as a
+    standby once the path works again."""
     local = checked
     old = local.primary()
-    local.emulator.fault(old.token, "hang")
+    local.emulator.fault(old.token, cut)
     try:
         new = local.wait_primary(2 * LEASE + 30, other_than=old.name)
+        pgharness.wait_for(lambda: not old.is_primary(), 2 * LEASE,
+                           f"{old.name} to stop being writable")
     finally:
         local.emulator.fault(old.token, "ok")
     assert local.wait_healthy(HEAL) is new
+
+
+def test_dropped_connections_stay_safe_and_heal(checked):
+    """A fifth of the server's chunks on every agent's path cut the
+    connection instead of passing: handshakes fail, and answers are lost
+    after the server applied the request (a renewal the holder never hears
+    of, so that its next one conflicts with its own write). For three
+    lease durations: never two primaries (the checker), and one healthy
+    cluster after."""
+    local = checked
+    kube = local.emulator
+    transitions = local.lease()["leaseTransitions"]
+    before = {t: p.counts()["dropped"] for t, p in kube.proxies.items()}
+    fault_everywhere(local, 3 * LEASE, "drop", drop=0.2)
+    dropped = sum(p.counts()["dropped"] - before[t]
+                  for t, p in kube.proxies.items())
+    local.wait_healthy(HEAL)
+    print(f"\n{dropped} connections cut; Lease transitions "
+          f"{local.lease()['leaseTransitions'] - transitions}")
+    assert dropped > 0
 
 
 def test_expired_token_fails_over_and_a_fresh_one_heals(checked):
