@@ -1,5 +1,8 @@
 """Leader election (issue 3): three `pglease-agent --election-only` agents
-against the Kubernetes API emulator over verified HTTPS.
+against the Kubernetes API emulator over verified HTTPS, or with
+PGLEASE_KUBE=real (the k8s suite) against the real kube-apiserver of
+scripts/k8s, in a namespace of their own with the chart's RBAC, each agent
+through a TCP proxy (tests/k8s/realkube.py) with a ServiceAccount token.
 
 What an agent believes is read from its JSON log: it believes it leads when
 its last "acquire" line comes after its last "fence"/"release" line (and the
@@ -22,6 +25,7 @@ import pgharness
 import renewload
 from kubeemu import KUBECTL, Emulator, EmulatorError
 
+REAL = os.environ.get("PGLEASE_KUBE") == "real"
 NS = "default"
 CLUSTER = "pg"
 LEASE = f"{CLUSTER}-leader"
@@ -62,6 +66,7 @@ class Agent:
         self.conf = os.path.join(self.dir, "pglease.conf")
         self.log = os.path.join(self.dir, "agent.log")
         self.token = None
+        self.secret = None          # real server: the token's Secret
         self.proc = None
         self.generation = 0
 
@@ -73,25 +78,50 @@ class Agent:
         pgharness.chown_to_runner(tmp)
         os.replace(tmp, path)
 
-    def set_token(self, token):
-        """Allow `token` in the emulator and write it to the token file
-        (atomically, as the kubelet's projected volume does)."""
-        self.cluster.emu.add_token(token, self.name, verbs=AGENT_VERBS)
-        self._write(self.token_file, token + "\n")
-        self.token = token
+    def set_token(self, name):
+        """Give the agent the token `name` in its token file (atomically,
+        as the kubelet's projected volume does). The emulator allows
+        `name` itself. The real server issues a token of the chart's
+        ServiceAccount bound to a Secret called `name`, so that deleting
+        that Secret revokes it (self.token stays the id of the agent's
+        path to the server, its TCP proxy)."""
+        kube = self.cluster.emu
+        if REAL:
+            kube.admin.must("POST", f"/api/v1/namespaces/{self.cluster.ns}"
+                            "/secrets", {
+                                "apiVersion": "v1", "kind": "Secret",
+                                "metadata": {"name": name}})
+            kube.write_token(self.token, kube.request_token(
+                self.name, bound_kind="Secret", bound_name=name))
+            self.secret = name
+            return
+        kube.add_token(name, self.name, verbs=AGENT_VERBS)
+        self._write(self.token_file, name + "\n")
+        self.token = name
 
     def configure(self):
         emu = self.cluster.emu
-        self.set_token(f"tok-{self.name}-{self.generation}")
-        self._write(self.kubeconfig, "\n".join([
-            "apiVersion: v1", "kind: Config", "clusters:", "- cluster:",
-            "    certificate-authority-data: "
-            + base64.b64encode(emu.ca_pem()).decode(),
-            f"    server: {emu.url}", "  name: kubeemu", "contexts:",
-            "- context:", "    cluster: kubeemu", f"    namespace: {NS}",
-            f"    user: {self.name}", "  name: kubeemu",
-            "current-context: kubeemu", "users:", f"- name: {self.name}",
-            "  user:", f"    tokenFile: {self.token_file}", ""]))
+        if REAL:
+            # The proxy, the CA and a tokenFile; the token in it is
+            # replaced at once by one bound to a Secret of ours.
+            self.token = f"path-{self.name}"
+            emu.add_token(self.token, self.name)
+            emu.kubeconfig(self.kubeconfig, self.token,
+                           namespace=self.cluster.ns)
+            pgharness.chown_to_runner(self.kubeconfig)
+            self.token_file = emu.token_files[self.token]
+            self.set_token(f"tok-{self.name}-{self.generation}")
+        else:
+            self.set_token(f"tok-{self.name}-{self.generation}")
+            self._write(self.kubeconfig, "\n".join([
+                "apiVersion: v1", "kind: Config", "clusters:", "- cluster:",
+                "    certificate-authority-data: "
+                + base64.b64encode(emu.ca_pem()).decode(),
+                f"    server: {emu.url}", "  name: kubeemu", "contexts:",
+                "- context:", "    cluster: kubeemu", f"    namespace: {NS}",
+                f"    user: {self.name}", "  name: kubeemu",
+                "current-context: kubeemu", "users:", f"- name: {self.name}",
+                "  user:", f"    tokenFile: {self.token_file}", ""]))
         self._write(self.conf, "".join(f"{k}={v}\n" for k, v in (
             ("node_name", self.name), ("kube_config", self.kubeconfig),
             ("run_dir", self.run_dir),
@@ -164,6 +194,10 @@ class Monitor(threading.Thread):
         super().__init__(daemon=True)
         self.cluster = cluster
         self.interval = interval
+        # Each read of the real server is a new TLS connection as the
+        # admin: every 0.1 s at most, not to load the shared machine's two
+        # cores (the beliefs, read from the logs, are sampled as often).
+        self.read_every = 0.1 if REAL else 0.0
         self.halt = threading.Event()
         self.samples = 0
         self.violations = []
@@ -171,13 +205,17 @@ class Monitor(threading.Thread):
         self.mismatches = []
 
     def run(self):
+        holder, read_at = None, 0.0
         while not self.halt.is_set():
-            holder = None
-            try:
-                lease = self.cluster.lease(timeout=1)
-                holder = lease["spec"].get("holderIdentity") if lease else None
-            except (EmulatorError, OSError):
-                pass
+            if time.monotonic() - read_at >= self.read_every:
+                read_at = time.monotonic()
+                holder = None
+                try:
+                    lease = self.cluster.lease(timeout=1)
+                    holder = lease["spec"].get("holderIdentity") \
+                        if lease else None
+                except (EmulatorError, OSError):
+                    pass
             believers = [a.name for a in self.cluster.agents.values()
                          if a.believes_leader()]
             self.samples += 1
@@ -194,22 +232,34 @@ class Monitor(threading.Thread):
 
 
 class ElectionCluster:
-    """The emulator, three agents and the monitor."""
+    """The emulator (or the real server), three agents and the monitor."""
 
     def __init__(self, workdir, reaper, binaries, api_timeout=API_TIMEOUT):
         self.api_timeout = api_timeout
         self.workdir = workdir
         self.reaper = reaper
         self.binaries = binaries
-        self.emu = Emulator(os.path.join(workdir, "emu"), tls=True,
-                            quiet=True)
+        if REAL:
+            import realkube  # pylint: disable=import-outside-toplevel
+            # A namespace of its own on the shared server; the tokens are
+            # the test's to replace (no background rotation).
+            self.ns = f"pgl-{os.urandom(4).hex()}"
+            self.emu = realkube.RealKube(os.path.join(workdir, "kube"),
+                                         namespace=self.ns,
+                                         cluster_name=CLUSTER,
+                                         rotate_every=10 ** 6)
+        else:
+            self.ns = NS
+            self.emu = Emulator(os.path.join(workdir, "emu"), tls=True,
+                                quiet=True)
         self.agents = {}
         self.monitor = None
 
     def start(self):
         self.emu.start()
         for name in NODES:
-            self.emu.create_pod(NS, name, {"pglease.io/cluster": CLUSTER})
+            self.emu.create_pod(self.ns, name,
+                                {"pglease.io/cluster": CLUSTER})
             agent = Agent(self, name)
             agent.configure()
             self.agents[name] = agent
@@ -226,7 +276,7 @@ class ElectionCluster:
 
     def lease(self, timeout=5):
         status, body, _ = self.emu.request(
-            "GET", self.emu.lease_path(NS, LEASE), timeout=timeout)
+            "GET", self.emu.lease_path(self.ns, LEASE), timeout=timeout)
         if status == 404:
             return None
         if status != 200:
@@ -381,7 +431,11 @@ def test_api_server_outage_fences_every_leader_and_one_leads_after(cluster):
     # renewer renews exactly every retry_period, without the tick's jitter).
     cluster.emu.fault("*", "refuse")
     last_renewal = parse_time(cluster.lease()["spec"]["renewTime"])
-    cluster.emu.stop()
+    # The real server is shared: its outage, as every agent sees it, is
+    # the refusal on every path (SIGSTOP and a restart of kube-apiserver
+    # itself are tests/k8s/test_real_faults.py's).
+    if not REAL:
+        cluster.emu.stop()
     stopped = time.monotonic()
     pgharness.wait_for(lambda: leader.lines("fence"),
                        RENEW_DEADLINE + TICK_MAX + 2 * API_TIMEOUT + SLACK,
@@ -401,7 +455,10 @@ def test_api_server_outage_fences_every_leader_and_one_leads_after(cluster):
     assert took <= RENEW_DEADLINE + RETRY_PERIOD, cluster.logs()
 
     back = time.monotonic()
-    cluster.emu.start()
+    if REAL:
+        cluster.emu.clear_faults()
+    else:
+        cluster.emu.start()
     agent, _ = cluster.wait_holder(LEASE_DURATION + 2 * TICK_MAX + SLACK)
     print(f"API server back: {agent.name} leads "
           f"{time.monotonic() - back:.2f}s after the restart began")
@@ -412,10 +469,58 @@ def test_api_server_outage_fences_every_leader_and_one_leads_after(cluster):
     cluster.assert_never_two_leaders()
 
 
+def rotate_and_revoke_on_the_real_server(cluster):
+    """Every agent gets a new token, bound to a new Secret, and the old
+    Secrets are deleted, which revokes the old tokens. Waits until the
+    server refuses every old token (it may accept one for as long as it
+    caches a successful authentication) and the holder has renewed twice
+    since: with a new token, since its old one is refused."""
+    kube = cluster.emu
+    old = {}
+    for agent in cluster.agents.values():
+        old[agent.name] = (agent.secret, kube.bearer(agent.token))
+        agent.generation += 1
+        agent.set_token(f"tok-{agent.name}-{agent.generation}")
+    started = time.monotonic()
+    for secret, _ in old.values():
+        kube.admin.must("DELETE", f"/api/v1/namespaces/{cluster.ns}/"
+                        f"secrets/{secret}", ok=(200,))
+    path = kube.lease_path(cluster.ns, LEASE)
+    pgharness.wait_for(
+        lambda: all(kube.admin.request("GET", path, token=token)[0] == 401
+                    for _, token in old.values()), 60,
+        "the server to refuse every revoked token", interval=0.5)
+    refused = time.monotonic()
+    renewed = parse_time(cluster.lease()["spec"]["renewTime"])
+    pgharness.wait_for(
+        lambda: parse_time(cluster.lease()["spec"]["renewTime"]) >=
+        renewed + 2 * RETRY_PERIOD, 4 * TICK_MAX + SLACK,
+        "the holder to renew twice with its new token", interval=0.1)
+    print(f"\ntokens revoked (bound Secrets deleted): the server refused "
+          f"the old ones {refused - started:.1f}s later; the holder renews "
+          "with its new one")
+
+
 def test_token_rotation_on_disk_does_not_interrupt_the_holder(cluster):
     leader = first_leader(cluster)
     time.sleep(2 * RETRY_PERIOD)
     transitions = cluster.lease()["spec"]["leaseTransitions"]
+    if REAL:
+        rotate_and_revoke_on_the_real_server(cluster)
+    else:
+        rotate_and_revoke_in_the_emulator(cluster)
+    assert cluster.holder() == leader.name
+    assert leader.believes_leader()
+    assert not leader.lines("fence"), leader.log_text()
+    assert not leader.lines("renew"), leader.log_text()
+    assert cluster.lease()["spec"]["leaseTransitions"] == transitions
+    cluster.assert_never_two_leaders()
+
+
+def rotate_and_revoke_in_the_emulator(cluster):
+    """Every agent gets a new token; the old ones are removed at once (401
+    from then on); waits until every agent has made two calls with its new
+    one."""
     old_tokens = {}
     for agent in cluster.agents.values():
         old_tokens[agent.name] = agent.token
@@ -438,12 +543,6 @@ def test_token_rotation_on_disk_does_not_interrupt_the_holder(cluster):
         f"{name}: old {stats.get(old, {}).get('codes', {})} new "
         f"{stats.get(cluster.agents[name].token, {}).get('codes', {})}"
         for name, old in old_tokens.items()))
-    assert cluster.holder() == leader.name
-    assert leader.believes_leader()
-    assert not leader.lines("fence"), leader.log_text()
-    assert not leader.lines("renew"), leader.log_text()
-    assert cluster.lease()["spec"]["leaseTransitions"] == transitions
-    cluster.assert_never_two_leaders()
 
 
 def test_sigterm_of_the_holder_releases_and_another_takes_over_at_once(cluster):
@@ -480,12 +579,13 @@ def test_sigterm_of_the_holder_releases_and_another_takes_over_at_once(cluster):
     cluster.assert_never_two_leaders()
 
 
-@pytest.mark.skipif(not os.access(KUBECTL, os.X_OK),
+@pytest.mark.skipif(not REAL and not os.access(KUBECTL, os.X_OK),
                     reason="kubectl not installed")
 def test_kubectl_shows_the_lease_with_microtime(cluster):
     leader = first_leader(cluster)
     time.sleep(RETRY_PERIOD)
-    out = cluster.emu.kubectl("get", "lease", LEASE, "-n", NS, "-o", "yaml")
+    out = cluster.emu.kubectl("get", "lease", LEASE, "-n", cluster.ns,
+                              "-o", "yaml")
     assert out.returncode == 0, out.stderr
     text = out.stdout
     print("\n" + text)
@@ -496,7 +596,7 @@ def test_kubectl_shows_the_lease_with_microtime(cluster):
     assert renew and MICROTIME.fullmatch(renew.group(1)), text
     acquire = re.search(r"^  acquireTime: \"?([^\"\n]*)\"?$", text, re.M)
     assert acquire and MICROTIME.fullmatch(acquire.group(1)), text
-    table = cluster.emu.kubectl("get", "lease", LEASE, "-n", NS)
+    table = cluster.emu.kubectl("get", "lease", LEASE, "-n", cluster.ns)
     assert table.returncode == 0 and leader.name in table.stdout
     cluster.assert_never_two_leaders()
 
@@ -507,7 +607,8 @@ def test_holder_logs_the_loss_when_another_writer_takes_the_lease(cluster):
     lease = cluster.lease()
     lease["spec"]["holderIdentity"] = "pg-other"
     lease["spec"]["leaseTransitions"] += 1
-    status, body = cluster.emu.put(cluster.emu.lease_path(NS, LEASE), lease)
+    status, body = cluster.emu.put(cluster.emu.lease_path(cluster.ns, LEASE),
+                                   lease)
     assert status == 200, body
     pgharness.wait_for(lambda: leader.lines("fence"), 2 * TICK_MAX + SLACK,
                        f"{leader.name} to log the loss")
