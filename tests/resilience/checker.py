@@ -167,19 +167,41 @@ def check_single_writer(writes, split_brain_violations, split_brain_rounds):
                  f"{split_brain_rounds} rounds", details)
 
 
+def time_to_healthy(fault):
+    """The seconds a fault's bound is judged on: from its injection to a
+    healthy cluster, or for a fault that took the whole API away (real
+    control plane: api_back set) from the moment the API answered again.
+    While no node can reach the API none can lead, by design; the outage
+    itself is the fault's length, not the cluster's recovery."""
+    if fault.healthy is None or fault.injected is None:
+        return None
+    back = getattr(fault, "api_back", None)
+    if back is not None:
+        return fault.healthy - max(fault.injected, back)
+    return fault.healthy - fault.injected
+
+
 def check_healthy_after_faults(faults, bound):
     missed = [f for f in faults if f.healthy_bound_missed
-              or f.healthy_after is None or f.healthy_after > bound]
-    times = [f.healthy_after for f in faults if f.healthy_after is not None]
+              or time_to_healthy(f) is None or time_to_healthy(f) > bound]
+    times = [time_to_healthy(f) for f in faults
+             if time_to_healthy(f) is not None]
+    outages = [f for f in faults if getattr(f, "api_back", None) is not None]
     summary = (f"{len(faults) - len(missed)} of {len(faults)} faults "
                f"followed by a healthy cluster within {bound:g}s")
+    if outages:
+        summary += (f" ({len(outages)} API outages counted from the API's "
+                    "return)")
     if times:
         ordered = sorted(times)
         summary += (f" (median {ordered[len(ordered) // 2]:.1f}s, max "
                     f"{ordered[-1]:.1f}s)")
     details = [f"{_fault_name(f)}: healthy after "
-               + (f"{f.healthy_after:.1f}s" if f.healthy_after is not None
-                  else "never") for f in missed]
+               + (f"{time_to_healthy(f):.1f}s" if time_to_healthy(f)
+                  is not None else "never")
+               + (" from the API's return"
+                  if getattr(f, "api_back", None) is not None else "")
+               for f in missed]
     relapsed = [f for f in faults if getattr(f, "relapses", None)]
     if relapsed:
         summary += (f"; {len(relapsed)} became unhealthy again after they "
@@ -189,6 +211,33 @@ def check_healthy_after_faults(faults, bound):
                     for f in relapsed for a, b in f.relapses]
     return Check(f"healthy within {bound:g}s of every fault", not missed,
                  summary, details)
+
+
+def check_api_outage_writes(writes, faults, lease_duration):
+    """While the API is down for every node (kube-apiserver frozen), no
+    node can renew the Lease: the primary must stop accepting writes by
+    its renew deadline, so no write sent later than lease_duration after
+    the server stopped (its last possible renewal) may be acknowledged
+    before the server is back. Only faults whose start is known exactly
+    (api_down) are judged."""
+    judged = [f for f in faults if getattr(f, "api_down", None) is not None
+              and f.healed is not None]
+    acked = [w for w in writes if w.outcome == "ok"]
+    details = []
+    bad = 0
+    for f in judged:
+        lo, hi = f.api_down + lease_duration, f.healed
+        late = [w for w in acked if lo < w.start < hi]
+        if late:
+            bad += len(late)
+            details.append(f"{_fault_name(f)}: {len(late)} writes "
+                           f"acknowledged {late[0].start - f.api_down:.1f}s "
+                           "or more after the API stopped, first: "
+                           + _describe_write(late[0]))
+    return Check("no writes acknowledged while the API was down",
+                 not bad, f"{bad} writes acknowledged later than "
+                 f"{lease_duration:g}s into {len(judged)} API freezes",
+                 details)
 
 
 def check_rejoined(final):

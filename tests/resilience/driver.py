@@ -4,7 +4,8 @@ the split-brain checker and the nemesis; after the planned time heals
 everything, waits for a healthy cluster, stops the load, collects the final
 state and prints the report (tests/resilience/README.md). Exit status 0
 when every check passed, 1 when one failed, 2 when the run could not be
-carried out (the cluster did not start)."""
+carried out (the cluster did not start), 77 (skipped) with --kube real and
+no control plane up, unless PGLEASE_K8S_REQUIRED=1 (then 2)."""
 
 import argparse
 import json
@@ -27,6 +28,7 @@ for _path in (HERE, os.path.join(SOURCE_DIR, "tests", "integration"),
 import psycopg2  # noqa: E402  pylint: disable=wrong-import-position
 
 import checker  # noqa: E402  pylint: disable=wrong-import-position
+import controlplane  # noqa: E402  pylint: disable=wrong-import-position
 import clients  # noqa: E402  pylint: disable=wrong-import-position
 import cluster as cluster_mod  # noqa: E402  pylint: disable=wrong-import-position
 import cluster_daemon  # noqa: E402  pylint: disable=wrong-import-position
@@ -55,6 +57,11 @@ def parse_args(argv):
                              "printed)")
     parser.add_argument("--sync", choices=("on", "off"), default="on",
                         help="synchronous_mode of the cluster (default on)")
+    parser.add_argument("--kube", choices=("emulator", "real"),
+                        default="emulator",
+                        help="the Kubernetes API: the emulator (default) "
+                             "or the real control plane of scripts/k8s "
+                             "(scripts/k8s up first)")
     parser.add_argument("--build-dir", default=None,
                         help="meson build directory (default "
                              "$PGLEASE_BUILD_DIR, else <source>/build)")
@@ -62,7 +69,10 @@ def parse_args(argv):
                         help="seconds a fault may take to heal (default 60)")
     parser.add_argument("--faults", default=None,
                         help="comma-separated subset of the faults: "
-                             + ",".join(sorted(nemesis_mod.FAULTS)))
+                             + ",".join(sorted(nemesis_mod.FAULTS))
+                             + " (emulator); "
+                             + ",".join(sorted(nemesis_mod.REAL_FAULTS))
+                             + " (--kube real)")
     parser.add_argument("--keep", action="store_true",
                         help="keep the work directory (always kept when a "
                              "check fails)")
@@ -75,11 +85,14 @@ def parse_args(argv):
         args.build_dir = os.environ.get("PGLEASE_BUILD_DIR") or \
             os.path.join(SOURCE_DIR, "build")
     if args.faults:
+        known = nemesis_mod.REAL_FAULTS if args.kube == "real" else \
+            nemesis_mod.FAULTS
         names = [n.strip() for n in args.faults.split(",") if n.strip()]
-        unknown = [n for n in names if n not in nemesis_mod.FAULTS]
+        unknown = [n for n in names if n not in known]
         if unknown:
-            parser.error("unknown faults: " + ", ".join(unknown))
-        args.faults = {n: nemesis_mod.FAULTS[n] for n in names}
+            parser.error(f"unknown faults with --kube {args.kube}: "
+                         + ", ".join(unknown))
+        args.faults = {n: known[n] for n in names}
     return args
 
 
@@ -97,6 +110,7 @@ class Run:
         self.split_brain_violations = []
         self.split_brain_rounds = 0
         self.nemesis = None
+        self.control_plane = None
         self.final = {}
         self.final_rows = set()
         self.sanitizer_hits = []
@@ -116,11 +130,21 @@ class Run:
             self.args.build_dir, os.path.join(self.workdir, "bin"))
         binaries.build_dir = os.path.abspath(self.args.build_dir)
         settings = {"synchronous_mode": self.args.sync}
+        if self.args.kube == "real":
+            # LocalCluster then uses tests/k8s/realkube.py: a namespace of
+            # its own with the chart's RBAC, rotated tokens, a TCP proxy
+            # per node.
+            os.environ["PGLEASE_KUBE"] = "real"
         self.cluster = cluster_mod.LocalCluster(
             pgharness.make_dir(os.path.join(self.workdir, "c")), binaries,
             self.reaper, n=3, settings=settings)
         self.log(f"starting the cluster in {self.workdir}")
         primary = self.cluster.start(timeout=180)
+        if self.args.kube == "real":
+            self.control_plane = controlplane.ControlPlane(
+                self.cluster.emulator, SOURCE_DIR)
+            self.log(f"real control plane: {self.cluster.emulator.url}, "
+                     f"namespace {self.cluster.namespace}")
         clients.ensure_table(self.cluster)
         self.log(f"cluster healthy, primary {primary.name}")
 
@@ -134,7 +158,7 @@ class Run:
         self.nemesis = nemesis_mod.Nemesis(
             self.cluster, rng, self.log,
             healthy_bound=self.args.healthy_bound,
-            faults=self.args.faults)
+            faults=self.args.faults, control_plane=self.control_plane)
         until = time.monotonic() + self.args.minutes * 60
         self.log(f"load started; faults for {self.args.minutes:g} min")
         self.nemesis.run(until)
@@ -308,6 +332,10 @@ class Run:
             checker.check_planned(faults),
             checker.check_reloads(faults),
         ]
+        if self.control_plane is not None:
+            self.checks.append(checker.check_api_outage_writes(
+                writes, faults, nemesis_mod.cluster_mod._seconds(  # pylint: disable=protected-access
+                    self.cluster.settings["lease_duration"])))
         crashed = [c for c in self.clients if c.crashed]
         if crashed:
             self.checks.append(checker.Check(
@@ -332,15 +360,16 @@ class Run:
                f"{settings['retry_period']}, primary_start_timeout "
                f"{settings['primary_start_timeout']}, healthy bound "
                f"{args.healthy_bound:g}s",
+               f"API: {self.api_description()}",
                f"command: tests/resilience/run --minutes {args.minutes:g} "
-               f"--seed {args.seed} --sync {args.sync}", ""]
+               f"--seed {args.seed} --sync {args.sync}"
+               + (" --kube real" if args.kube == "real" else ""), ""]
         counts = {}
         for fault in faults:
             counts[fault.name] = counts.get(fault.name, 0) + 1
         out.append(f"faults injected: {len(faults)}")
-        for name in sorted(nemesis_mod.FAULTS):
-            if name in counts:
-                out.append(f"  {name:<18} {counts[name]}")
+        for name in sorted(counts):
+            out.append(f"  {name:<18} {counts[name]}")
         out.append("")
         out.append("  #   at(s) fault              target  detail"
                    "                 primary       healthy (after heal)"
@@ -357,6 +386,12 @@ class Run:
             out.append(f"  {f.index:<3} {at:6.1f} {f.name:<18} "
                        f"{f.target or '-':<7} {f.detail[:22]:<22} "
                        f"{change:<12} {healthy}     {outage}")
+            if f.api_back is not None:
+                after = f"{f.healthy_after_api:.1f}s" \
+                    if f.healthy_after_api is not None else "never"
+                out.append(f"        the API answered again "
+                           f"{f.api_back - f.injected:.1f}s after the "
+                           f"injection; healthy {after} after that")
             for note in f.notes + ([f.error] if f.error else []):
                 out.append(f"        {note}")
         by_outcome = {}
@@ -386,9 +421,18 @@ class Run:
                    f"{self.workdir})"), ""]
         print("\n".join(out), flush=True)
 
+    def api_description(self):
+        if self.control_plane is None:
+            return "the Kubernetes API emulator"
+        kube = self.cluster.emulator
+        rotated = sum(kube.rotations.values())
+        return (f"kube-apiserver {kube.url} (scripts/k8s), namespace "
+                f"{self.cluster.namespace}, {rotated} token rotations")
+
     def dump_json(self, path, passed):
         data = {
             "seed": self.args.seed, "sync": self.args.sync,
+            "kube": self.args.kube,
             "minutes": self.args.minutes, "passed": passed,
             "faults": [f.as_dict() for f in self.nemesis.records],
             "crashes": [c.as_dict() for c in self.nemesis.crashes],
@@ -420,15 +464,25 @@ def _terminate(signum, frame):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     signal.signal(signal.SIGTERM, _terminate)
+    if args.kube == "real":
+        import realkube  # pylint: disable=import-outside-toplevel
+        if realkube.control_plane_env() is None:
+            if os.environ.get("PGLEASE_K8S_REQUIRED") == "1":
+                print("no control plane (scripts/k8s up) and "
+                      "PGLEASE_K8S_REQUIRED=1", file=sys.stderr)
+                return 2
+            print("skipped: no control plane (scripts/k8s up)")
+            return 77
     run = Run(args)
     run.log(f"seed {args.seed}, synchronous_mode {args.sync}, "
-            f"{args.minutes:g} min, build {args.build_dir}")
+            f"{args.minutes:g} min, API {args.kube}, build {args.build_dir}")
     passed = False
     status = 2
     try:
         try:
             run.start_cluster()
-        except (cluster_mod.ClusterError, OSError, TimeoutError) as exc:
+        except (cluster_mod.ClusterError, OSError, TimeoutError,
+                nemesis_mod.kubeemu.EmulatorError) as exc:
             run.log(f"the cluster did not start: {exc}")
             if run.cluster is not None and run.cluster.emulator is not None:
                 for node in run.cluster.nodes:
@@ -453,6 +507,8 @@ def main(argv=None):
                 pass
         status = 2
     finally:
+        if run.control_plane is not None:
+            run.control_plane.heal()    # never leave the server frozen
         run.stop_load()
         run.stop_cluster()
         if run.reaper is not None:

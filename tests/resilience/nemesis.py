@@ -46,6 +46,20 @@ FAULTS = {
     "kill_supervisor": 1,       # kill -9 the primary's supervisor (+ stall its agent)
 }
 
+# With --kube real (the kube-apiserver of scripts/k8s): the faults the real
+# server allows. No api_fail (an HTTP status cannot be injected into the
+# TLS stream) and no restart_emulator; instead faults of the shared
+# control plane (controlplane.py) and of a node's ServiceAccount token.
+REAL_FAULTS = dict(
+    {name: weight for name, weight in FAULTS.items()
+     if name not in ("api_fail", "restart_emulator")},
+    sigstop_apiserver=1,        # freeze kube-apiserver, then SIGCONT
+    restart_apiserver=1,        # scripts/k8s restart-apiserver
+    restart_etcd=1,             # scripts/k8s restart-etcd
+    compact_etcd=1,             # etcd compaction: old watches get 410
+    expire_token=1,             # a node's token stops being valid (401)
+)
+
 # What the agent logs for each variant of the reload fault.
 RELOAD_EXPECT = {
     "unchanged": "configuration reloaded (0 changed",
@@ -76,6 +90,12 @@ class FaultRecord:
         self.planned = None         # a planned operation that did not succeed
         self.reload = None          # the reload fault: variant, logged, alarms
         self.relapses = []          # (seconds after healthy, seconds to heal)
+        # A fault of the whole real API (sigstop_apiserver,
+        # restart_apiserver, restart_etcd): when the server was known to be
+        # down (SIGSTOP delivered; None when not known exactly) and when
+        # it answered ready again.
+        self.api_down = None
+        self.api_back = None
 
     @property
     def healthy_after(self):
@@ -83,6 +103,23 @@ class FaultRecord:
         if self.healthy is None or self.injected is None:
             return None
         return self.healthy - self.injected
+
+    @property
+    def bound_start(self):
+        """Where the bound on a healthy cluster starts: the injection, or
+        for a fault of the whole API the moment it answered again (no
+        node can lead without it; that time is the outage, not a node's
+        failure to recover)."""
+        if self.api_back is not None and self.injected is not None:
+            return max(self.injected, self.api_back)
+        return self.injected
+
+    @property
+    def healthy_after_api(self):
+        """Seconds from the API's return to a healthy cluster, or None."""
+        if self.healthy is None or self.api_back is None:
+            return None
+        return self.healthy - self.api_back
 
     @property
     def healthy_after_heal(self):
@@ -93,6 +130,7 @@ class FaultRecord:
     def as_dict(self):
         out = {key: value for key, value in vars(self).items()}
         out["healthy_after"] = self.healthy_after
+        out["healthy_after_api"] = self.healthy_after_api
         return out
 
 
@@ -120,15 +158,20 @@ class Nemesis:
 
     def __init__(self, cluster, rng, log, healthy_bound=60.0,
                  rescue_bound=120.0, min_gap=1.0, max_gap=8.0,
-                 faults=None):
+                 faults=None, control_plane=None):
         self.cluster = cluster
+        # controlplane.ControlPlane with --kube real, else None (the
+        # emulator).
+        self.control_plane = control_plane
         self.rng = rng
         self.log = log
         self.healthy_bound = healthy_bound
         self.rescue_bound = rescue_bound
         self.min_gap = min_gap
         self.max_gap = max_gap
-        self.faults = dict(faults or FAULTS)
+        self.faults = dict(faults or (REAL_FAULTS if control_plane
+                                      else FAULTS))
+        self._expired = set()       # nodes whose token expire_token broke
         self.lease = cluster_mod._seconds(  # pylint: disable=protected-access
             cluster.settings["lease_duration"])
         self.records = []
@@ -225,9 +268,10 @@ class Nemesis:
         return record
 
     def _wait_after(self, record):
+        start = record.bound_start
         primary = self.wait_healthy(
-            max(0.0, record.injected + self.healthy_bound - time.monotonic())
-            if record.injected else self.healthy_bound)
+            max(0.0, start + self.healthy_bound - time.monotonic())
+            if start else self.healthy_bound)
         if primary is None:
             record.healthy_bound_missed = True
             self.log(f"#{record.index} {record.name}: not healthy within "
@@ -244,6 +288,10 @@ class Nemesis:
         record.healthy = time.monotonic()
         record.primary_after = primary.name
         after = record.healthy_after
+        if record.api_back is not None:
+            self.log(f"#{record.index} {record.name}: the API answered "
+                     f"again {record.api_back - record.injected:.1f}s after "
+                     "the injection")
         self.log(f"#{record.index} {record.name} {record.target or ''} "
                  f"{record.detail}: healthy after {after:.1f}s, primary "
                  f"{record.primary_before}->{record.primary_after}"
@@ -334,7 +382,9 @@ class Nemesis:
         faults, the emulator, dead pods."""
         for node in self.cluster.nodes:
             node.sigcont()
-        if not self.cluster.emulator.running():
+        if self.control_plane is not None:
+            self._heal_control_plane()
+        elif not self.cluster.emulator.running():
             self.cluster.emulator.stop()    # collects a dead process
             self.cluster.emulator.start()
         for attempt in range(50):
@@ -348,6 +398,26 @@ class Nemesis:
         for node in self.cluster.nodes:
             if not node.want_agent and not node.want_supervisor:
                 self._start_pod(node)
+
+    def _heal_control_plane(self):
+        """The real control plane: SIGCONT kube-apiserver and etcd, give a
+        node whose token was broken a fresh one, wait until the server is
+        ready (bounded; a server that does not come back fails the fault's
+        bound)."""
+        kube = self.cluster.emulator
+        self.control_plane.heal()
+        if self.control_plane.wait_ready(self.rescue_bound) is None:
+            self.log("kube-apiserver not ready "
+                     f"{self.rescue_bound:g}s after healing")
+            return
+        for node in list(self._expired):
+            kube.hold_rotation(node.token, False)
+            try:
+                kube.rotate(node.token)
+            except (OSError, kubeemu.EmulatorError) as exc:
+                self.log(f"{node.name}: no fresh token yet: {exc}")
+                continue
+            self._expired.discard(node)
 
     def _rescue(self, record):
         """The cluster missed its bound: do what an operator (or the
@@ -507,8 +577,13 @@ class Nemesis:
 
     def _cut_api(self, record, node, role):
         cut = self.rng.uniform(1.0, 3 * self.lease)
-        self._start(record, node, role, f"cut {cut:.1f}s")
-        node.cut_api()
+        # The real server is behind a TCP proxy per node: its connections
+        # refused (reset), or hung (packets vanish, as in a partition).
+        mode = self.rng.choice(["refuse", "hang"]) \
+            if self.control_plane is not None else "refuse"
+        self._start(record, node, role, f"{mode} {cut:.1f}s"
+                    if self.control_plane is not None else f"cut {cut:.1f}s")
+        self.cluster.emulator.fault(node.token, mode)
         try:
             self._hold(cut)
         finally:
@@ -525,9 +600,15 @@ class Nemesis:
 
     def _fault_api_slow(self, record, primary, standbys):
         del primary, standbys
-        delay = self.rng.choice([300, 800, 1500, 3000])
+        if self.control_plane is not None:
+            # The proxy delays every chunk each way: a request on a kept
+            # connection takes two delays, a new TLS connection four more.
+            delay = self.rng.choice([100, 250, 500, 1000])
+        else:
+            delay = self.rng.choice([300, 800, 1500, 3000])
         length = self.rng.uniform(2.0, 2 * self.lease)
-        self._start(record, None, None, f"{delay}ms for {length:.1f}s")
+        self._start(record, None, None, f"{delay}ms for {length:.1f}s"
+                    + (" a chunk" if self.control_plane is not None else ""))
         self.cluster.emulator.fault("*", "delay", delay_ms=delay,
                                     duration_ms=int(length * 1000))
         self._hold(length)
@@ -712,4 +793,86 @@ class Nemesis:
         self.cluster.emulator.stop()
         self._hold(down)
         self.cluster.emulator.start()
+        record.healed = time.monotonic()
+
+    # -- faults of the real control plane (--kube real) --------------------
+
+    def _api_returned(self, record):
+        """Wait (bounded) until kube-apiserver answers again; the fault's
+        bound on a healthy cluster starts then."""
+        back = self.control_plane.wait_ready(self.rescue_bound)
+        record.api_back = back if back is not None else time.monotonic()
+        if back is None:
+            record.notes.append("kube-apiserver not ready "
+                                f"{self.rescue_bound:g}s after the heal")
+
+    def _fault_sigstop_apiserver(self, record, primary, standbys):
+        """kube-apiserver frozen for 0.5 to 3 lease durations: nobody can
+        renew or take the Lease, so the primary must stop accepting
+        writes by its renew deadline (checked: check_api_outage_writes)
+        and nobody promotes; after SIGCONT, one primary again."""
+        del primary, standbys
+        frozen = self.rng.uniform(0.5, 3 * self.lease)
+        self._start(record, None, None, f"frozen {frozen:.1f}s")
+        self.control_plane.freeze("kube-apiserver")
+        record.api_down = time.monotonic()
+        try:
+            self._hold(frozen)
+        finally:
+            self.control_plane.thaw("kube-apiserver")
+            record.healed = time.monotonic()
+        self._api_returned(record)
+
+    def _restart_component(self, record, component):
+        self._start(record, None, None, component)
+        took = self.control_plane.restart(component)
+        record.healed = time.monotonic()
+        record.detail = f"{component} {took:.1f}s"
+        self._api_returned(record)
+
+    def _fault_restart_apiserver(self, record, primary, standbys):
+        del primary, standbys
+        self._restart_component(record, "kube-apiserver")
+
+    def _fault_restart_etcd(self, record, primary, standbys):
+        """etcd stopped (SIGTERM) and started again on its data: the
+        server refuses writes meanwhile, then reconnects."""
+        del primary, standbys
+        self._restart_component(record, "etcd")
+
+    def _fault_compact_etcd(self, record, primary, standbys):
+        """etcd's history compacted to the current revision: a watch (or
+        a list) resuming from an older resourceVersion gets 410 Gone and
+        must start over; nothing else changes."""
+        del primary, standbys
+        self._start(record, None, None, "")
+        revision = self.control_plane.compact()
+        record.detail = f"at revision {revision}"
+        record.healed = time.monotonic()
+
+    def _fault_expire_token(self, record, primary, standbys):
+        """A node's ServiceAccount token stops being valid (it was bound
+        to a Secret that is deleted: as when a projected token expires
+        unrotated, every request gets 401) for 1 s to 3 lease durations;
+        then the kubelet's rotation gives it a fresh one."""
+        node = self.rng.choice([primary] + standbys)
+        kube = self.cluster.emulator
+        held = self.rng.uniform(1.0, 3 * self.lease)
+        ns = self.cluster.namespace
+        anchor = f"anchor-{node.name}-{record.index}"
+        self._start(record, node, "primary" if node is primary else "standby",
+                    f"401 for {held:.1f}s")
+        kube.admin.must("POST", f"/api/v1/namespaces/{ns}/secrets", {
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": anchor, "namespace": ns}})
+        kube.hold_rotation(node.token, True)
+        self._expired.add(node)
+        kube.write_token(node.token, kube.request_token(
+            node.name, bound_kind="Secret", bound_name=anchor))
+        kube.admin.must("DELETE", f"/api/v1/namespaces/{ns}/secrets/{anchor}",
+                        ok=(200,))
+        self._hold(held)
+        kube.hold_rotation(node.token, False)
+        kube.rotate(node.token)
+        self._expired.discard(node)
         record.healed = time.monotonic()

@@ -148,3 +148,35 @@ def test_reloads_must_be_answered_and_change_nothing_else():
     assert "3 reloads" in check.summary and "2 misbehaved" in check.summary
     assert any("no reload line" in d for d in check.details)
     assert any("fencing failed" in d for d in check.details)
+
+
+def test_api_outage_bound_counts_from_the_api_return():
+    """A fault of the whole API: nobody can lead until it answers again,
+    so its bound counts from then; a node fault with the same times is
+    judged from its injection."""
+    outage = fault(1, "restart_apiserver", 0.0, 70.0)
+    outage.api_back = 50.0
+    assert checker.time_to_healthy(outage) == 20.0
+    assert checker.check_healthy_after_faults([outage], 60).ok
+    node_fault = fault(2, "cut_api_primary", 0.0, 70.0)
+    assert not checker.check_healthy_after_faults([node_fault], 60).ok
+    slow = fault(3, "restart_etcd", 0.0, 75.0)
+    slow.api_back = 10.0
+    check = checker.check_healthy_after_faults([slow], 60)
+    assert not check.ok
+    assert "65.0s from the API's return" in check.details[0]
+
+
+def test_writes_acknowledged_while_the_api_is_frozen_are_a_violation():
+    """kube-apiserver frozen at 10 s, thawed at 30 s, lease 4 s: a write
+    sent at 12 s may still be taken (renew deadline not passed), one sent
+    at 20 s may not; one after the thaw may."""
+    freeze = fault(1, "sigstop_apiserver", 10.0, 40.0)
+    freeze.api_down, freeze.healed = 10.0, 30.0
+    early = [write(1, 1, 5432, 1, 12.0, 12.1), write(1, 2, 5433, 2, 35.0, 35.1)]
+    assert checker.check_api_outage_writes(early, [freeze], 4.0).ok
+    late = early + [write(1, 3, 5432, 1, 20.0, 20.1),
+                    write(1, 4, 5432, 1, 21.0, 21.0, outcome="failed")]
+    check = checker.check_api_outage_writes(late, [freeze], 4.0)
+    assert not check.ok
+    assert "1 writes acknowledged 10.0s" in check.details[0]
