@@ -34,6 +34,7 @@ import cluster as cluster_mod  # noqa: E402  pylint: disable=wrong-import-positi
 import cluster_daemon  # noqa: E402  pylint: disable=wrong-import-position
 import nemesis as nemesis_mod  # noqa: E402  pylint: disable=wrong-import-position
 import pgharness  # noqa: E402  pylint: disable=wrong-import-position
+import volumes as volumes_mod  # noqa: E402  pylint: disable=wrong-import-position
 
 N_CLIENTS = 3
 HEALTHY_BOUND = 60.0
@@ -70,7 +71,7 @@ def parse_args(argv):
     parser.add_argument("--faults", default=None,
                         help="comma-separated subset of the faults: "
                              + ",".join(sorted(nemesis_mod.FAULTS))
-                             + " (emulator); "
+                             + ",disk_full (emulator); "
                              + ",".join(sorted(nemesis_mod.REAL_FAULTS))
                              + " (--kube real)")
     parser.add_argument("--keep", action="store_true",
@@ -85,8 +86,10 @@ def parse_args(argv):
         args.build_dir = os.environ.get("PGLEASE_BUILD_DIR") or \
             os.path.join(SOURCE_DIR, "build")
     if args.faults:
+        # disk_full is not in the emulator's default schedule (the seeds
+        # of earlier runs keep theirs) but may be named.
         known = nemesis_mod.REAL_FAULTS if args.kube == "real" else \
-            nemesis_mod.FAULTS
+            dict(nemesis_mod.FAULTS, disk_full=1)
         names = [n.strip() for n in args.faults.split(",") if n.strip()]
         unknown = [n for n in names if n not in known]
         if unknown:
@@ -111,6 +114,7 @@ class Run:
         self.split_brain_rounds = 0
         self.nemesis = None
         self.control_plane = None
+        self.volumes = None
         self.final = {}
         self.final_rows = set()
         self.sanitizer_hits = []
@@ -138,6 +142,16 @@ class Run:
         self.cluster = cluster_mod.LocalCluster(
             pgharness.make_dir(os.path.join(self.workdir, "c")), binaries,
             self.reaper, n=3, settings=settings)
+        wanted = self.args.faults if self.args.faults is not None else (
+            nemesis_mod.REAL_FAULTS if self.args.kube == "real" else {})
+        if "disk_full" in wanted:
+            why_not = volumes_mod.Volumes.possible()
+            if why_not:
+                self.log(f"no data volumes ({why_not}): no disk_full fault")
+            else:
+                self.volumes = volumes_mod.Volumes()
+                for node in self.cluster.nodes:
+                    self.volumes.mount(node)
         self.log(f"starting the cluster in {self.workdir}")
         primary = self.cluster.start(timeout=180)
         if self.args.kube == "real":
@@ -158,7 +172,8 @@ class Run:
         self.nemesis = nemesis_mod.Nemesis(
             self.cluster, rng, self.log,
             healthy_bound=self.args.healthy_bound,
-            faults=self.args.faults, control_plane=self.control_plane)
+            faults=self.args.faults, control_plane=self.control_plane,
+            volumes=self.volumes)
         until = time.monotonic() + self.args.minutes * 60
         self.log(f"load started; faults for {self.args.minutes:g} min")
         self.nemesis.run(until)
@@ -513,6 +528,11 @@ def main(argv=None):
         run.stop_cluster()
         if run.reaper is not None:
             run.reaper.kill_all()
+        if run.volumes is not None:
+            try:
+                run.volumes.unmount_all()
+            except OSError as exc:
+                print(f"unmounting the data volumes: {exc}")
         if run.workdir and passed and not args.keep:
             prune_workdir(run.workdir)
             print(f"node logs kept in {run.workdir}")

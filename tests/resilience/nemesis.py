@@ -58,6 +58,7 @@ REAL_FAULTS = dict(
     restart_etcd=1,             # scripts/k8s restart-etcd
     compact_etcd=1,             # etcd compaction: old watches get 410
     expire_token=1,             # a node's token stops being valid (401)
+    disk_full=1,                # a node's data volume filled (volumes.py)
 )
 
 # What the agent logs for each variant of the reload fault.
@@ -158,11 +159,14 @@ class Nemesis:
 
     def __init__(self, cluster, rng, log, healthy_bound=60.0,
                  rescue_bound=120.0, min_gap=1.0, max_gap=8.0,
-                 faults=None, control_plane=None):
+                 faults=None, control_plane=None, volumes=None):
         self.cluster = cluster
         # controlplane.ControlPlane with --kube real, else None (the
         # emulator).
         self.control_plane = control_plane
+        # volumes.Volumes when each node's data directory is on a volume
+        # of its own (--kube real, as root), else None: no disk_full.
+        self.volumes = volumes
         self.rng = rng
         self.log = log
         self.healthy_bound = healthy_bound
@@ -171,6 +175,8 @@ class Nemesis:
         self.max_gap = max_gap
         self.faults = dict(faults or (REAL_FAULTS if control_plane
                                       else FAULTS))
+        if volumes is None:
+            self.faults.pop("disk_full", None)
         self._expired = set()       # nodes whose token expire_token broke
         self.lease = cluster_mod._seconds(  # pylint: disable=protected-access
             cluster.settings["lease_duration"])
@@ -382,6 +388,8 @@ class Nemesis:
         faults, the emulator, dead pods."""
         for node in self.cluster.nodes:
             node.sigcont()
+        if self.volumes is not None:
+            self.volumes.free_all()
         if self.control_plane is not None:
             self._heal_control_plane()
         elif not self.cluster.emulator.running():
@@ -876,3 +884,20 @@ class Nemesis:
         kube.rotate(node.token)
         self._expired.discard(node)
         record.healed = time.monotonic()
+
+    def _fault_disk_full(self, record, primary, standbys):
+        """A node's data volume full (a ballast file takes every free
+        block) for 1 s to 3 lease durations: PostgreSQL cannot extend a
+        table or create a WAL segment (the primary's writes fail, a
+        standby's WAL receiver stops). Then the ballast is deleted."""
+        node = self.rng.choice([primary] + standbys)
+        held = self.rng.uniform(1.0, 3 * self.lease)
+        self._start(record, node, "primary" if node is primary else "standby",
+                    f"full {held:.1f}s")
+        try:
+            taken = self.volumes.fill(node)
+            record.detail += f", {taken >> 20} MB"
+            self._hold(held)
+        finally:
+            self.volumes.free(node)
+            record.healed = time.monotonic()
