@@ -348,9 +348,12 @@ class Run:
             checker.check_reloads(faults),
         ]
         if self.control_plane is not None:
+            settings = self.cluster.settings
             self.checks.append(checker.check_api_outage_writes(
-                writes, faults, nemesis_mod.cluster_mod._seconds(  # pylint: disable=protected-access
-                    self.cluster.settings["lease_duration"])))
+                writes, faults, cluster_mod._seconds(  # pylint: disable=protected-access
+                    settings["lease_duration"]),
+                failsafe=str(settings.get("failsafe_mode", "no")).lower()
+                in ("yes", "on", "true", "1")))
         crashed = [c for c in self.clients if c.crashed]
         if crashed:
             self.checks.append(checker.Check(
