@@ -281,10 +281,41 @@ class RealKube:
                                    self.cluster_name):
                 obj.setdefault("metadata", {})["namespace"] = self.namespace
                 self.apply(obj)
+            self.wait_rbac()
         except BaseException:
             self.stop()
             raise
         return self._start_rotation()
+
+    def wait_rbac(self, timeout=60):
+        """Wait until the server's authorizer applies the Role just
+        created: its RBAC cache follows the objects through a watch, and
+        on a loaded machine an agent started at once got 403 on the Lease
+        (an init container would be restarted by the kubelet; the local
+        nodes are not). Asked with a SubjectAccessReview, which the same
+        authorizer answers."""
+        user = f"system:serviceaccount:{self.namespace}:{self.release}"
+
+        def allowed():
+            status, body, _ = self.admin.request(
+                "POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+                {"apiVersion": "authorization.k8s.io/v1",
+                 "kind": "SubjectAccessReview",
+                 "spec": {"user": user,
+                          "groups": ["system:serviceaccounts",
+                                     f"system:serviceaccounts:"
+                                     f"{self.namespace}",
+                                     "system:authenticated"],
+                          "resourceAttributes": {
+                              "namespace": self.namespace, "verb": "get",
+                              "group": "coordination.k8s.io",
+                              "resource": "leases",
+                              "name": f"{self.cluster_name}-leader"}}})
+            return status == 201 and (body.get("status") or {}).get(
+                "allowed")
+
+        wait_for(allowed, timeout, f"RBAC to let {user} read its Lease",
+                 interval=0.2)
 
     def _start_rotation(self):
         self._rotator = threading.Thread(target=self._rotate_loop,

@@ -190,8 +190,8 @@ def check_healthy_after_faults(faults, bound):
     summary = (f"{len(faults) - len(missed)} of {len(faults)} faults "
                f"followed by a healthy cluster within {bound:g}s")
     if outages:
-        summary += (f" ({len(outages)} API outages counted from the API's "
-                    "return)")
+        summary += (f", {len(outages)} API outages counted from the API's "
+                    "return")
     if times:
         ordered = sorted(times)
         summary += (f" (median {ordered[len(ordered) // 2]:.1f}s, max "
