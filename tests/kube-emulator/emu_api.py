@@ -10,6 +10,7 @@ import tempfile
 import threading
 import uuid
 
+from emu_watch import Hub, Stream
 from emu_meta import (
     MERGE_PATCH, RESOURCE_BY_PATH, ApiError, GoLiteral, bad_request,
     check_lease_spec, check_metadata, conflict, decode_error,
@@ -126,6 +127,7 @@ class Request:
         self.verb = method.lower()
         self.nonresource = False
         self.warnings = []
+        self.user = ""
 
 
 NONRESOURCE_ANONYMOUS = ("/version", "/healthz", "/livez", "/readyz")
@@ -209,8 +211,24 @@ def rule_allows(rule, req):
             and has("verbs", req.verb)):
         return False
     names = rule.get("resourceNames")
-    return not names or (req.name is not None and req.verb != "create" and
-                         req.name in names)
+    return not names or (request_name(req) is not None and
+                         req.verb != "create" and
+                         request_name(req) in names)
+
+
+def request_name(req):
+    """The object a request names: the URL's, or for a list or a watch the
+    one its field selector metadata.name=... picks (the API server's
+    RequestInfo does the same, so that resourceNames can grant them)."""
+    if req.name is not None or req.verb not in ("list", "watch"):
+        return req.name
+    for part in (req.query.get("fieldSelector") or "").split(","):
+        field, sep, value = part.strip().partition("=")
+        if sep and field == "metadata.name" and not value.startswith("="):
+            return value
+        if sep and field == "metadata.name" and value.startswith("="):
+            return value[1:]
+    return None
 
 
 def authorize(req, info):
@@ -238,11 +256,13 @@ class Api:
 
     def __init__(self, store):
         self.store = store
+        self.hub = Hub(store)
 
     def serve(self, req):
         res = req.res
         if req.verb == "watch":
-            raise bad_request("watch is not supported by the kube emulator")
+            # Served on the handler's thread, streaming (emu_watch.py).
+            return 200, Stream(self.hub, req, req.user)
         if req.verb == "list":
             return 200, self.list(req)
         handler = {"get": self.get, "create": self.create,
@@ -386,6 +406,7 @@ class Api:
                            details=res.details(name))
         obj = self.new_object(req, body, meta, name)
         table[(req.namespace, name)] = obj
+        self.hub.record(res, "ADDED", None, obj)
         self.store.committed(res)
         return 201, copy.deepcopy(obj)
 
@@ -427,6 +448,7 @@ class Api:
             validate_name(res, req.name)
             obj = self.new_object(req, body, meta, req.name)
             table[(req.namespace, req.name)] = obj
+            self.hub.record(res, "ADDED", None, obj)
             self.store.committed(res)
             return 201, copy.deepcopy(obj)
         rv = meta.get("resourceVersion")
@@ -471,6 +493,7 @@ class Api:
             return 200, copy.deepcopy(current)   # no-op: no new version
         obj["metadata"]["resourceVersion"] = self.store.next_rv()
         table[(req.namespace, req.name)] = obj
+        self.hub.record(res, "MODIFIED", current, obj)
         self.store.committed(res)
         return 200, copy.deepcopy(obj)
 
@@ -500,7 +523,9 @@ class Api:
                            f"{current['metadata']['resourceVersion']}",
                            details=res.details(req.name))
         del self.store.table(res)[(req.namespace, req.name)]
-        self.store.next_rv()
+        gone = copy.deepcopy(current)
+        gone["metadata"]["resourceVersion"] = self.store.next_rv()
+        self.hub.record(res, "DELETED", gone, None)
         self.store.committed(res)
         if res.delete_returns_object:
             return 200, copy.deepcopy(current)

@@ -27,6 +27,7 @@ import uuid
 from emu_api import NONRESOURCE_ANONYMOUS, Api, Request, Store, authorize, \
     forbidden, route
 from emu_control import Faults, Stats, Tokens, log
+from emu_watch import Stream
 from emu_meta import ApiError, bad_request
 from emu_views import discovery
 
@@ -132,6 +133,26 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(data)
         self.wfile.flush()
 
+    def begin_stream(self):
+        """The headers of a watch: chunked, so that each event reaches
+        the client as it happens."""
+        self.send_response(200)
+        self.send_header("Audit-Id", str(uuid.uuid4()))
+        self.send_header("Cache-Control", "no-cache, private")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.wfile.flush()
+
+    def write_chunk(self, text):
+        data = text.encode("utf-8")
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def end_stream(self):
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
     def drop_connection(self, reset):
         """Close without an answer; with reset, make the kernel send RST."""
         self.close_connection = True
@@ -233,7 +254,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             else:
                 if not authorize(req, info):
                     raise forbidden(req, info.get("user", ""))
+                req.user = info.get("user", "")
                 code, body = app.api.serve(req)
+            if isinstance(body, Stream):
+                return body.serve(self)
             self.send_json(code, body, warnings=warnings)
             return code
         except ApiError as e:
@@ -297,6 +321,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 for one in specs:
                     app.faults.set(one)
                 return 200, {"faults": app.faults.listing()}
+        elif path == "/_emulator/watches":
+            if method == "GET":
+                with app.store.lock:
+                    return 200, app.api.hub.listing()
+            if method == "POST":
+                try:
+                    body = json.loads(req.body or b"null")
+                except ValueError as e:
+                    raise bad_request(f"watches: invalid JSON: {e}")
+                return 200, app.api.hub.control(body)
         elif path == "/_emulator/stats" and method == "GET":
             return 200, app.stats.snapshot()
         elif path == "/_emulator/stats/reset" and method == "POST":

@@ -373,6 +373,25 @@ class Emulator:
     def faults(self):
         return self._control("GET", "/_emulator/faults")["faults"]
 
+    def watches(self, **body):
+        """Break or tune the open watches: action=close|silence|gone|
+        resume (user=... for one client's only), compact=True (a watch
+        from an older version gets 410), bookmark_interval=seconds.
+        Without arguments, lists them."""
+        if not body:
+            return self._control("GET", "/_emulator/watches")
+        return self._control("POST", "/_emulator/watches", body)
+
+    def watch(self, path, token=None, timeout=10):
+        """Opens a watch (path with its query); returns (connection,
+        response): read events with response.readline()."""
+        token = self.admin_token if token is None else token
+        conn = self.connection(timeout)
+        conn.request("GET", path, headers={
+            "Accept": "application/json",
+            "Authorization": f"Bearer {token}"})
+        return conn, conn.getresponse()
+
     def stats(self):
         """{"since", "seconds", "total", "verbs": {verb: n},
         "tokens": {token: {"user", "total", "verbs", "resources",
