@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <systemd/sd-daemon.h>
 
 #include "act.h"
@@ -11,6 +12,7 @@
 #include "control-handlers.h"
 #include "exit-codes.h"
 #include "http-server.h"
+#include "lease-watch.h"
 #include "pglease-build.h"
 #include "util.h"
 
@@ -120,7 +122,7 @@ static void election_tick(struct agent *a, usec_t now) {
          * its renewals fail with a conflict when anybody else wrote. */
         if (e->leader)
                 return;
-        r = election_observe(e, &err);
+        r = node_read_lease(n, &err);
         if (r < 0 && r != -ENOENT) {
                 agent_log(a, LOG_LEVEL_WARNING, "observe", "cannot read the lease: %s", strempty(err));
                 return;
@@ -140,6 +142,86 @@ static void election_tick(struct agent *a, usec_t now) {
                           strerror(-r));
         else
                 agent_log(a, LOG_LEVEL_INFO, "acquire", "took the leader lease");
+}
+
+/* The Lease watch on the loop: its timer follows what it asks for. */
+static void watch_rearm(struct agent *a) {
+        usec_t next;
+
+        if (!a->watch_timer || !a->node.lease_watcher)
+                return;
+        next = lease_watcher_next(a->node.lease_watcher);
+        if (next == USEC_INFINITY) {
+                (void) sd_event_source_set_enabled(a->watch_timer, SD_EVENT_OFF);
+                return;
+        }
+        if (sd_event_source_set_time(a->watch_timer, next) < 0 ||
+            sd_event_source_set_enabled(a->watch_timer, SD_EVENT_ONESHOT) < 0)
+                agent_log(a, LOG_LEVEL_ERROR, "loop", "cannot re-arm the watch timer");
+}
+
+/* A follower ticks at once when the watch brings a new holder or a
+ * release: that is what makes a hand-over take a round trip, not up to a
+ * retry_period. A holder in good standing does not read the Lease. */
+static void watch_run(struct agent *a) {
+        struct lease_watch *w = lease_watcher_state(a->node.lease_watcher);
+        enum lease_watch_state before = w->state;
+        usec_t now;
+
+        lease_watcher_process(a->node.lease_watcher);
+        now = clock_now(a->clock);
+        if (w->state != before && w->state != LEASE_WATCH_STREAMING && w->last_error)
+                agent_log(a, LOG_LEVEL_INFO, "watch", "Lease watch broken (%s): reading the Lease every tick until it is back",
+                          w->last_error);
+        if (w->wake) {
+                w->wake = false;
+                if (!a->node.election.leader && a->tick_source &&
+                    sd_event_source_set_time(a->tick_source, now) >= 0)
+                        (void) sd_event_source_set_enabled(a->tick_source, SD_EVENT_ONESHOT);
+        }
+        watch_rearm(a);
+}
+
+static int on_watch_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        (void) s;
+        (void) fd;
+        (void) revents;
+        watch_run(userdata);
+        return 0;
+}
+
+static int on_watch_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        (void) s;
+        (void) usec;
+        watch_run(userdata);
+        return 0;
+}
+
+static int watch_attach(struct agent *a, char **reterr_msg) {
+        int r;
+
+        r = node_start_lease_watch(&a->node, reterr_msg);
+        if (r < 0 || !a->node.lease_watcher)
+                return r;
+        r = sd_event_add_io(a->event, &a->watch_io, lease_watcher_fd(a->node.lease_watcher), EPOLLIN, on_watch_io, a);
+        if (r >= 0)
+                r = sd_event_add_time(a->event, &a->watch_timer, CLOCK_MONOTONIC, USEC_INFINITY, 0, on_watch_timer, a);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(a->watch_timer, SD_EVENT_OFF);
+        if (r < 0) {
+                (void) set_error_msg(reterr_msg, "cannot add the watch to the event loop: %s", strerror(-r));
+                a->watch_io = sd_event_source_disable_unref(a->watch_io);
+                a->watch_timer = sd_event_source_disable_unref(a->watch_timer);
+                node_stop_lease_watch(&a->node);
+        }
+        return r;
+}
+
+static void watch_detach(struct agent *a) {
+        a->watch_io = sd_event_source_disable_unref(a->watch_io);
+        a->watch_timer = sd_event_source_disable_unref(a->watch_timer);
+        if (a->have_node)
+                node_stop_lease_watch(&a->node);
 }
 
 static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -168,6 +250,8 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
                 r = sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
         if (r < 0)
                 agent_log(a, LOG_LEVEL_ERROR, "loop", "cannot re-arm the tick timer: %s", strerror(-r));
+        /* The tick may have listed and opened a stream. */
+        watch_rearm(a);
         return 0;
 }
 
@@ -312,6 +396,11 @@ int agent_run(struct agent *a) {
                         agent_log(a, LOG_LEVEL_ERROR, "control", "no control socket (agentctl and the pre-stop hook cannot reach this agent): %s",
                                   err ? err : strerror(-r));
                 err = mfree(err);
+                r = watch_attach(a, &err);
+                if (r < 0)
+                        agent_log(a, LOG_LEVEL_WARNING, "watch", "no Lease watch (followers read the Lease every tick): %s",
+                                  err ? err : strerror(-r));
+                err = mfree(err);
                 r = http_server_attach(a, &err);
                 if (r < 0)
                         agent_log(a, LOG_LEVEL_ERROR, "http", "no HTTP API (probes and /metrics cannot reach this agent): %s",
@@ -325,6 +414,7 @@ int agent_run(struct agent *a) {
         r = sd_event_loop(a->event);
         status = r < 0 ? EXIT_FAIL : r;
         agent_shutdown(a);
+        watch_detach(a);
         http_server_detach(a);
         control_handlers_detach(a);
         if (a->have_state)

@@ -48,6 +48,8 @@ static const struct config_key keys[] = {
             "Interval between two ticks of the control loop (jittered)."),
         KEY(status_interval, CONFIG_DURATION, "10s", SEC(1), SEC(600), true,
             "Longest interval between two writes of this member's status annotation."),
+        KEY(lease_watch, CONFIG_BOOL, "yes", 0, 0, false,
+            "Followers watch the leader Lease instead of reading it every retry_period; no: read it every tick."),
         KEY(data_dir, CONFIG_PATH, "/var/lib/postgresql/data", 0, 0, false,
             "The PostgreSQL data directory (PGDATA)."),
         KEY(pg_bindir, CONFIG_PATH, "", 0, 0, false,

@@ -44,6 +44,7 @@ struct config {
         usec_t renew_deadline;
         usec_t retry_period;
         usec_t status_interval;
+        bool lease_watch;
         /* local PostgreSQL */
         char *data_dir;
         char *pg_bindir;

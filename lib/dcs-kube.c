@@ -497,6 +497,19 @@ static const struct dcs_ops dcs_kube_ops = {
         .free = dcs_kube_free,
 };
 
+int dcs_kube_describe(const struct dcs *dcs, struct kube **ret_kube, const char **ret_namespace,
+                      const char **ret_lease_name) {
+        const struct dcs_kube *d;
+
+        if (!dcs || dcs->ops != &dcs_kube_ops)
+                return -EOPNOTSUPP;
+        d = dcs->userdata;
+        *ret_kube = d->kube;
+        *ret_namespace = d->namespace;
+        *ret_lease_name = d->lease_name;
+        return 0;
+}
+
 int dcs_kube_new(const struct dcs_kube_options *o, const struct clock_ops *clock, struct dcs *ret, char **reterr_msg) {
         _cleanup_(dcs_kube_freep) struct dcs_kube *d = NULL;
         const char *ns;

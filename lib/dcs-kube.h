@@ -21,6 +21,11 @@ struct dcs_kube_options {
 
 int dcs_kube_new(const struct dcs_kube_options *o, const struct clock_ops *clock, struct dcs *ret, char **reterr_msg);
 
+/* The client, namespace and Lease name of a Kubernetes DCS (borrowed), for
+ * the Lease watch; -EOPNOTSUPP for another backend. */
+int dcs_kube_describe(const struct dcs *dcs, struct kube **ret_kube, const char **ret_namespace,
+                      const char **ret_lease_name);
+
 /* The Lease <-> leader record mapping, exposed for tests.
  * from_lease: -EBADMSG when the object is not a Lease we can read.
  * to_lease: starts from base (the object last read, so fields this agent

@@ -52,11 +52,7 @@ int election_observe(struct election *e, char **reterr_msg) {
                 deadline = MIN(deadline, MAX(e->last_renew_sent + election_renew_deadline(e), now + USEC_PER_MSEC));
         r = e->dcs->ops->leader_get(e->dcs->userdata, deadline, &l, reterr_msg);
         if (r == -ENOENT) {
-                e->observed = dcs_leader_free(e->observed);
-                if (!e->observed_missing)
-                        e->observed_at = now;
-                e->observed_missing = true;
-                e->leader = false;
+                election_adopt_missing(e, now);
                 return r;
         }
         if (r < 0)
@@ -372,4 +368,27 @@ int election_update_annotations(struct election *e, int (*mutate)(struct dcs_lea
 
 void election_adopt_record(struct election *e, struct dcs_leader *record, usec_t now) {
         observe_record(e, record, now);
+}
+
+/* The API server orders writes by resourceVersion; where both are integers
+ * (etcd's revision, the emulator's counter) that order is used. The time
+ * each side received its record is not an order: a renewal's answer can
+ * reach the renewer's thread after the loop has written a newer record on
+ * top of it (agentctl pause), and adopting it then made the loop see "not
+ * paused" and answer a resume with "nothing to resume", leaving the
+ * cluster paused for good. */
+bool election_record_older(const struct dcs_leader *a, usec_t a_at, const struct dcs_leader *b, usec_t b_at) {
+        int64_t va, vb;
+
+        if (a->version && b->version && parse_int64(a->version, &va) >= 0 && parse_int64(b->version, &vb) >= 0)
+                return va < vb;
+        return a_at < b_at;
+}
+
+void election_adopt_missing(struct election *e, usec_t now) {
+        e->observed = dcs_leader_free(e->observed);
+        if (!e->observed_missing)
+                e->observed_at = now;
+        e->observed_missing = true;
+        e->leader = false;
 }

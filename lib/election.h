@@ -100,5 +100,10 @@ int election_update_annotations(struct election *e, int (*mutate)(struct dcs_lea
 /* Takes ownership of a record another reader of the same lease got (the
  * renewer's), as if this election had read it at `now`. */
 void election_adopt_record(struct election *e, struct dcs_leader *record, usec_t now);
+/* The same for a read that found no record. */
+void election_adopt_missing(struct election *e, usec_t now);
+/* Whether record a (received at a_at) is older than record b: by
+ * resourceVersion where both are integers, else by when each came. */
+bool election_record_older(const struct dcs_leader *a, usec_t a_at, const struct dcs_leader *b, usec_t b_at);
 
 #endif

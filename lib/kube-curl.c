@@ -94,9 +94,7 @@ static void set_blob(CURL *e, CURLoption opt, const struct kube_blob *b) {
         (void) curl_easy_setopt(e, opt, &blob);
 }
 
-static void setup_tls(struct kube_curl *t) {
-        const struct kube_config *c = &t->config;
-        CURL *e = t->easy;
+static void setup_tls_on(CURL *e, const struct kube_config *c) {
 
         /* TLS is always verified; there is deliberately no switch to turn it off. */
         (void) curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
@@ -115,6 +113,10 @@ static void setup_tls(struct kube_curl *t) {
                 (void) curl_easy_setopt(e, CURLOPT_SSLKEY, c->key_file);
         (void) curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM");
         (void) curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
+}
+
+static void setup_tls(struct kube_curl *t) {
+        setup_tls_on(t->easy, &t->config);
 }
 
 static int header_add(struct curl_slist **h, const char *line) {
@@ -264,6 +266,38 @@ int kube_transport_curl_new(const struct kube_config *c, void **ret_userdata, ch
                 return -ENOMEM;
         }
         *ret_userdata = t;
+        return 0;
+}
+
+int kube_curl_stream_new(const struct kube_config *c, const char *url, const char *token,
+                         size_t (*on_data)(char *ptr, size_t size, size_t nmemb, void *userdata),
+                         void *userdata, void **ret_easy, void **ret_headers) {
+        struct kube_http_request req = { .method = "GET", .url = url, .token = token };
+        struct curl_slist *headers;
+        CURL *e;
+
+        headers = build_headers(&req);
+        if (!headers)
+                return -ENOMEM;
+        e = curl_easy_init();
+        if (!e) {
+                curl_slist_free_all(headers);
+                return -ENOMEM;
+        }
+        setup_tls_on(e, c);
+        (void) curl_easy_setopt(e, CURLOPT_URL, url);
+        (void) curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+        /* No total timeout: the server ends the stream at timeoutSeconds,
+         * and the caller breaks one that stays silent past its bound. */
+        (void) curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long) (KUBE_CONNECT_TIMEOUT / USEC_PER_MSEC));
+        (void) curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+        (void) curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+        (void) curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_1_1);
+        (void) curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
+        (void) curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_data);
+        (void) curl_easy_setopt(e, CURLOPT_WRITEDATA, userdata);
+        *ret_easy = e;
+        *ret_headers = headers;
         return 0;
 }
 

@@ -421,6 +421,72 @@ int kube_lease_get(struct kube *k, const char *ns, const char *name, usec_t dead
         return kube_request(k, "GET", path, NULL, NULL, deadline, ret, reterr_msg);
 }
 
+int kube_stream_prepare(struct kube *k, const char *path, char **ret_url, char **ret_token,
+                        const struct kube_config **ret_config) {
+        _cleanup_free_ char *url = NULL, *token = NULL;
+
+        kube_refresh_token(k, false);
+        url = strdup_printf("%s%s", k->config.server, path);
+        if (!url || (k->config.token && !(token = strdup(k->config.token))))
+                return -ENOMEM;
+        k->requests++;
+        *ret_url = TAKE_PTR(url);
+        *ret_token = TAKE_PTR(token);
+        *ret_config = &k->config;
+        return 0;
+}
+
+static int lease_selector_path(const char *ns, const char *name, char **ret, char **reterr_msg) {
+        _cleanup_free_ char *base = NULL;
+        char *p;
+        int r;
+
+        r = object_path(LEASE_API, ns, "leases", NULL, &base, reterr_msg);
+        if (r < 0)
+                return r;
+        if (!valid_name(name)) {
+                (void) set_error_msg(reterr_msg, "invalid Lease name: \"%s\"", strempty(name));
+                return -EINVAL;
+        }
+        /* A DNS name needs no escaping; "=" is "%3D". */
+        p = strdup_printf("%s?fieldSelector=metadata.name%%3D%s", base, name);
+        if (!p)
+                return -ENOMEM;
+        *ret = p;
+        return 0;
+}
+
+int kube_lease_list_one(struct kube *k, const char *ns, const char *name, usec_t deadline,
+                        cJSON **ret, char **reterr_msg) {
+        _cleanup_free_ char *path = NULL;
+        int r;
+
+        r = lease_selector_path(ns, name, &path, reterr_msg);
+        if (r < 0)
+                return r;
+        return kube_request(k, "GET", path, NULL, NULL, deadline, ret, reterr_msg);
+}
+
+int kube_lease_watch_path(const char *ns, const char *name, const char *resource_version,
+                          unsigned timeout_seconds, char **ret, char **reterr_msg) {
+        _cleanup_free_ char *base = NULL, *rv = NULL;
+        char *p;
+        int r;
+
+        r = lease_selector_path(ns, name, &base, reterr_msg);
+        if (r < 0)
+                return r;
+        rv = kube_url_escape(strempty(resource_version));
+        if (!rv)
+                return -ENOMEM;
+        p = strdup_printf("%s&watch=1&resourceVersion=%s&allowWatchBookmarks=true&timeoutSeconds=%u",
+                          base, rv, timeout_seconds);
+        if (!p)
+                return -ENOMEM;
+        *ret = p;
+        return 0;
+}
+
 int kube_lease_create(struct kube *k, const char *ns, const cJSON *lease, usec_t deadline,
                       cJSON **ret, char **reterr_msg) {
         _cleanup_free_ char *path = NULL;

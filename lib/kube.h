@@ -40,6 +40,14 @@ struct kube_transport_ops {
         void (*free)(void *userdata);
 };
 
+/* A long-lived streaming GET (a watch) for the caller's curl multi handle:
+ * an easy handle (CURL *) with the TLS material of c, the bearer token and
+ * the write callback set, and its header list (struct curl_slist *), to be
+ * freed by the caller after curl_easy_cleanup(). */
+int kube_curl_stream_new(const struct kube_config *c, const char *url, const char *token,
+                         size_t (*on_data)(char *ptr, size_t size, size_t nmemb, void *userdata),
+                         void *userdata, void **ret_easy, void **ret_headers);
+
 /* The curl transport for a configuration (server, CA, client certificate). */
 int kube_transport_curl_new(const struct kube_config *c, void **ret_userdata, char **reterr_msg);
 extern const struct kube_transport_ops kube_transport_curl;
@@ -87,10 +95,24 @@ const struct api_stats *kube_request_stats(const struct kube *k);
 int kube_request(struct kube *k, const char *method, const char *path, const char *content_type,
                  const cJSON *body, usec_t deadline, cJSON **ret, char **reterr_msg);
 
+/* A watch on path (query included) of this client's server: the URL, the
+ * current token (re-read when due) and the configuration to open it with
+ * kube_curl_stream_new(); counted as a request. */
+int kube_stream_prepare(struct kube *k, const char *path, char **ret_url, char **ret_token,
+                        const struct kube_config **ret_config);
+
 /* coordination.k8s.io/v1 Lease. kube_lease_replace() PUTs the object as
  * given: it must carry metadata.name and metadata.resourceVersion. */
 int kube_lease_get(struct kube *k, const char *ns, const char *name, usec_t deadline,
                    cJSON **ret, char **reterr_msg);
+/* The LIST of one Lease by fieldSelector metadata.name=<name> (a watch
+ * starts from its resourceVersion; RBAC grants it by resourceNames). */
+int kube_lease_list_one(struct kube *k, const char *ns, const char *name, usec_t deadline,
+                        cJSON **ret, char **reterr_msg);
+/* The path of a watch of that Lease from resource_version, ended by the
+ * server after timeout_seconds, with bookmarks. */
+int kube_lease_watch_path(const char *ns, const char *name, const char *resource_version,
+                          unsigned timeout_seconds, char **ret, char **reterr_msg);
 int kube_lease_create(struct kube *k, const char *ns, const cJSON *lease, usec_t deadline,
                       cJSON **ret, char **reterr_msg);
 int kube_lease_replace(struct kube *k, const char *ns, const cJSON *lease, usec_t deadline,

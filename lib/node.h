@@ -41,6 +41,10 @@ struct node {
         struct election renew_election;
         bool have_renew_election;
         usec_t renew_fence_timeout;
+        /* The follower's watch of the Lease (node-watch.c); NULL when off. */
+        struct lease_watcher *lease_watcher;
+        struct dcs watch_dcs;
+        bool have_watch_dcs;
 
         PGconn *local;                /* cached superuser connection to the local Postgres */
         usec_t local_accepted_at;     /* the last tick at which it accepted a new connection */
@@ -86,6 +90,15 @@ void node_done(struct node *n);
  * fence_postgres (not in --election-only mode). node_done() stops it too. */
 int node_start_renewer(struct node *n, const struct logger *log, bool fence_postgres, char **reterr_msg);
 void node_stop_renewer(struct node *n);
+
+/* The watch of the leader Lease (lease_watch = yes): started by the
+ * daemon, whose event loop drives it (lease_watcher_fd/next/process). */
+int node_start_lease_watch(struct node *n, char **reterr_msg);
+void node_stop_lease_watch(struct node *n);
+/* A follower's read of the Lease: the watch's record while its stream is
+ * fresh (a list when it needs one), else election_observe(). Returns what
+ * election_observe() would. */
+int node_read_lease(struct node *n, char **reterr_msg);
 
 /* The PostgreSQL 15 programs: pg_bindir, else `pg_config --bindir` when it
  * is version 15, else the Debian location. */

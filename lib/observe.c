@@ -188,6 +188,8 @@ static int observe_lease(struct node *n, struct observation *o, usec_t now) {
          * the leader's requests. */
         if (e->leader && e->observed && !election_lost(e, MAX(now, clock_now(n->clock))))
                 r = 0;
+        else if (!e->leader)
+                r = node_read_lease(n, NULL);
         else
                 r = election_observe(e, NULL);
         /* Judged at the time of the read, not at the start of the tick. */

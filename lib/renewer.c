@@ -363,21 +363,6 @@ int renewer_start(struct renewer *r, const struct dcs_leader *record, usec_t sen
         return 0;
 }
 
-/* Whether record a is older than record b. The API server orders writes by
- * resourceVersion; where both are integers (etcd's revision, the emulator's
- * counter) that order is used. The time each side received its record is
- * not an order: a renewal's answer can reach this thread after the loop has
- * written a newer record on top of it (agentctl pause), and adopting it
- * then made the loop see "not paused" and answer a resume with "nothing to
- * resume", leaving the cluster paused for good. */
-static bool record_older(const struct dcs_leader *a, usec_t a_at, const struct dcs_leader *b, usec_t b_at) {
-        int64_t va, vb;
-
-        if (a->version && b->version && parse_int64(a->version, &va) >= 0 && parse_int64(b->version, &vb) >= 0)
-                return va < vb;
-        return a_at < b_at;
-}
-
 /* Under lock: the renewer's last record into the loop's election, unless
  * the loop has since seen (written) a newer one itself. */
 static void hand_record_locked(struct renewer *r, struct election *e) {
@@ -387,7 +372,7 @@ static void hand_record_locked(struct renewer *r, struct election *e) {
          * annotation from agentctl): that would hide the loop's change
          * until the next renewal, and agentctl would see it vanish. */
         if (r->record_gen != r->synced_record_gen && e->observed && r->record &&
-            record_older(r->record, r->record_at, e->observed, e->observed_at))
+            election_record_older(r->record, r->record_at, e->observed, e->observed_at))
                 r->synced_record_gen = r->record_gen;
         if (r->record_gen != r->synced_record_gen && r->record && dcs_leader_copy(r->record, &copy) >= 0) {
                 r->synced_record_gen = r->record_gen;

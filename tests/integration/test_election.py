@@ -37,7 +37,7 @@ API_TIMEOUT = 1.0
 TICK_MAX = RETRY_PERIOD * 1.1          # retry_period + 10% jitter
 SLACK = 0.5                            # scheduling and request latency
 MICROTIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
-AGENT_VERBS = ["get", "list", "create", "update", "patch"]
+AGENT_VERBS = ["get", "list", "watch", "create", "update", "patch"]
 
 
 def ms(seconds):
