@@ -90,22 +90,32 @@ static void buffer_compact(struct kube_watch_buffer *b) {
         b->size = keep;
 }
 
+/* The length of the unfinished line at the end of the n bytes at p. */
+static size_t tail_length(const char *p, size_t n) {
+        const char *nl = memrchr(p, '\n', n);
+
+        return nl ? n - (size_t) (nl + 1 - p) : n;
+}
+
 int kube_watch_buffer_feed(struct kube_watch_buffer *b, const char *p, size_t n) {
+        size_t tail;
+
         buffer_compact(b);
         if (memchr(p, '\0', n))
                 return -EBADMSG;
+        /* The line being received may not outgrow the limit, whether or not
+         * whole lines come with it. */
+        tail = memchr(p, '\n', n) ? tail_length(p, n) : tail_length(b->data ?: "", b->size) + n;
+        if (tail > b->limit)
+                return -EFBIG;
         if (b->size + n + 1 > b->alloc) {
-                size_t want = MAX(b->alloc * 2, b->size + n + 1);
-                char *d;
+                size_t want = MAX(MAX(b->alloc * 2, b->size + n + 1), (size_t) 4096);
+                char *d = realloc(b->data, want);
 
-                /* What is kept is at most one partial line, plus this chunk. */
-                if (b->size + n > b->limit && !memchr(p, '\n', n))
-                        return -EFBIG;
-                d = realloc(b->data, MAX(want, (size_t) 4096));
                 if (!d)
                         return -ENOMEM;
                 b->data = d;
-                b->alloc = MAX(want, (size_t) 4096);
+                b->alloc = want;
         }
         memcpy(b->data + b->size, p, n);
         b->size += n;

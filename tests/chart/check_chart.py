@@ -352,14 +352,21 @@ def check_mounts(docs, label):
 
 def agent_calls(source_dir):
     """(verb, apiGroup, resource, named) of every API call the agent makes:
-    the kube_* functions lib/dcs-kube.c calls, each read in lib/kube.c
-    (its object_path() resource and name, its kube_request() method)."""
+    the kube_* functions lib/dcs-kube.c and the Lease watch
+    (lib/lease-watch-curl.c) call, each read in lib/kube.c (its
+    object_path() resource and name, its kube_request() method; a list or
+    watch of the Lease by field selector is named, as RBAC sees it)."""
     with open(os.path.join(source_dir, "lib", "kube.c"),
               encoding="utf-8") as handle:
         kube = handle.read()
     with open(os.path.join(source_dir, "lib", "dcs-kube.c"),
               encoding="utf-8") as handle:
         used = set(re.findall(r"\b(kube_\w+)\(d->kube\b", handle.read()))
+    with open(os.path.join(source_dir, "lib", "lease-watch-curl.c"),
+              encoding="utf-8") as handle:
+        text = handle.read()
+        used |= set(re.findall(r"\b(kube_\w+)\(lw->kube\b", text))
+        used |= set(re.findall(r"\b(kube_lease_watch_path)\(", text))
     groups = {"LEASE_API": "coordination.k8s.io", "CORE_API": ""}
     verbs = {"POST": "create", "PUT": "update", "PATCH": "patch",
              "DELETE": "delete"}
@@ -368,6 +375,12 @@ def agent_calls(source_dir):
         body = re.search(r"^int " + func + r"\(.*?^}", kube, re.M | re.S)
         if not body:
             continue        # a helper of the client, not an API call
+        if func == "kube_stream_prepare":
+            continue        # opens the watch kube_lease_watch_path names
+        if "lease_selector_path(ns, name" in body.group(0):
+            verb = "watch" if "watch=1" in body.group(0) else "list"
+            calls[func] = (verb, "coordination.k8s.io", "leases", True)
+            continue
         path = re.search(r'object_path\((\w+), ns, "(\w+)", ([^,]+),',
                          body.group(0))
         method = re.search(r'kube_request\(k, "([A-Z]+)"', body.group(0))
@@ -439,6 +452,9 @@ def check_rbac(docs, label, source_dir, values, calls):
         ("update", "coordination.k8s.io", "leases", "other-leader"),
         ("delete", "coordination.k8s.io", "leases", leader),
         ("list", "coordination.k8s.io", "leases", None),
+        ("watch", "coordination.k8s.io", "leases", None),
+        ("watch", "coordination.k8s.io", "leases", "other-leader"),
+        ("list", "coordination.k8s.io", "leases", "other-leader"),
         ("get", "", "secrets", "anything"),
         ("watch", "", "pods", None),
     ]
