@@ -144,12 +144,23 @@ static void election_tick(struct agent *a, usec_t now) {
                 agent_log(a, LOG_LEVEL_INFO, "acquire", "took the leader lease");
 }
 
-/* The Lease watch on the loop: its timer follows what it asks for. */
+/* The Lease watch on the loop: its timer follows what it asks for. Each
+ * break is logged once, whether the watch's own wake-up or a tick found
+ * it. */
 static void watch_rearm(struct agent *a) {
+        struct lease_watch *w;
         usec_t next;
 
         if (!a->watch_timer || !a->node.lease_watcher)
                 return;
+        w = lease_watcher_state(a->node.lease_watcher);
+        if (w->count.broken != a->watch_breaks_logged) {
+                a->watch_breaks_logged = w->count.broken;
+                agent_log(a, LOG_LEVEL_INFO, "watch", "Lease watch broken (%s): %s",
+                          strempty(w->last_error),
+                          w->state == LEASE_WATCH_NEED_LIST ? "reading the Lease until a list restarts it" :
+                          "reading the Lease until the stream resumes");
+        }
         next = lease_watcher_next(a->node.lease_watcher);
         if (next == USEC_INFINITY) {
                 (void) sd_event_source_set_enabled(a->watch_timer, SD_EVENT_OFF);
@@ -165,14 +176,10 @@ static void watch_rearm(struct agent *a) {
  * retry_period. A holder in good standing does not read the Lease. */
 static void watch_run(struct agent *a) {
         struct lease_watch *w = lease_watcher_state(a->node.lease_watcher);
-        enum lease_watch_state before = w->state;
         usec_t now;
 
         lease_watcher_process(a->node.lease_watcher);
         now = clock_now(a->clock);
-        if (w->state != before && w->state != LEASE_WATCH_STREAMING && w->last_error)
-                agent_log(a, LOG_LEVEL_INFO, "watch", "Lease watch broken (%s): reading the Lease every tick until it is back",
-                          w->last_error);
         if (w->wake) {
                 w->wake = false;
                 if (!a->node.election.leader && a->tick_source &&

@@ -38,7 +38,7 @@ from summary import figure  # noqa: E402  bench/run collects these
 NS = "default"
 LEASE = "pg-leader"
 NODES = ("pg-0", "pg-1", "pg-2")
-VERBS = ["get", "list", "create", "update", "patch"]
+VERBS = ["get", "list", "watch", "create", "update", "patch"]
 
 
 def ms(seconds):
@@ -76,7 +76,8 @@ class Bench:
         return (f"lease_duration={a.lease_duration:g}s "
                 f"renew_deadline={a.renew_deadline:g}s "
                 f"retry_period={a.retry_period:g}s "
-                f"api_timeout={a.api_timeout:g}s")
+                f"api_timeout={a.api_timeout:g}s "
+                f"lease_watch={getattr(a, 'lease_watch', 'yes')}")
 
     def setup(self):
         self.emu.start()
@@ -99,6 +100,7 @@ class Bench:
                         ("renew_deadline", ms(a.renew_deadline)),
                         ("retry_period", ms(a.retry_period)),
                         ("api_timeout", ms(a.api_timeout)),
+                        ("lease_watch", getattr(a, "lease_watch", "yes")),
                         ("log_format", "json")):
                     f.write(f"{key}={value}\n")
             self.confs[name] = conf
@@ -197,6 +199,8 @@ def main():
     parser.add_argument("--renew-deadline", type=float, default=7.0)
     parser.add_argument("--retry-period", type=float, default=2.0)
     parser.add_argument("--api-timeout", type=float, default=2.0)
+    parser.add_argument("--lease-watch", choices=("yes", "no"),
+                        default="yes")
     args = parser.parse_args()
 
     tmpdir = tempfile.mkdtemp(prefix="pglease-bench-election-")

@@ -86,6 +86,10 @@ def parse_args():
     parser.add_argument("--status-interval", type=float, default=10.0)
     parser.add_argument("--api-timeout", type=float, default=2.0)
     parser.add_argument("--sync", choices=("on", "off"), default="off")
+    parser.add_argument("--lease-watch", choices=("yes", "no"),
+                        default="yes",
+                        help="followers watch the Lease (default) or read "
+                        "it every tick")
     return parser.parse_args()
 
 
@@ -116,6 +120,8 @@ def measure(args, local):
         getattr(local.node(key[0]), f"{key[1]}_proc").pid)
         for key in cpu_before}
     stats = local.emulator.stats()
+    stats["cluster_total"] = sum(
+        stats["tokens"].get(n.token, {}).get("total", 0) for n in local.nodes)
     changed = local.lease_holder() != primary.name
     return nodes, rss, cpu_before, cpu_after, elapsed, stats, changed
 
@@ -127,7 +133,8 @@ def report(args, nodes, rss, cpu_before, cpu_after, elapsed, stats,
           f"retry_period={secs(args.retry_period)} "
           f"status_interval={secs(args.status_interval)} "
           f"api_timeout={secs(args.api_timeout)} "
-          f"synchronous_mode={args.sync}; 3 nodes, idle "
+          f"synchronous_mode={args.sync} lease_watch={args.lease_watch}; "
+          "3 nodes, idle "
           f"{args.settle:g}s, window {elapsed:.0f}s; {os.cpu_count()} "
           "CPUs")
     print(f"{'':<13} {'process':<11} {'RSS':>8} {'peak RSS':>9} "
@@ -155,6 +162,11 @@ def report(args, nodes, rss, cpu_before, cpu_after, elapsed, stats,
                   f"{(peak or 0) / 1024:8.1f}M {(anon or 0) / 1024:6.1f}M "
                   f"{(mapped or 0) / 1024:6.1f}M {per_hour:11.1f} "
                   f"{used / elapsed * 100:6.2f}% {api:>12}  {verbs}")
+    cluster = stats["cluster_total"] / stats["seconds"] * 60
+    print(f"API requests per minute, the three agents: {cluster:.1f}")
+    figure("API requests/min, 3 agents", f"{cluster:.1f}",
+           f"retry_period {secs(args.retry_period)}, lease_watch "
+           f"{args.lease_watch}")
     if changed:
         print("(the leader changed during the window: the figures mix "
               "roles)")
@@ -172,6 +184,7 @@ def main():
         "api_timeout": secs(args.api_timeout),
         "primary_start_timeout": "10s",
         "synchronous_mode": args.sync,
+        "lease_watch": args.lease_watch,
     }
     local = None
     try:

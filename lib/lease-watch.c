@@ -224,7 +224,8 @@ void lease_watch_on_end(struct lease_watch *w, long status, int error, const cha
                 w->count.gone++;
         /* Anything but a dropped connection (403, 500, 410) lists again. */
         broken(w, status != 0 && status != 200, why, now);
-        if (status == 401 || status == 403)
+        /* 401 is a token rotated under the stream: the list re-reads it. */
+        if (status == 403)
                 w->retry_at = now + REFUSED_RETRY;
 }
 
