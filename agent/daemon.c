@@ -144,6 +144,12 @@ static void election_tick(struct agent *a, usec_t now) {
                 agent_log(a, LOG_LEVEL_INFO, "acquire", "took the leader lease");
 }
 
+/* sd-event fires a timer anywhere in [time, time + accuracy] to coalesce
+ * wake-ups, and accuracy 0 means its default, 250 ms: a tick woken by the
+ * watch for a released Lease then ran up to a quarter second late, as did
+ * the leader's tick at its renew deadline. One millisecond is a timer. */
+#define TICK_ACCURACY USEC_PER_MSEC
+
 /* The Lease watch on the loop: its timer follows what it asks for. Each
  * break is logged once, whether the watch's own wake-up or a tick found
  * it. */
@@ -212,7 +218,8 @@ static int watch_attach(struct agent *a, char **reterr_msg) {
                 return r;
         r = sd_event_add_io(a->event, &a->watch_io, lease_watcher_fd(a->node.lease_watcher), EPOLLIN, on_watch_io, a);
         if (r >= 0)
-                r = sd_event_add_time(a->event, &a->watch_timer, CLOCK_MONOTONIC, USEC_INFINITY, 0, on_watch_timer, a);
+                r = sd_event_add_time(a->event, &a->watch_timer, CLOCK_MONOTONIC, USEC_INFINITY, TICK_ACCURACY,
+                                      on_watch_timer, a);
         if (r >= 0)
                 r = sd_event_source_set_enabled(a->watch_timer, SD_EVENT_OFF);
         if (r < 0) {
@@ -389,7 +396,7 @@ int agent_run(struct agent *a) {
                 }
         }
         /* The first tick runs at once; the loop re-arms it after each. */
-        r = sd_event_add_time(a->event, &a->tick_source, CLOCK_MONOTONIC, 0, 0, on_tick, a);
+        r = sd_event_add_time(a->event, &a->tick_source, CLOCK_MONOTONIC, 0, TICK_ACCURACY, on_tick, a);
         if (r < 0) {
                 agent_log(a, LOG_LEVEL_ERROR, "start", "cannot add the tick timer: %s", strerror(-r));
                 return EXIT_FAIL;

@@ -21,6 +21,7 @@ import argparse
 import calendar
 import json
 import os
+import random
 import shutil
 import signal
 import statistics
@@ -57,8 +58,11 @@ def hand_overs(bench, runs):
     times = []
     for _ in range(runs):
         leader = bench.wait_leader()
-        # Every follower settled on the holder (and watching, if it does).
-        time.sleep(3 * bench.args.retry_period)
+        # Every follower settled on the holder (and watching, if it does);
+        # a random part so that the stop does not fall at the same phase
+        # of the followers' ticks run after run.
+        time.sleep(3 * bench.args.retry_period +
+                   random.uniform(0, bench.args.retry_period))
         before = {n: len(lines(bench, n, "acquire")) for n in election.NODES}
         proc = bench.procs.pop(leader)
         os.killpg(proc.pid, signal.SIGTERM)

@@ -13,11 +13,11 @@ import subprocess
 import time
 import urllib.request
 
-import pytest
-
 import cluster as clusterlib
 import pgharness
 import realkube
+# The shared three-node cluster and its split-brain checker.
+from test_real_faults import checked, shared  # noqa: F401  pylint: disable=unused-import
 
 HEAL = 90
 # apiserver_longrunning_requests{...,resource="leases",scope="namespace",
@@ -25,21 +25,6 @@ HEAL = 90
 # controllers' own Lease informers are cluster-scoped).
 WATCHES = re.compile(r'^apiserver_longrunning_requests\{([^}]*)\} (\d+)',
                      re.M)
-
-
-@pytest.fixture(scope="module")
-def shared(module_cluster_factory):
-    return module_cluster_factory(n=3)
-
-
-@pytest.fixture
-def checked(shared):
-    shared.wait_healthy(HEAL)
-    checker = shared.split_brain_checker()
-    yield shared
-    violations = checker.stop()
-    assert not violations, f"two primaries at once: {violations[:5]}"
-    assert checker.rounds > 0
 
 
 def lease_watches(admin):
