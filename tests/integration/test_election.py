@@ -528,11 +528,17 @@ def rotate_and_revoke_in_the_emulator(cluster):
         agent.set_token(f"tok-{agent.name}-{agent.generation}")
     for old in old_tokens.values():
         cluster.emu.remove_token(old)
+    # A follower sends nothing while its Lease watch stands (lease_watch):
+    # break the watches, so that the followers' next requests meet the
+    # removed token too.
+    cluster.emu.watches(action="close")
 
     def all_use_new_tokens():
         stats = cluster.emu.stats()["tokens"]
-        return all(stats.get(a.token, {}).get("codes", {}).get("200", 0) >= 2
-                   for a in cluster.agents.values())
+        # The leader's renewals; a follower's list (its new watch is
+        # counted by the emulator only when it ends).
+        return all(stats.get(a.token, {}).get("codes", {}).get("200", 0) >=
+                   (2 if a is leader else 1) for a in cluster.agents.values())
 
     # A removed token gets 401, and the agent re-reads its file at once.
     pgharness.wait_for(all_use_new_tokens, 4 * TICK_MAX + SLACK,
