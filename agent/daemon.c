@@ -81,6 +81,8 @@ static void decide_options_from(const struct config *c, struct decide_options *r
                 .primary_start_timeout = c->primary_start_timeout,
                 .synchronous_mode = c->synchronous_mode,
                 .synchronous_node_count = c->synchronous_node_count,
+                .renew_deadline = c->renew_deadline,
+                .failsafe_mode = c->failsafe_mode,
         };
 }
 

@@ -76,6 +76,12 @@ static const struct config_key keys[] = {
             "A request body larger than this is answered 413 (no endpoint takes a body)."),
         KEY(http_maximum_lag, CONFIG_SIZE, "16MB", 0, 0, true,
             "A standby further behind the leader's published optime is not ready and fails /replica (unless ?lag= says otherwise)."),
+        KEY(failsafe_mode, CONFIG_BOOL, "no", 0, 0, false,
+            "Keep the primary writable while the API server is unreachable, as long as every member of the last cluster view answers POST /failsafe within renew_deadline (needs http_listen and a token)."),
+        KEY(failsafe_token_file, CONFIG_PATH, "", 0, 0, false,
+            "File holding the token members send and check on POST /failsafe (a mounted Secret)."),
+        KEY(failsafe_token, CONFIG_SECRET, "", 0, 0, false,
+            "The POST /failsafe token inline (PGLEASE_FAILSAFE_TOKEN from a Secret); prefer failsafe_token_file."),
         KEY_ENUM(pgctl, "supervisor", pgctl_values, false,
                  "How the agent starts and stops PostgreSQL: the run-postgres supervisor, or pg_ctl."),
         KEY(primary_start_timeout, CONFIG_DURATION, "10s", SEC(1), SEC(3600), true,
@@ -707,6 +713,17 @@ int config_validate(const struct config *c, char **reterr_msg) {
                                            "is not ADDRESS:PORT with a numeric address (127.0.0.1:8008, [::]:8008) and a port in 1-65535",
                                            reterr_msg);
         }
+        if (c->failsafe_mode) {
+                if (isempty(c->http_listen))
+                        return set_error_msg(reterr_msg, "%s: failsafe_mode: needs http_listen (members answer POST /failsafe there)",
+                                             origin_of(c, "failsafe_mode")), -EINVAL;
+                if (isempty(c->failsafe_token) && isempty(c->failsafe_token_file))
+                        return set_error_msg(reterr_msg, "%s: failsafe_mode: needs failsafe_token_file or failsafe_token",
+                                             origin_of(c, "failsafe_mode")), -EINVAL;
+        }
+        if (!isempty(c->failsafe_token) && !isempty(c->failsafe_token_file))
+                return set_error_msg(reterr_msg, "failsafe_token (%s) and failsafe_token_file (%s) are both set; keep one",
+                                     origin_of(c, "failsafe_token"), origin_of(c, "failsafe_token_file")), -EINVAL;
         if (strpbrk(c->listen_addresses, "'\\"))
                 return key_invalid(c, "listen_addresses", c->listen_addresses,
                                    "must not contain a quote or a backslash", reterr_msg);

@@ -60,6 +60,10 @@ struct config {
         int64_t http_max_connections;
         uint64_t http_max_body;
         uint64_t http_maximum_lag;
+        /* failsafe mode (docs/failover.md) */
+        bool failsafe_mode;
+        char *failsafe_token_file;
+        char *failsafe_token;
         int pgctl;
         usec_t primary_start_timeout;
         usec_t stop_timeout;

@@ -44,6 +44,7 @@ static const char *const action_names[_ACTION_KIND_MAX] = {
         [ACTION_CLEAR_SWITCHOVER] = "clear-switchover",
         [ACTION_STOP] = "stop",
         [ACTION_DEMOTE_DONE] = "demote-done",
+        [ACTION_FAILSAFE_ASK] = "failsafe-ask",
 };
 
 const char *action_kind_to_string(enum action_kind k) {
@@ -71,6 +72,10 @@ void observation_done(struct observation *o) {
                 free(o->peers[i].host);
         }
         free(o->peers);
+        strv_free(o->lease_failsafe);
+        for (size_t i = 0; i < o->n_failsafe; i++)
+                free(o->failsafe[i].name);
+        free(o->failsafe);
         *o = (struct observation) {};
 }
 
@@ -94,6 +99,7 @@ void agent_state_done(struct agent_state *s) {
         free(s->follow_leader);
         strv_free(s->sync_pending);
         free(s->sync_pending_lsn);
+        free(s->failsafe_promised_to);
         *s = (struct agent_state) {};
 }
 
@@ -763,6 +769,10 @@ static int decide_holder(const struct observation *o, struct agent_state *s, use
                     strv_union(o->sync, NULL, &publish) < 0)
                         return -ENOMEM;
                 renew(l, o);
+                /* Failsafe mode: the answers are asked for every tick, so
+                 * that they are fresh the moment the API server goes. */
+                if (s->opt.failsafe_mode)
+                        push(l, ACTION_FAILSAFE_ASK, NULL);
                 a = (struct action *) action_list_find(l, ACTION_RENEW);
                 if (a && publish) {
                         a->names = TAKE_PTR(publish);
@@ -795,6 +805,75 @@ static bool leader_alive(const struct observation *o) {
         const struct peer_observation *p = observation_peer(o, o->lease_holder);
 
         return p && p->role == MEMBER_ROLE_PRIMARY && p->state && streq(p->state, "running");
+}
+
+/* ---- failsafe mode (docs/design.md, "Failsafe mode") ---- */
+
+usec_t decide_failsafe_until(const struct observation *o, const struct agent_state *s) {
+        usec_t oldest = USEC_INFINITY;
+
+        if (!s->opt.failsafe_mode || !o->failsafe_view)
+                return 0;
+        for (size_t i = 0; i < o->n_failsafe; i++) {
+                const struct failsafe_answer *m = &o->failsafe[i];
+
+                if (streq(m->name, s->opt.name))
+                        continue;
+                if (m->answered_sent == 0)
+                        return 0;
+                oldest = MIN(oldest, m->answered_sent);
+        }
+        /* Nobody else in the view: nobody can take the lease but a member
+         * that is not in the published list, and that one may not (see
+         * failsafe_blocks()); an answer is then this tick's own word. */
+        if (oldest == USEC_INFINITY)
+                oldest = o->now;
+        return oldest + s->opt.renew_deadline;
+}
+
+int decide_failsafe_promise(struct agent_state *s, const char *leader, bool lease_leader, usec_t now) {
+        char *copy;
+
+        if (isempty(leader) || streq(leader, s->opt.name) || lease_leader ||
+            s->kind == AGENT_CANDIDATE || s->kind == AGENT_PROMOTING || s->kind == AGENT_PRIMARY)
+                return -EBUSY;
+        copy = strdup(leader);
+        if (!copy)
+                return -ENOMEM;
+        free(s->failsafe_promised_to);
+        s->failsafe_promised_to = copy;
+        /* A full lease duration from the answer, on our own clock: the
+         * asker stops writing renew_deadline after it sent the question,
+         * which was before. */
+        s->failsafe_promise_until = now + s->opt.lease_duration;
+        return 0;
+}
+
+bool decide_failsafe_promised(const struct observation *o, const struct agent_state *s, usec_t now) {
+        /* Only a lease that the promised leader still holds: a release
+         * (holder "") is its own word that it stopped being the primary. */
+        return s->failsafe_promised_to && now < s->failsafe_promise_until && !isempty(o->lease_holder) &&
+                streq(o->lease_holder, s->failsafe_promised_to);
+}
+
+/* Whether failsafe mode forbids taking an expired lease now: we promised
+ * its holder not to, or its holder published the members it asks and we
+ * are not one of them (it would not wait for our answer before writing on,
+ * so nothing tells us it stopped). */
+static bool failsafe_blocks(const struct observation *o, const struct agent_state *s, usec_t now, struct action_list *l) {
+        if (isempty(o->lease_holder))
+                return false;
+        if (decide_failsafe_promised(o, s, now)) {
+                emit(l, LOG_LEVEL_INFO, "failsafe", "the lease of %s looks expired, but this member answered its POST /failsafe: not taking it for %" PRIu64 "ms",
+                     o->lease_holder, (s->failsafe_promise_until - now) / USEC_PER_MSEC);
+                return true;
+        }
+        if (o->lease_failsafe && !strv_has(o->lease_failsafe, s->opt.name)) {
+                emit(l, LOG_LEVEL_WARNING, "failsafe", "the lease of %s looks expired, but it runs in failsafe mode and does not ask this member: not taking it",
+                     o->lease_holder);
+                return true;
+        }
+        return false;
 }
 
 /* We do not hold the lease: fence a local primary, take a free lease if we
@@ -845,7 +924,9 @@ static int decide_follower(const struct observation *o, struct agent_state *s, u
                 set_state(s, l, AGENT_CANDIDATE, now);
                 return 0;
         }
-        if (o->lease_read && o->lease_may_acquire && !tilt) {
+        if (o->lease_read && o->lease_may_acquire && !tilt && failsafe_blocks(o, s, now, l))
+                ; /* the holder may still be a primary on its members' answers */
+        else if (o->lease_read && o->lease_may_acquire && !tilt) {
                 const char *best = decide_best_candidate(o, s);
 
                 if (o->paused)
@@ -937,7 +1018,7 @@ static int decide_follower(const struct observation *o, struct agent_state *s, u
 }
 
 int decide(const struct observation *o, struct agent_state *s, usec_t now, struct action_list *ret) {
-        bool tilt;
+        bool tilt, lost = false;
 
         if (o->supervisor_watched && !o->supervisor_gone)
                 s->supervisor_seen = true;
@@ -965,13 +1046,32 @@ int decide(const struct observation *o, struct agent_state *s, usec_t now, struc
 
         /* Safety rule 1: our last successful renewal was sent more than
          * renew_deadline ago; the others may take the lease once
-         * lease_duration has passed, so stop being a primary now. */
-        if (o->lease_lost) {
+         * lease_duration has passed, so stop being a primary now. In
+         * failsafe mode, unless every member of the last view answered a
+         * POST /failsafe sent less than renew_deadline ago: each of them
+         * promised not to take the lease for a lease duration from its
+         * answer (docs/design.md, "Failsafe mode"). */
+        s->failsafe_until = o->lease_leader ? decide_failsafe_until(o, s) : 0;
+        if (o->lease_leader && !o->lease_lost && o->lease_renew_sent > 0 &&
+            now > o->lease_renew_sent + o->lease_renew_deadline) {
+                if (now < s->failsafe_until) {
+                        if (!s->failsafe_active)
+                                emit(ret, LOG_LEVEL_WARNING, "failsafe", "the lease could not be renewed within renew_deadline, but every member answered POST /failsafe: staying the primary");
+                        s->failsafe_active = true;
+                } else
+                        lost = true;
+        } else if (s->failsafe_active && o->lease_leader && !o->lease_lost) {
+                emit(ret, LOG_LEVEL_INFO, "failsafe", "the lease is renewed again: failsafe mode over");
+                s->failsafe_active = false;
+        }
+        if (o->lease_lost || lost) {
+                s->failsafe_active = false;
                 if (o->pg_running && (!o->pg_accepting || !o->pg_in_recovery)) {
                         /* The fence before the event: the event may wait on
                          * the very API server that failed us. */
                         push(ret, ACTION_FENCE, NULL);
-                        emit(ret, LOG_LEVEL_ERROR, "fence", "the lease could not be renewed within renew_deadline: fenced the primary");
+                        emit(ret, LOG_LEVEL_ERROR, "fence", "the lease could not be renewed within renew_deadline%s: fenced the primary",
+                             s->opt.failsafe_mode ? " and not every member answered POST /failsafe in time" : "");
                 }
                 s->was_primary = s->was_primary || s->kind == AGENT_PRIMARY || s->kind == AGENT_PROMOTING;
                 set_state(s, ret, AGENT_FENCED, now);

@@ -35,6 +35,8 @@ struct decide_options {
         usec_t primary_start_timeout;
         int synchronous_mode;
         int64_t synchronous_node_count;
+        usec_t renew_deadline;
+        bool failsafe_mode;           /* keep writing through an API outage while every member answers (docs/failover.md) */
 };
 
 struct agent_state {
@@ -64,6 +66,15 @@ struct agent_state {
         char **sync_pending;
         uint64_t *sync_pending_lsn;
         size_t n_sync_pending;
+        /* Failsafe mode, as the leader: until when every member's answer
+         * keeps this primary writable without a renewal (0: not at all),
+         * and whether it is running on those answers now. */
+        usec_t failsafe_until;
+        bool failsafe_active;
+        /* ... and as a member that answered a leader's POST /failsafe:
+         * whom it promised not to take the lease from, and until when. */
+        char *failsafe_promised_to;
+        usec_t failsafe_promise_until;
         struct decide_options opt;
 };
 
@@ -87,6 +98,7 @@ enum action_kind {
         ACTION_CLEAR_SWITCHOVER, /* refuse a switchover request: clear the annotation */
         ACTION_STOP,          /* stop the local Postgres cleanly and keep it down (pre-stop on a standby) */
         ACTION_DEMOTE_DONE,   /* complete the pending pre-stop request: lsn = 1 ok, 0 failed */
+        ACTION_FAILSAFE_ASK,  /* failsafe mode: POST /failsafe to every other member of the last view */
         _ACTION_KIND_MAX,
 };
 
@@ -130,5 +142,20 @@ const char *decide_best_candidate(const struct observation *o, const struct agen
 const char *decide_best_successor(const struct observation *o, const struct agent_state *s);
 
 int decide(const struct observation *o, struct agent_state *s, usec_t now, struct action_list *ret);
+
+/* Failsafe mode's rule (docs/design.md, "Failsafe mode"), pure: the time
+ * until which the holder may keep its primary writable on its members'
+ * answers alone: the earliest send time of the latest request each member
+ * of the view (self excepted) answered, plus renew_deadline; 0 when one of
+ * them has not answered at all (or the mode is off). */
+usec_t decide_failsafe_until(const struct observation *o, const struct agent_state *s);
+
+/* A member asked by leader at now to promise not to take the lease for a
+ * lease duration: 0 and the promise recorded in s, or -EBUSY when this
+ * member leads or is taking the lease itself (the asker must fence). */
+int decide_failsafe_promise(struct agent_state *s, const char *leader, bool lease_leader, usec_t now);
+
+/* The promise binds now: the record names the leader we promised. */
+bool decide_failsafe_promised(const struct observation *o, const struct agent_state *s, usec_t now);
 
 #endif

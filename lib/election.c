@@ -101,12 +101,16 @@ usec_t election_renew_deadline(const struct election *e) {
         return MIN(e->renew_deadline, e->granted_renew_deadline);
 }
 
+usec_t election_safe_until(const struct election *e) {
+        return MAX(e->last_renew_sent + election_renew_deadline(e), e->failsafe_until);
+}
+
 bool election_lost(const struct election *e, usec_t now) {
-        return e->leader && now > e->last_renew_sent && now - e->last_renew_sent > election_renew_deadline(e);
+        return e->leader && now > e->last_renew_sent && now > election_safe_until(e);
 }
 
 usec_t election_renew_remaining(const struct election *e, usec_t now) {
-        usec_t end = e->last_renew_sent + election_renew_deadline(e);
+        usec_t end = election_safe_until(e);
 
         return now >= end ? 0 : end - now;
 }
@@ -237,6 +241,7 @@ int election_acquire(struct election *e, const struct election_publish *pub, cha
         observe_record(e, got, clock_now(e->clock));
         e->leader = true;
         e->last_renew_sent = sent;
+        e->failsafe_until = 0;
         e->granted_renew_deadline = e->renew_deadline;
         return 0;
 }
@@ -247,8 +252,9 @@ static int renew_once(struct election *e, const struct election_publish *pub, ch
         usec_t sent = clock_now(e->clock), deadline;
         int r;
 
-        /* Never retry past the renew deadline: after it we fence anyway. */
-        deadline = MIN(sent + e->api_timeout, e->last_renew_sent + election_renew_deadline(e));
+        /* Never retry past the renew deadline (or the failsafe answers'
+         * end): after it we fence anyway. */
+        deadline = MIN(sent + e->api_timeout, election_safe_until(e));
         if (deadline <= sent)
                 return set_error_msg(reterr_msg, "renew deadline passed"), -ETIMEDOUT;
         r = build_holder_record(e, pub, &want);

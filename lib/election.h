@@ -31,6 +31,9 @@ struct election {
         usec_t last_renew_sent;       /* monotonic send time of the last successful write as holder */
         usec_t granted_renew_deadline;/* renew_deadline when that write (and its leaseDurationSeconds) was sent */
         const char *release_reason;   /* set by the caller before election_release: "switchover", "demote", NULL */
+        /* Failsafe mode: until when every member's answer keeps the holder
+         * a leader without a renewal (decide_failsafe_until(); 0: none). */
+        usec_t failsafe_until;
 };
 
 /* What a holder publishes with a renewal. Fields left 0/NULL keep the
@@ -61,8 +64,12 @@ bool election_is_free(const struct election *e, usec_t now);
  * successor, we are that successor or one lease duration has passed. */
 bool election_may_acquire(const struct election *e, usec_t now);
 /* The holder's safety clock (safety rule 1): true when we believe we lead
- * but our last successful renewal was sent more than renew_deadline ago. */
+ * but our last successful renewal was sent more than renew_deadline ago,
+ * and failsafe mode's answers do not cover now either. */
 bool election_lost(const struct election *e, usec_t now);
+/* The end of the holder's safe time: the renew deadline of its last
+ * successful write, or failsafe_until if later. */
+usec_t election_safe_until(const struct election *e);
 /* How long until we must have renewed; 0 when already past. */
 usec_t election_renew_remaining(const struct election *e, usec_t now);
 /* The renew deadline the holder judges itself by: renew_deadline, but never

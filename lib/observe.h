@@ -32,6 +32,13 @@ struct replica_observation {
         uint64_t flush_lsn;
 };
 
+/* Failsafe mode: a member of the holder's last cluster view and the send
+ * time of the latest POST /failsafe it answered (0: none yet). */
+struct failsafe_answer {
+        char *name;
+        usec_t answered_sent;
+};
+
 struct observation {
         usec_t now;
         usec_t tick_late;             /* how much later than scheduled this tick started */
@@ -70,6 +77,9 @@ struct observation {
         bool lease_leader;            /* we believe we lead (we wrote it and keep renewing) */
         bool lease_lost;              /* safety rule 1: renew_deadline passed since our last renewal was sent */
         bool lease_may_acquire;
+        usec_t lease_renew_sent;      /* holder: send time of the last successful acquire or renewal */
+        usec_t lease_renew_deadline;  /* holder: the renew deadline in force for it */
+        char **lease_failsafe;        /* the members the holder published it asks in failsafe mode; NULL if none */
         char *lease_holder;           /* "" when released, NULL when unknown */
         bool paused;
         char *successor;
@@ -89,6 +99,13 @@ struct observation {
         /* Every other member. */
         size_t n_peers;
         struct peer_observation *peers;
+
+        /* Failsafe mode, as the holder: the members of the last view read
+         * (self included) and their answers; failsafe_view false while no
+         * view has been read. */
+        bool failsafe_view;
+        size_t n_failsafe;
+        struct failsafe_answer *failsafe;
 };
 
 void observation_done(struct observation *o);

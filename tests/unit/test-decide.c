@@ -1456,6 +1456,213 @@ static void test_starting_holder_whose_postgres_never_comes_up_releases(void **s
         agent_state_done(&s);
 }
 
+/* ---- failsafe mode ---- */
+
+/* pg-1 leads, failsafe on; its last renewal went out at T0 and the API
+ * server has been gone since. The view is pg-0, pg-1, pg-2; each other
+ * member answered the POST /failsafe sent at `sent0` and `sent2` (0: no
+ * answer). */
+static void failsafe_view(struct observation *o, struct agent_state *s, usec_t sent0, usec_t sent2) {
+        state_for(s, "pg-1");
+        s->opt.renew_deadline = 7 * SEC;
+        s->opt.failsafe_mode = true;
+        s->kind = AGENT_PRIMARY;
+        primary_view(o);
+        o->lease_renew_sent = T0;
+        o->lease_renew_deadline = 7 * SEC;
+        o->failsafe_view = true;
+        o->n_failsafe = 3;
+        o->failsafe = calloc(3, sizeof *o->failsafe);
+        o->failsafe[0] = (struct failsafe_answer) { .name = strdup("pg-0"), .answered_sent = sent0 };
+        o->failsafe[1] = (struct failsafe_answer) { .name = strdup("pg-1") };
+        o->failsafe[2] = (struct failsafe_answer) { .name = strdup("pg-2"), .answered_sent = sent2 };
+}
+
+static void test_failsafe_keeps_the_primary_while_every_member_answered(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+
+        /* Past the renew deadline (T0 + 7 s), answers sent at T0 + 6 s and
+         * T0 + 8 s: writable until T0 + 13 s. */
+        failsafe_view(&o, &s, T0 + 6 * SEC, T0 + 8 * SEC);
+        o.now = T0 + 9 * SEC;
+        decide(&o, &s, T0 + 9 * SEC, &l);
+        assert_false(action_list_has(&l, ACTION_FENCE));
+        assert_true(action_list_has(&l, ACTION_RENEW));
+        assert_true(action_list_has(&l, ACTION_FAILSAFE_ASK));
+        assert_int_equal(s.kind, AGENT_PRIMARY);
+        assert_true(s.failsafe_active);
+        assert_true(s.failsafe_until == T0 + 13 * SEC);
+        assert_int_equal(decide_failsafe_until(&o, &s), T0 + 13 * SEC);
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+static void test_failsafe_fences_when_one_member_did_not_answer(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+
+        failsafe_view(&o, &s, T0 + 6 * SEC, 0);
+        o.now = T0 + 8 * SEC;
+        assert_int_equal(decide_failsafe_until(&o, &s), 0);
+        decide(&o, &s, T0 + 8 * SEC, &l);
+        assert_true(action_list_has(&l, ACTION_FENCE));
+        assert_int_equal(s.kind, AGENT_FENCED);
+        assert_false(s.failsafe_active);
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+static void test_failsafe_fences_when_an_answer_is_older_than_the_deadline(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+
+        /* pg-0's latest answer was to a question sent at T0 + 1 s: it
+         * covers up to T0 + 8 s only. */
+        failsafe_view(&o, &s, T0 + 1 * SEC, T0 + 8 * SEC);
+        o.now = T0 + 7500 * USEC_PER_MSEC;
+        decide(&o, &s, o.now, &l);
+        assert_false(action_list_has(&l, ACTION_FENCE));
+        assert_true(s.failsafe_active);
+        action_list_done(&l);
+        o.now = T0 + 8 * SEC + 1;
+        decide(&o, &s, o.now, &l);
+        assert_true(action_list_has(&l, ACTION_FENCE));
+        assert_int_equal(s.kind, AGENT_FENCED);
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+static void test_failsafe_is_off_by_default(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+
+        failsafe_view(&o, &s, T0 + 6 * SEC, T0 + 8 * SEC);
+        s.opt.failsafe_mode = false;
+        o.now = T0 + 8 * SEC;
+        decide(&o, &s, o.now, &l);
+        assert_true(action_list_has(&l, ACTION_FENCE));
+        assert_false(action_list_has(&l, ACTION_FAILSAFE_ASK));
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+static void test_failsafe_ends_when_the_api_server_is_back(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+
+        failsafe_view(&o, &s, T0 + 6 * SEC, T0 + 8 * SEC);
+        o.now = T0 + 9 * SEC;
+        decide(&o, &s, o.now, &l);
+        assert_true(s.failsafe_active);
+        action_list_done(&l);
+        /* A renewal got through at T0 + 10 s; the answers stop coming
+         * later (a member went away) but the lease covers us. */
+        o.lease_renew_sent = T0 + 10 * SEC;
+        o.failsafe[2].answered_sent = 0;
+        o.now = T0 + 14 * SEC;
+        decide(&o, &s, o.now, &l);
+        assert_false(action_list_has(&l, ACTION_FENCE));
+        assert_true(action_list_has(&l, ACTION_RENEW));
+        assert_false(s.failsafe_active);
+        assert_int_equal(s.kind, AGENT_PRIMARY);
+        action_list_done(&l);
+        /* And the renew deadline still rules: past it without answers,
+         * fence. */
+        o.now = T0 + 17 * SEC + 1;
+        decide(&o, &s, o.now, &l);
+        assert_true(action_list_has(&l, ACTION_FENCE));
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+static void test_failsafe_member_that_answered_does_not_acquire(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+
+        /* pg-1, the best candidate, answered pg-0's POST /failsafe at T0. */
+        state_for(&s, "pg-1");
+        s.opt.failsafe_mode = true;
+        failover_view(&o, 0x3000100, 0x3000000);
+        assert_int_equal(decide_failsafe_promise(&s, "pg-0", false, T0), 0);
+        decide(&o, &s, T0 + 5 * SEC, &l);
+        assert_false(action_list_has(&l, ACTION_ACQUIRE));
+        assert_int_not_equal(s.kind, AGENT_CANDIDATE);
+        action_list_done(&l);
+        /* A lease duration after its answer, the promise is over. */
+        decide(&o, &s, T0 + 10 * SEC, &l);
+        assert_true(action_list_has(&l, ACTION_ACQUIRE));
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+static void test_failsafe_promise_does_not_hold_up_a_release(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+
+        state_for(&s, "pg-1");
+        s.opt.failsafe_mode = true;
+        failover_view(&o, 0x3000100, 0x3000000);
+        free(o.lease_holder);
+        o.lease_holder = strdup("");
+        assert_int_equal(decide_failsafe_promise(&s, "pg-0", false, T0), 0);
+        decide(&o, &s, T0 + 1 * SEC, &l);
+        assert_true(action_list_has(&l, ACTION_ACQUIRE));
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+static void test_failsafe_member_outside_the_published_list_does_not_acquire(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+
+        state_for(&s, "pg-1");
+        failover_view(&o, 0x3000100, 0x3000000);
+        assert_int_equal(strv_extend(&o.lease_failsafe, "pg-0"), 0);
+        assert_int_equal(strv_extend(&o.lease_failsafe, "pg-2"), 0);
+        decide(&o, &s, T0, &l);
+        assert_false(action_list_has(&l, ACTION_ACQUIRE));
+        action_list_done(&l);
+        assert_int_equal(strv_extend(&o.lease_failsafe, "pg-1"), 0);
+        decide(&o, &s, T0, &l);
+        assert_true(action_list_has(&l, ACTION_ACQUIRE));
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
+static void test_failsafe_a_leader_or_candidate_does_not_promise(void **state) {
+        struct agent_state s;
+
+        state_for(&s, "pg-1");
+        assert_int_equal(decide_failsafe_promise(&s, "pg-0", true, T0), -EBUSY);
+        assert_int_equal(decide_failsafe_promise(&s, "pg-1", false, T0), -EBUSY);
+        assert_int_equal(decide_failsafe_promise(&s, "", false, T0), -EBUSY);
+        s.kind = AGENT_CANDIDATE;
+        assert_int_equal(decide_failsafe_promise(&s, "pg-0", false, T0), -EBUSY);
+        assert_null(s.failsafe_promised_to);
+        s.kind = AGENT_REPLICA;
+        assert_int_equal(decide_failsafe_promise(&s, "pg-0", false, T0), 0);
+        assert_string_equal(s.failsafe_promised_to, "pg-0");
+        assert_true(s.failsafe_promise_until == T0 + 10 * SEC);
+        agent_state_done(&s);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_replica_follows_the_leader),
@@ -1504,6 +1711,15 @@ int main(void) {
                 cmocka_unit_test(test_peer_ahead_follows_the_published_mode),
                 cmocka_unit_test(test_leader_publishes_its_mode_with_the_set),
                 cmocka_unit_test(test_switchover_refusal_names_the_published_sync_mode),
+                cmocka_unit_test(test_failsafe_keeps_the_primary_while_every_member_answered),
+                cmocka_unit_test(test_failsafe_fences_when_one_member_did_not_answer),
+                cmocka_unit_test(test_failsafe_fences_when_an_answer_is_older_than_the_deadline),
+                cmocka_unit_test(test_failsafe_is_off_by_default),
+                cmocka_unit_test(test_failsafe_ends_when_the_api_server_is_back),
+                cmocka_unit_test(test_failsafe_member_that_answered_does_not_acquire),
+                cmocka_unit_test(test_failsafe_promise_does_not_hold_up_a_release),
+                cmocka_unit_test(test_failsafe_member_outside_the_published_list_does_not_acquire),
+                cmocka_unit_test(test_failsafe_a_leader_or_candidate_does_not_promise),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
