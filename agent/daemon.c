@@ -11,6 +11,7 @@
 #include "agent.h"
 #include "control-handlers.h"
 #include "exit-codes.h"
+#include "failsafe-client.h"
 #include "http-server.h"
 #include "lease-watch.h"
 #include "pglease-build.h"
@@ -421,6 +422,13 @@ int agent_run(struct agent *a) {
                 if (r < 0)
                         agent_log(a, LOG_LEVEL_ERROR, "http", "no HTTP API (probes and /metrics cannot reach this agent): %s",
                                   err ? err : strerror(-r));
+                err = mfree(err);
+                /* Without it the leader asks nobody: it fences at the
+                 * renew deadline as without failsafe mode. */
+                r = failsafe_client_attach(a, &err);
+                if (r < 0)
+                        agent_log(a, LOG_LEVEL_ERROR, "failsafe", "failsafe mode cannot ask the members (the primary fences when the API server is unreachable): %s",
+                                  err ? err : strerror(-r));
         }
 
         agent_log(a, LOG_LEVEL_INFO, "start", "pglease-agent %s starting: cluster %s, retry_period %" PRIu64 "ms",
@@ -431,6 +439,7 @@ int agent_run(struct agent *a) {
         status = r < 0 ? EXIT_FAIL : r;
         agent_shutdown(a);
         watch_detach(a);
+        failsafe_client_detach(a);
         http_server_detach(a);
         control_handlers_detach(a);
         if (a->have_state)

@@ -424,6 +424,8 @@ static int act_one(struct node *n, const struct logger *log, struct agent_state 
                 if (r >= 0)
                         (void) renewer_start(n->renewer, n->election.observed, n->election.last_renew_sent);
                 if (r >= 0) {
+                        /* Answers given to an earlier term are not this one's. */
+                        node_failsafe_forget(n);
                         n->backstop_held = false;
                         /* The supervisor's watchdog (safety rule 1), see lease-file.h. */
                         (void) lease_file_write(n->cfg->run_dir, n->election.last_renew_sent + election_renew_deadline(&n->election));
@@ -439,6 +441,8 @@ static int act_one(struct node *n, const struct logger *log, struct agent_state 
                 pub.set_sync = a->set_sync;
                 pub.sync = a->names;
                 pub.sync_mode = a->set_sync ? a->sync_mode : DCS_SYNC_MODE_UNKNOWN;
+                pub.set_failsafe = a->set_failsafe;
+                pub.failsafe = a->failsafe_names;
                 /* The renewer renews on its own timer (and rewrites the
                  * lease-expiry file); a new sync list is waited for (safety
                  * rule 4), and so is the end of a hand-over (the next
@@ -528,6 +532,10 @@ static int act_one(struct node *n, const struct logger *log, struct agent_state 
                 event_emit(n, log, r < 0 ? LOG_LEVEL_ERROR : LOG_LEVEL_INFO, a->target ? a->target : "stop", "%s%s",
                            r < 0 ? "cannot stop PostgreSQL: " : "PostgreSQL stopped cleanly and held down", r < 0 ? strempty(err) : "");
                 break;
+        case ACTION_FAILSAFE_ASK:
+                if (n->failsafe_ask)
+                        n->failsafe_ask(n->failsafe_userdata);
+                break;
         case ACTION_DEMOTE_DONE:
                 event_emit(n, log, a->lsn ? LOG_LEVEL_INFO : LOG_LEVEL_ERROR, "demote", "pre-stop hand-over done: %s", strempty(a->target));
                 if (n->demote_done)
@@ -542,6 +550,11 @@ static int act_one(struct node *n, const struct logger *log, struct agent_state 
 int act(struct node *n, const struct logger *log, struct agent_state *s, const struct observation *o,
         const struct action_list *l, bool *ret_redecide) {
         bool redecide = false;
+
+        /* Failsafe mode: what decide() granted, to both lease clocks (the
+         * renewer's fences and writes the supervisor's lease-expiry). */
+        n->election.failsafe_until = n->election.leader ? s->failsafe_until : 0;
+        renewer_failsafe(n->renewer, n->election.failsafe_until);
 
         /* Fences and the renewal first: under a slow API server, the
          * other calls of a tick (events, follows) must not push the
@@ -596,6 +609,7 @@ int act_member_record(const struct node *n, const struct agent_state *s, const s
                 .lsn = o->pg_lsn,
                 .replay_lsn = o->pg_replay_lsn,
                 .port = (int) n->cfg->pg_port,
+                .api_port = node_api_port(n),
                 .priority = (int) n->cfg->priority,
                 .nofailover = n->cfg->nofailover,
         };
@@ -622,8 +636,8 @@ static void publish_member(struct node *n, const struct logger *log, const struc
 
         if (act_member_record(n, s, o, &m) < 0)
                 return;
-        key = strdup_printf("%s|%s|%" PRIu32 "|%s|%d|%" PRId64 "|%d", member_role_to_string(m.role), m.state, m.timeline,
-                            m.host, m.port, (int64_t) m.priority, m.nofailover);
+        key = strdup_printf("%s|%s|%" PRIu32 "|%s|%d|%d|%" PRId64 "|%d", member_role_to_string(m.role), m.state, m.timeline,
+                            m.host, m.port, m.api_port, (int64_t) m.priority, m.nofailover);
         if (key && n->last_published && streq(key, n->last_published) && now - n->last_publish < n->cfg->status_interval) {
                 dcs_member_done(&m);
                 return;

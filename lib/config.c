@@ -573,17 +573,6 @@ int config_load_env(struct config *c, char *const *envp, char ***ret_unknown, ch
         return 0;
 }
 
-static bool valid_dns_label(const char *s, size_t max) {
-        size_t n = strlen(s);
-
-        if (n == 0 || n > max || s[0] == '-' || s[n - 1] == '-')
-                return false;
-        for (size_t i = 0; i < n; i++)
-                if (!islower((unsigned char) s[i]) && !isdigit((unsigned char) s[i]) && s[i] != '-')
-                        return false;
-        return true;
-}
-
 /* Where a key's value came from, for an error about it: "FILE:LINE",
  * "env PGLEASE_X", "flag --set" or "default". */
 static const char *origin_of(const struct config *c, const char *name) {

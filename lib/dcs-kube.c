@@ -78,6 +78,9 @@ static int leader_annotations(const cJSON *ann, struct dcs_leader *l) {
         if (!isempty(v) && strv_split_comma(v, &l->sync) < 0)
                 return -ENOMEM;
         l->sync_mode = dcs_sync_mode_from_string(obj_string(ann, DCS_ANNOTATION_SYNC_MODE));
+        v = obj_string(ann, DCS_ANNOTATION_FAILSAFE);
+        if (!isempty(v) && strv_split_comma(v, &l->failsafe) < 0)
+                return -ENOMEM;
         v = obj_string(ann, DCS_ANNOTATION_SWITCHOVER);
         if (!isempty(v) && !(l->switchover = strdup(v)))
                 return -ENOMEM;
@@ -197,7 +200,7 @@ static char *strv_join_comma(char * const *l) {
 }
 
 static int write_annotations(const struct dcs_leader *l, cJSON *ann) {
-        _cleanup_free_ char *optime = NULL, *lsn = NULL, *sync = NULL, *succ_lsn = NULL;
+        _cleanup_free_ char *optime = NULL, *lsn = NULL, *sync = NULL, *succ_lsn = NULL, *failsafe = NULL;
 
         if (l->optime_timeline > 0 || l->optime_lsn > 0) {
                 lsn = dcs_lsn_format(l->optime_lsn);
@@ -207,11 +210,14 @@ static int write_annotations(const struct dcs_leader *l, cJSON *ann) {
         }
         if (strv_length(l->sync) > 0 && !(sync = strv_join_comma(l->sync)))
                 return -ENOMEM;
+        if (strv_length(l->failsafe) > 0 && !(failsafe = strv_join_comma(l->failsafe)))
+                return -ENOMEM;
         if (l->successor_lsn > 0 && !(succ_lsn = dcs_lsn_format(l->successor_lsn)))
                 return -ENOMEM;
         if (!set_annotation(ann, DCS_ANNOTATION_OPTIME, optime) ||
             !set_annotation(ann, DCS_ANNOTATION_SYNC, sync) ||
             !set_annotation(ann, DCS_ANNOTATION_SYNC_MODE, dcs_sync_mode_to_string(l->sync_mode)) ||
+            !set_annotation(ann, DCS_ANNOTATION_FAILSAFE, failsafe) ||
             !set_annotation(ann, DCS_ANNOTATION_SWITCHOVER, isempty(l->switchover) ? NULL : l->switchover) ||
             !set_annotation(ann, DCS_ANNOTATION_SWITCHOVER_REFUSED, isempty(l->switchover_refused) ? NULL : l->switchover_refused) ||
             !set_annotation(ann, DCS_ANNOTATION_PAUSED, l->paused ? "true" : NULL) ||

@@ -19,6 +19,7 @@ struct dcs_leader *dcs_leader_free(struct dcs_leader *l) {
                 return NULL;
         free(l->holder);
         strv_free(l->sync);
+        strv_free(l->failsafe);
         free(l->switchover);
         free(l->switchover_refused);
         free(l->handover);
@@ -61,7 +62,7 @@ int dcs_leader_copy(const struct dcs_leader *l, struct dcs_leader **ret) {
                 return -ENOMEM;
         *c = *l;
         c->holder = c->switchover = c->switchover_refused = c->handover = c->successor = c->version = c->raw = NULL;
-        c->sync = NULL;
+        c->sync = c->failsafe = NULL;
         if (strdup_nullable(l->holder, &c->holder) < 0 ||
             strdup_nullable(l->switchover, &c->switchover) < 0 ||
             strdup_nullable(l->switchover_refused, &c->switchover_refused) < 0 ||
@@ -69,7 +70,8 @@ int dcs_leader_copy(const struct dcs_leader *l, struct dcs_leader **ret) {
             strdup_nullable(l->successor, &c->successor) < 0 ||
             strdup_nullable(l->version, &c->version) < 0 ||
             strdup_nullable(l->raw, &c->raw) < 0 ||
-            strv_copy(l->sync, &c->sync) < 0)
+            strv_copy(l->sync, &c->sync) < 0 ||
+            strv_copy(l->failsafe, &c->failsafe) < 0)
                 return -ENOMEM;
         *ret = TAKE_PTR(c);
         return 0;
@@ -189,6 +191,7 @@ int dcs_member_to_json(const struct dcs_member *m, char **ret) {
             !add_lsn(o, "replay_lsn", m->replay_lsn) ||
             (m->host && !cJSON_AddStringToObject(o, "host", m->host)) ||
             !cJSON_AddNumberToObject(o, "port", m->port) ||
+            (m->api_port > 0 && !cJSON_AddNumberToObject(o, "api_port", m->api_port)) ||
             !cJSON_AddNumberToObject(o, "priority", m->priority) ||
             !cJSON_AddBoolToObject(o, "nofailover", m->nofailover) ||
             (m->tags && !cJSON_AddStringToObject(o, "tags", m->tags)) ||
@@ -239,7 +242,7 @@ static int member_fields_from_json(const cJSON *o, struct dcs_member *m) {
         const cJSON *role = cJSON_GetObjectItemCaseSensitive(o, "role");
         const cJSON *nofailover = cJSON_GetObjectItemCaseSensitive(o, "nofailover");
         _cleanup_free_ char *heartbeat = NULL;
-        int64_t timeline = 0, port = 0, priority = 0;
+        int64_t timeline = 0, port = 0, api_port = 0, priority = 0;
 
         if (!cJSON_IsString(role) || (m->role = member_role_from_string(role->valuestring)) < 0)
                 return -EINVAL;
@@ -249,6 +252,7 @@ static int member_fields_from_json(const cJSON *o, struct dcs_member *m) {
             json_get_lsn(o, "replay_lsn", &m->replay_lsn) < 0 ||
             json_get_string(o, "host", &m->host) < 0 ||
             json_get_int(o, "port", 0, 65535, &port) < 0 ||
+            json_get_int(o, "api_port", 0, 65535, &api_port) < 0 ||
             json_get_int(o, "priority", INT32_MIN, INT32_MAX, &priority) < 0 ||
             json_get_string(o, "tags", &m->tags) < 0 ||
             json_get_string(o, "version", &m->api_version) < 0 ||
@@ -261,6 +265,7 @@ static int member_fields_from_json(const cJSON *o, struct dcs_member *m) {
         m->nofailover = cJSON_IsTrue(nofailover);
         m->timeline = (uint32_t) timeline;
         m->port = (int) port;
+        m->api_port = (int) api_port;
         m->priority = (int) priority;
         return 0;
 }

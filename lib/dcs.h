@@ -19,6 +19,7 @@
 #define DCS_ANNOTATION_HANDOVER "pglease.io/handover"         /* "<switchover|demote> <old primary>" of a planned release */
 #define DCS_ANNOTATION_SUCCESSOR "pglease.io/successor"         /* member allowed to take a released lease */
 #define DCS_ANNOTATION_SUCCESSOR_LSN "pglease.io/successor-lsn" /* the LSN it must have replayed */
+#define DCS_ANNOTATION_FAILSAFE "pglease.io/failsafe"         /* comma list: the members a failsafe-mode holder asks */
 /* Member records (Pod annotation and labels). */
 #define DCS_ANNOTATION_STATUS "pglease.io/status"
 #define DCS_LABEL_ROLE "pglease.io/role"
@@ -47,6 +48,7 @@ struct dcs_leader {
         uint64_t optime_lsn;
         char **sync;                 /* NULL-terminated; NULL or empty when none */
         enum dcs_sync_mode sync_mode;
+        char **failsafe;             /* failsafe mode: the members the holder asks; NULL or empty when off */
         char *switchover;            /* requested target, NULL if none */
         char *switchover_refused;    /* why the leader refused the last request, NULL if it did not */
         bool paused;
@@ -81,6 +83,7 @@ struct dcs_member {
         uint64_t replay_lsn;
         char *host;                  /* where peers reach this node's Postgres */
         int port;
+        int api_port;                /* its agent's HTTP API on host (POST /failsafe); 0 when off */
         int priority;
         bool nofailover;
         char *tags;                  /* free-form comma list shown by agentctl */

@@ -109,6 +109,7 @@ void action_list_done(struct action_list *l) {
                 free(l->items[i].event);
                 free(l->items[i].message);
                 strv_free(l->items[i].names);
+                strv_free(l->items[i].failsafe_names);
         }
         l->n = 0;
 }
@@ -738,6 +739,28 @@ static void promotion_reason(const struct observation *o, const struct agent_sta
                 *ret_old = strdup(s->last_other_holder);
 }
 
+/* The list of members failsafe mode asks, as the holder publishes it on
+ * the Lease: the view's, or none with the mode off. *ret stays NULL when
+ * the published one is right. */
+static int failsafe_publish(const struct observation *o, const struct agent_state *s, char ***ret) {
+        _cleanup_strv_free_ char **want = calloc(1, sizeof(char *));
+        int r;
+
+        if (!want)
+                return -ENOMEM;
+        if (s->opt.failsafe_mode) {
+                if (!o->failsafe_view)
+                        return 0;
+                for (size_t i = 0; i < o->n_failsafe; i++)
+                        if (o->failsafe[i].in_view && (r = strv_extend(&want, o->failsafe[i].name)) < 0)
+                                return r;
+        }
+        if (same_set(want, o->lease_failsafe))
+                return 0;
+        *ret = TAKE_PTR(want);
+        return 0;
+}
+
 static int decide_holder(const struct observation *o, struct agent_state *s, usec_t now, struct action_list *l) {
         /* A supervisor that went away took the watchdog with it; one that
          * was never seen is starting with the pod (its container starts
@@ -774,6 +797,10 @@ static int decide_holder(const struct observation *o, struct agent_state *s, use
                 if (s->opt.failsafe_mode)
                         push(l, ACTION_FAILSAFE_ASK, NULL);
                 a = (struct action *) action_list_find(l, ACTION_RENEW);
+                if (a && failsafe_publish(o, s, &a->failsafe_names) < 0)
+                        return -ENOMEM;
+                if (a && a->failsafe_names)
+                        a->set_failsafe = true;
                 if (a && publish) {
                         a->names = TAKE_PTR(publish);
                         a->set_sync = true;

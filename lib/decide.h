@@ -114,6 +114,9 @@ struct action {
         bool set_sync;
         char **names;
         enum dcs_sync_mode sync_mode; /* ACTION_RENEW with set_sync: published with names */
+        /* ACTION_RENEW: publish the members failsafe mode asks (empty: none) */
+        bool set_failsafe;
+        char **failsafe_names;
         /* ACTION_EVENT */
         enum log_level level;
         char *event;

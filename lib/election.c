@@ -153,6 +153,15 @@ static int apply_publish(struct dcs_leader *w, const struct election_publish *pu
         }
         if (pub->sync_mode != DCS_SYNC_MODE_UNKNOWN)
                 w->sync_mode = pub->sync_mode;
+        if (pub->set_failsafe) {
+                char **f;
+                int r = strv_copy(pub->failsafe, &f);
+
+                if (r < 0)
+                        return r;
+                strv_free(w->failsafe);
+                w->failsafe = f;
+        }
         return 0;
 }
 

@@ -45,6 +45,8 @@ struct election_publish {
         bool set_sync;
         enum dcs_sync_mode sync_mode; /* published with the list; UNKNOWN: keep */
         bool clear_handover;          /* the holder runs as the primary: the hand-over (successor, final LSN) is over */
+        char *const *failsafe;        /* with set_failsafe: the members asked in failsafe mode (empty: none) */
+        bool set_failsafe;
 };
 
 int election_init(struct election *e, const struct election_options *o, const struct clock_ops *clock,

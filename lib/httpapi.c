@@ -93,6 +93,7 @@ static const char *const endpoint_labels[] = {
         [HTTPAPI_EP_CLUSTER] = "cluster",
         [HTTPAPI_EP_METRICS] = "metrics",
         [HTTPAPI_EP_OTHER] = "other",
+        [HTTPAPI_EP_FAILSAFE] = "failsafe",
 };
 
 const char *httpapi_endpoint_label(int ep) {
@@ -260,6 +261,11 @@ static void format_state(FILE *f, const struct httpapi_metrics *m) {
 
 static void format_lease(FILE *f, const struct httpapi_metrics *m) {
         gauge(f, "pglease_lease_held", "1 when this member holds a valid leader lease.", m->lease_held);
+        gauge(f, "pglease_failsafe_mode", "1 when failsafe_mode is on.", m->failsafe_mode);
+        gauge(f, "pglease_failsafe_active", "1 while the leader keeps writing on its members' answers to POST /failsafe (the API server is unreachable).",
+              m->failsafe_active);
+        gauge(f, "pglease_failsafe_promise_seconds", "How long this member has still promised a leader (POST /failsafe) not to take the lease.",
+              m->failsafe_promise_seconds);
         gauge(f, "pglease_lease_remaining_seconds", "Leader: seconds left before the renew deadline fences it; 0 otherwise.",
               m->lease_held && m->lease_remaining_seconds > 0 ? m->lease_remaining_seconds : 0);
         if (m->lease_known) {
@@ -346,7 +352,7 @@ static void format_api(FILE *f, const struct httpapi_metrics *m) {
                 }
 }
 
-static const int codes[HTTPAPI_N_CODES] = { 0, 200, 400, 404, 405, 413, 500, 503 };
+static const int codes[HTTPAPI_N_CODES] = { 0, 200, 400, 401, 404, 405, 409, 413, 429, 500, 503 };
 
 int httpapi_code_index(int code) {
         for (int i = 1; i < HTTPAPI_N_CODES; i++)
@@ -390,4 +396,48 @@ int httpapi_metrics_format(const struct httpapi_metrics *m, char **ret) {
         }
         *ret = buf;
         return 0;
+}
+
+bool httpapi_token_matches(const char *authorization, const char *token) {
+        static const char prefix[] = "Bearer ";
+        size_t n, m;
+        unsigned char diff = 0;
+
+        if (!authorization || isempty(token) || strncmp(authorization, prefix, strlen(prefix)) != 0)
+                return false;
+        authorization += strlen(prefix);
+        n = strlen(authorization);
+        m = strlen(token);
+        /* Every byte of the token is looked at, whatever the input. */
+        for (size_t i = 0; i < m; i++)
+                diff |= (unsigned char) (token[i] ^ (i < n ? authorization[i] : 0));
+        return diff == 0 && n == m;
+}
+
+int httpapi_failsafe_parse(const char *body, size_t len, char **ret_leader) {
+        cJSON *j = cJSON_ParseWithLength(body, len);
+        const cJSON *leader = cJSON_GetObjectItemCaseSensitive(j, "leader");
+        char *s;
+
+        if (!cJSON_IsObject(j) || !cJSON_IsString(leader) || !valid_dns_label(leader->valuestring, 63)) {
+                cJSON_Delete(j);
+                return -EINVAL;
+        }
+        s = strdup(leader->valuestring);
+        cJSON_Delete(j);
+        if (!s)
+                return -ENOMEM;
+        *ret_leader = s;
+        return 0;
+}
+
+bool httpapi_rate_allow(struct httpapi_rate *r, usec_t now, unsigned limit) {
+        if (now < r->window || now - r->window >= USEC_PER_SEC) {
+                r->window = now;
+                r->count = 0;
+        }
+        if (r->count >= limit)
+                return false;
+        r->count++;
+        return true;
 }

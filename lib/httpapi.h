@@ -60,9 +60,9 @@ enum httpapi_probe httpapi_probe_from_path(const char *path);
 int httpapi_probe_answer(enum httpapi_probe p, const struct httpapi_state *s, uint64_t max_lag, int *ret_code, char **ret_body);
 
 /* The status codes the API answers, counted by index; others count as 0. */
-#define HTTPAPI_N_CODES 8
+#define HTTPAPI_N_CODES 11
 int httpapi_code_index(int code);
-#define HTTPAPI_N_ENDPOINTS (_HTTPAPI_PROBE_MAX + 3)
+#define HTTPAPI_N_ENDPOINTS (_HTTPAPI_PROBE_MAX + 4)
 
 /* What /metrics exposes beyond the state. */
 struct httpapi_standby {
@@ -87,6 +87,9 @@ struct httpapi_metrics {
         uint64_t ticks;
         size_t n_standbys;            /* primary: pg_stat_replication */
         const struct httpapi_standby *standbys;
+        bool failsafe_mode;           /* failsafe_mode is on */
+        bool failsafe_active;         /* the leader is writing on its members' answers (API server unreachable) */
+        double failsafe_promise_seconds; /* how long this member still promised not to take the lease; 0 if not */
         /* The HTTP API's own requests: [endpoint][httpapi_code_index()]. */
         const uint64_t (*http_requests)[HTTPAPI_N_CODES];
 };
@@ -95,7 +98,21 @@ struct httpapi_metrics {
 #define HTTPAPI_EP_CLUSTER  (_HTTPAPI_PROBE_MAX + 0)
 #define HTTPAPI_EP_METRICS  (_HTTPAPI_PROBE_MAX + 1)
 #define HTTPAPI_EP_OTHER    (_HTTPAPI_PROBE_MAX + 2)
+#define HTTPAPI_EP_FAILSAFE (_HTTPAPI_PROBE_MAX + 3)
 const char *httpapi_endpoint_label(int ep);
+
+/* POST /failsafe (docs/http-api.md). The token check takes the same time
+ * whatever the first wrong byte; an empty token matches nothing. */
+bool httpapi_token_matches(const char *authorization, const char *token);
+/* The body {"leader": "pg-0"}: the asking leader's name (a DNS label). */
+int httpapi_failsafe_parse(const char *body, size_t len, char **ret_leader);
+
+/* A fixed-window limit: at most `limit` requests a second. */
+struct httpapi_rate {
+        usec_t window;
+        unsigned count;
+};
+bool httpapi_rate_allow(struct httpapi_rate *r, usec_t now, unsigned limit);
 
 /* The Prometheus text exposition format (version 0.0.4). */
 int httpapi_metrics_format(const struct httpapi_metrics *m, char **ret);

@@ -1,12 +1,15 @@
 /* node.c: this member as the agent's modules see it: the configuration
  * turned into what the other modules take (DCS, pgctl, upstreams, password
  * files, conninfo strings), and the handles kept from tick to tick. */
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "dcs-kube.h"
+#include "httpapi.h"
 #include "node.h"
 #include "pgconn.h"
 #include "pglease-build.h"
@@ -204,7 +207,43 @@ void node_done(struct node *n) {
         strv_free(n->probe_unreachable);
         dcs_member_list_free(n->members);
         free(n->members_holder);
+        node_failsafe_forget(n);
         *n = (struct node) {};
+}
+
+int node_api_port(const struct node *n) {
+        struct sockaddr_storage ss;
+        socklen_t len;
+
+        if (isempty(n->cfg->http_listen) || httpapi_parse_listen(n->cfg->http_listen, &ss, &len) < 0)
+                return 0;
+        return ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *) &ss)->sin6_port : ((struct sockaddr_in *) &ss)->sin_port);
+}
+
+int node_failsafe_answered(struct node *n, const char *name, usec_t sent) {
+        struct failsafe_answer *grown;
+
+        for (size_t i = 0; i < n->n_failsafe_answers; i++)
+                if (streq(n->failsafe_answers[i].name, name)) {
+                        n->failsafe_answers[i].answered_sent = MAX(n->failsafe_answers[i].answered_sent, sent);
+                        return 0;
+                }
+        grown = realloc(n->failsafe_answers, (n->n_failsafe_answers + 1) * sizeof *grown);
+        if (!grown)
+                return -ENOMEM;
+        n->failsafe_answers = grown;
+        grown[n->n_failsafe_answers] = (struct failsafe_answer) { .name = strdup(name), .answered_sent = sent };
+        if (!grown[n->n_failsafe_answers].name)
+                return -ENOMEM;
+        n->n_failsafe_answers++;
+        return 0;
+}
+
+void node_failsafe_forget(struct node *n) {
+        for (size_t i = 0; i < n->n_failsafe_answers; i++)
+                free(n->failsafe_answers[i].name);
+        n->failsafe_answers = mfree(n->failsafe_answers);
+        n->n_failsafe_answers = 0;
 }
 
 const char *node_connect_host(const struct node *n) {

@@ -7,6 +7,7 @@
 #include <libpq-fe.h>
 
 #include "event-repeat.h"
+#include "observe.h"
 #include "clock.h"
 #include "config.h"
 #include "dcs.h"
@@ -69,6 +70,14 @@ struct node {
         usec_t probe_tick;            /* the tick probe_unreachable belongs to */
         char **probe_unreachable;     /* peers whose probe failed in this tick */
 
+        /* Failsafe mode, as the holder: each member's latest answer to
+         * POST /failsafe (the agent's client fills it in), and the hook
+         * act calls to ask every other member of the last view again. */
+        struct failsafe_answer *failsafe_answers;
+        size_t n_failsafe_answers;
+        void (*failsafe_ask)(void *userdata);
+        void *failsafe_userdata;
+
         /* Called when a pre-stop demote finished (the agent's control
          * socket answers the waiting hook). */
         void (*demote_done)(void *userdata, bool ok, const char *message);
@@ -103,6 +112,15 @@ int node_read_lease(struct node *n, char **reterr_msg);
 /* The PostgreSQL 15 programs: pg_bindir, else `pg_config --bindir` when it
  * is version 15, else the Debian location. */
 int node_resolve_bindir(const char *configured, char **ret);
+
+/* The port of this member's HTTP API (http_listen), 0 when it is off. */
+int node_api_port(const struct node *n);
+
+/* Failsafe mode: records that member `name` answered a POST /failsafe
+ * sent at `sent` (kept when later than what it answered before). */
+int node_failsafe_answered(struct node *n, const char *name, usec_t sent);
+/* Forgets every answer (this member stopped leading). */
+void node_failsafe_forget(struct node *n);
 
 /* The member name peers use for this node's host ("connect_address", else
  * node_name). */

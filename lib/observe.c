@@ -205,9 +205,14 @@ static int observe_lease(struct node *n, struct observation *o, usec_t now) {
                 e->leader = false;
         o->lease_held_by_us = election_held_by_us(e);
         o->lease_may_acquire = election_may_acquire(e, now);
+        o->lease_renew_sent = e->leader ? e->last_renew_sent : 0;
+        o->lease_renew_deadline = election_renew_deadline(e);
         l = e->observed;
         if (!l)
                 return 0;
+        for (char **s = l->failsafe; s && *s; s++)
+                if (strv_extend(&o->lease_failsafe, *s) < 0)
+                        return -ENOMEM;
         o->paused = l->paused;
         o->successor_lsn = l->successor_lsn;
         o->optime_timeline = l->optime_timeline;
@@ -393,6 +398,52 @@ static bool need_probe(const struct observation *o) {
         return !isempty(o->switchover) && o->lease_held_by_us;
 }
 
+static usec_t failsafe_answer_of(const struct node *n, const char *name) {
+        for (size_t i = 0; i < n->n_failsafe_answers; i++)
+                if (streq(n->failsafe_answers[i].name, name))
+                        return n->failsafe_answers[i].answered_sent;
+        return 0;
+}
+
+static int failsafe_add(struct observation *o, const struct node *n, const char *name, bool in_view) {
+        for (size_t i = 0; i < o->n_failsafe; i++)
+                if (streq(o->failsafe[i].name, name)) {
+                        o->failsafe[i].in_view = o->failsafe[i].in_view || in_view;
+                        return 0;
+                }
+        o->failsafe[o->n_failsafe] = (struct failsafe_answer) {
+                .name = strdup(name),
+                .answered_sent = failsafe_answer_of(n, name),
+                .in_view = in_view,
+        };
+        if (!o->failsafe[o->n_failsafe].name)
+                return -ENOMEM;
+        o->n_failsafe++;
+        return 0;
+}
+
+/* Failsafe mode: the members of the last view read, and those of the
+ * list the holder published (they may take the lease: they are asked
+ * too), with the answers the agent's client collected. */
+int observe_failsafe(const struct node *n, struct observation *o) {
+        size_t max;
+
+        if (!n->cfg->failsafe_mode || !n->members)
+                return 0;
+        max = n->members->n + strv_length(o->lease_failsafe) + 1;
+        o->failsafe = calloc(max, sizeof *o->failsafe);
+        if (!o->failsafe)
+                return -ENOMEM;
+        for (size_t i = 0; i < n->members->n; i++)
+                if (failsafe_add(o, n, n->members->members[i].name, true) < 0)
+                        return -ENOMEM;
+        for (char **s = o->lease_failsafe; s && *s; s++)
+                if (failsafe_add(o, n, *s, false) < 0)
+                        return -ENOMEM;
+        o->failsafe_view = true;
+        return 0;
+}
+
 int observe(struct node *n, usec_t now, usec_t tick_late, bool want_probes, struct observation *ret) {
         struct observation o = { .now = now, .tick_late = tick_late };
         int r;
@@ -403,6 +454,9 @@ int observe(struct node *n, usec_t now, usec_t tick_late, bool want_probes, stru
                 goto fail;
         r = observe_members(n, &o, now);
         if (r == -ENOMEM)
+                goto fail;
+        r = observe_failsafe(n, &o);
+        if (r < 0)
                 goto fail;
         if (want_probes || need_probe(&o))
                 probe_peers(n, &o);

@@ -37,6 +37,7 @@ struct replica_observation {
 struct failsafe_answer {
         char *name;
         usec_t answered_sent;
+        bool in_view;                 /* in the member list read (else only in the published list) */
 };
 
 struct observation {
@@ -115,6 +116,9 @@ const struct peer_observation *observation_peer(const struct observation *o, con
 int observe_parse_sync_names(const char *value, char ***ret);
 
 struct node;
+/* The failsafe part of the observation, from the node's last member list
+ * and the answers its client collected (failsafe_mode only). */
+int observe_failsafe(const struct node *n, struct observation *o);
 /* Takes the snapshot. Failures to reach Postgres, the API server or a peer
  * are facts recorded in the observation, not errors; only -ENOMEM fails. */
 /* want_probes: the caller's own reason to probe every peer (a pre-stop

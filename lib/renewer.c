@@ -41,6 +41,8 @@ struct renewer {
         usec_t retry_period;
         usec_t lease_duration, renew_deadline, api_timeout; /* 0: unchanged */
         usec_t loop_seen;             /* the loop's last renewer_sync() */
+        usec_t failsafe_until;        /* from the loop: renewer_failsafe() */
+        usec_t failsafe_written;      /* the value the lease-expiry file was last written for */
         bool silence_logged;
         usec_t last_fail_log;         /* when a failed renewal was last logged */
 
@@ -50,6 +52,8 @@ struct renewer {
         bool pub_set_sync;
         enum dcs_sync_mode pub_sync_mode;
         bool pub_clear_handover;        /* the hand-over's successor and LSN are to go */
+        char **pub_failsafe;
+        bool pub_set_failsafe;
         uint64_t pub_gen, pub_done_gen;
         int pub_result;
         char *pub_error;
@@ -101,9 +105,11 @@ static void apply_requests(struct renewer *r, usec_t now) {
                 r->lost = false;
                 r->silence_logged = false;
                 r->next_renew = r->start_sent + r->retry_period;
+                r->failsafe_written = 0;
         }
         if (!r->want_leading)
                 e->leader = false;
+        e->failsafe_until = e->leader ? r->failsafe_until : 0;
         if (r->renew_deadline) {
                 e->lease_duration = r->lease_duration;
                 e->renew_deadline = r->renew_deadline;
@@ -134,7 +140,7 @@ static void fence_now(struct renewer *r, const char *why) {
 /* Under lock, with a renewal due: sends it unlocked, then records the
  * outcome for the loop. */
 static void renew_locked(struct renewer *r) {
-        _cleanup_strv_free_ char **sync = NULL;
+        _cleanup_strv_free_ char **sync = NULL, **failsafe = NULL;
         _cleanup_free_ char *err = NULL;
         struct election_publish pub = {
                 .optime_timeline = r->pub_timeline,
@@ -149,12 +155,16 @@ static void renew_locked(struct renewer *r) {
 
         if (r->pub_set_sync && strv_dup(r->pub_sync, &sync) < 0)
                 return;
+        if (r->pub_set_failsafe && strv_dup(r->pub_failsafe, &failsafe) < 0)
+                return;
         pub.sync = sync;
+        pub.failsafe = failsafe;
+        pub.set_failsafe = r->pub_set_failsafe;
         r->busy = true;
         pthread_mutex_unlock(&r->lock);
         k = election_renew(r->e, &pub, &err);
         if (k >= 0)
-                (void) lease_file_write(r->run_dir, r->e->last_renew_sent + election_renew_deadline(r->e));
+                (void) lease_file_write(r->run_dir, election_safe_until(r->e));
         pthread_mutex_lock(&r->lock);
         r->busy = false;
         now = clock_now(r->o.clock);
@@ -176,6 +186,8 @@ static void renew_locked(struct renewer *r) {
                         r->pub_set_sync = false;
                 if (pub.clear_handover)
                         r->pub_clear_handover = false;
+                if (pub.set_failsafe && strv_equal(pub.failsafe, r->pub_failsafe))
+                        r->pub_set_failsafe = false;
         } else {
                 r->next_renew = now + RENEWER_RETRY_DELAY;
                 /* Retried every 200 ms: said once a retry_period, not each time. */
@@ -221,13 +233,21 @@ static usec_t step_locked(struct renewer *r, usec_t now) {
                 pthread_cond_broadcast(&r->done);
                 return USEC_INFINITY;
         }
+        /* Failsafe mode: the supervisor's watchdog moves with the
+         * answers, so that a stopped agent still ends in a fence. */
+        if (e->failsafe_until != r->failsafe_written) {
+                r->failsafe_written = e->failsafe_until;
+                pthread_mutex_unlock(&r->lock);
+                (void) lease_file_write(r->run_dir, election_safe_until(e));
+                pthread_mutex_lock(&r->lock);
+        }
         /* A wedged loop must not keep the lease forever through us. */
         if (now > r->loop_seen && now - r->loop_seen > RENEWER_LOOP_SILENCE_LIMIT) {
                 if (!r->silence_logged)
                         log_line(r, LOG_LEVEL_ERROR, "renew", "the agent's loop has not run for %" PRIu64 "s: no longer renewing the lease",
                                  (now - r->loop_seen) / USEC_PER_SEC);
                 r->silence_logged = true;
-                return e->last_renew_sent + election_renew_deadline(e) + USEC_PER_MSEC;
+                return election_safe_until(e) + USEC_PER_MSEC;
         }
         due = r->pub_gen != r->pub_done_gen ? now : r->next_renew;
         if (now >= due) {
@@ -237,7 +257,7 @@ static usec_t step_locked(struct renewer *r, usec_t now) {
         }
         /* Wake at the deadline too: the fence must not wait for a renewal
          * that is not due. */
-        return e->leader ? MIN(due, e->last_renew_sent + election_renew_deadline(e) + USEC_PER_MSEC) : USEC_INFINITY;
+        return e->leader ? MIN(due, election_safe_until(e) + USEC_PER_MSEC) : USEC_INFINITY;
 }
 
 usec_t renewer_step(struct renewer *r, usec_t now) {
@@ -335,6 +355,7 @@ struct renewer *renewer_free(struct renewer *r) {
         dcs_leader_free(r->start_record);
         dcs_leader_free(r->record);
         strv_free(r->pub_sync);
+        strv_free(r->pub_failsafe);
         free(r->pub_error);
         free(r->run_dir);
         free(r);
@@ -355,6 +376,7 @@ int renewer_start(struct renewer *r, const struct dcs_leader *record, usec_t sen
         r->start_record = copy;
         r->start_sent = sent;
         r->start_gen++;
+        r->failsafe_until = 0;
         r->want_leading = true;
         r->lost = false;
         r->pub_done_gen = r->pub_gen;
@@ -401,11 +423,13 @@ void renewer_stop(struct renewer *r, struct election *e) {
 }
 
 int renewer_publish(struct renewer *r, const struct election_publish *pub, bool wait, char **reterr_msg) {
-        _cleanup_strv_free_ char **sync = NULL;
+        _cleanup_strv_free_ char **sync = NULL, **failsafe = NULL;
         uint64_t gen;
         int k = 0;
 
         if (pub->set_sync && (k = strv_dup(pub->sync, &sync)) < 0)
+                return k;
+        if (pub->set_failsafe && (k = strv_dup(pub->failsafe, &failsafe)) < 0)
                 return k;
         pthread_mutex_lock(&r->lock);
         if (pub->optime_timeline) {
@@ -419,6 +443,11 @@ int renewer_publish(struct renewer *r, const struct election_publish *pub, bool 
                 r->pub_sync = TAKE_PTR(sync);
                 r->pub_set_sync = true;
                 r->pub_sync_mode = pub->sync_mode;
+        }
+        if (pub->set_failsafe) {
+                strv_free(r->pub_failsafe);
+                r->pub_failsafe = TAKE_PTR(failsafe);
+                r->pub_set_failsafe = true;
         }
         if (!wait) {
                 pthread_mutex_unlock(&r->lock);
@@ -459,6 +488,17 @@ void renewer_sync(struct renewer *r, struct election *e, usec_t retry_period) {
         if (e->leader && r->applied_start_gen == r->start_gen && r->last_renew_sent > e->last_renew_sent)
                 e->last_renew_sent = r->last_renew_sent;
         hand_record_locked(r, e);
+        pthread_mutex_unlock(&r->lock);
+}
+
+void renewer_failsafe(struct renewer *r, usec_t until) {
+        if (!r)
+                return;
+        pthread_mutex_lock(&r->lock);
+        if (r->failsafe_until != until) {
+                r->failsafe_until = until;
+                pthread_cond_broadcast(&r->wake);
+        }
         pthread_mutex_unlock(&r->lock);
 }
 

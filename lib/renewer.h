@@ -61,6 +61,12 @@ void renewer_sync(struct renewer *r, struct election *e, usec_t retry_period);
  * (USEC_INFINITY: only when woken). The thread calls it; tests too. */
 usec_t renewer_step(struct renewer *r, usec_t now);
 
+/* Failsafe mode: the holder may stay a leader until `until` (monotonic)
+ * on its members' answers (decide_failsafe_until(); 0: no longer). The
+ * renewer fences at the later of it and the renew deadline, and writes the
+ * supervisor's lease-expiry file with that time. */
+void renewer_failsafe(struct renewer *r, usec_t until);
+
 /* How many renewals succeeded (tests and the bench). */
 uint64_t renewer_renewals(struct renewer *r);
 

@@ -296,6 +296,15 @@ int write_file_atomic(const char *path, const char *content, mode_t mode) {
         return 0;
 }
 
+bool strv_equal(char * const *a, char * const *b) {
+        if (strv_length(a) != strv_length(b))
+                return false;
+        for (; a && *a; a++, b++)
+                if (!streq(*a, *b))
+                        return false;
+        return true;
+}
+
 size_t strv_length(char * const *l) {
         size_t n = 0;
 
@@ -377,4 +386,15 @@ int rm_rf(const char *path) {
         if (stat(dirname(copy), &parent) == 0 && parent.st_dev != st.st_dev)
                 return 0;
         return rmdir(path) < 0 && errno != ENOENT ? -errno : 0;
+}
+
+bool valid_dns_label(const char *s, size_t max) {
+        size_t n = strlen(s);
+
+        if (n == 0 || n > max || s[0] == '-' || s[n - 1] == '-')
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!islower((unsigned char) s[i]) && !isdigit((unsigned char) s[i]) && s[i] != '-')
+                        return false;
+        return true;
 }

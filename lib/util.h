@@ -38,6 +38,10 @@ int write_file_atomic(const char *path, const char *content, mode_t mode);
 /* Splits "a,b ,c" into a NULL-terminated vector of trimmed, non-empty items. */
 int strv_split_comma(const char *s, char ***ret);
 size_t strv_length(char * const *l);
+/* Same strings in the same order (NULL and empty are equal). */
+bool strv_equal(char * const *a, char * const *b);
+/* A DNS label (RFC 1123): a-z, 0-9 and inner '-', 1 to max characters. */
+bool valid_dns_label(const char *s, size_t max);
 /* Appends a copy of s to the NULL-terminated vector *l (which may be NULL). */
 int strv_extend(char ***l, const char *s);
 
