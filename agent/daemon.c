@@ -473,6 +473,7 @@ void agent_tick(struct agent *a, usec_t now, usec_t late) {
                 struct action_list l = {};
                 bool redecide = false;
 
+                failsafe_client_collect(a);
                 if (observe(&a->node, now, round == 0 && a->ticks > 1 ? late : 0, a->state.demote_requested, &o) < 0) {
                         agent_log(a, LOG_LEVEL_ERROR, "observe", "out of memory");
                         return;
@@ -484,6 +485,7 @@ void agent_tick(struct agent *a, usec_t now, usec_t late) {
                                           l.items[i].target ? " " : "", strempty(l.items[i].target));
                 (void) act(&a->node, &a->log, &a->state, &o, &l, &redecide);
                 if (!redecide || round == TICK_ROUNDS - 1) {
+                        failsafe_client_tick(a, action_list_has(&l, ACTION_FAILSAFE_ASK));
                         control_handlers_observed(a, &o);
                         http_server_observed(a, &o);
                         if (!redecide)

@@ -1,9 +1,13 @@
 /* failsafe-client.c: the leader's POST /failsafe to every other member, on
- * libcurl's multi interface driven by the agent's sd-event loop: no call
- * blocks the loop, each has a time limit, and an answer counts the moment
- * it arrives (docs/design.md, "Failsafe mode"). */
+ * libcurl's multi interface in a thread of its own: the control loop may
+ * wait on the very API server that is down (a member record, an event),
+ * and the questions must go out every retry period all the same. Each one
+ * has a time limit, and an answer moves the renewer's deadline the moment
+ * it arrives, by decide()'s own rule (docs/design.md, "Failsafe mode"). */
 #include <curl/curl.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -14,10 +18,17 @@
 
 /* What is kept of an answer's body (it is a short JSON object). */
 #define ANSWER_MAX 512
+/* The longest the thread sleeps without looking at its flags. */
+#define POLL_MAX_MS 100
+
+struct failsafe_member {
+        char *name;
+        char *host;
+        int api_port;
+};
 
 struct failsafe_request {
         struct failsafe_request *next;
-        struct failsafe_client *client;
         CURL *easy;
         struct curl_slist *headers;
         char *name;
@@ -28,19 +39,57 @@ struct failsafe_request {
 };
 
 struct failsafe_client {
-        struct agent *agent;
-        CURLM *multi;
-        sd_event_source *timer;
-        struct failsafe_request *requests;   /* in flight */
+        const struct clock_ops *clock;
+        const struct logger *log;
+        struct renewer *renewer;
+        char *self;
+        char *token;
+        CURLM *multi;                        /* the thread's only */
+        struct failsafe_request *requests;   /* in flight; the thread's only */
+        pthread_t thread;
+        bool have_thread;
+
+        pthread_mutex_t lock;
+        /* From the loop, each tick (failsafe_client_tick()). */
+        bool quit;
+        bool asking;                         /* this tick's decide() asked: we lead as the primary */
+        usec_t loop_seen;
+        usec_t retry_period;
+        struct decide_options opt;           /* name borrowed from self */
+        struct failsafe_member *view;        /* the last member list read */
+        size_t n_view;
+        char **published;                    /* the Lease's pglease.io/failsafe */
+        usec_t next_ask;
+        /* To the loop (failsafe_client_collect()). */
+        struct failsafe_answer *answers;
+        size_t n_answers;
+        usec_t pushed;                       /* the last failsafe_until handed to the renewer */
         uint64_t asked, answered, refused;
 };
 
-static struct failsafe_request *request_free(struct failsafe_request *q) {
+static void view_free(struct failsafe_client *c) {
+        for (size_t i = 0; i < c->n_view; i++) {
+                free(c->view[i].name);
+                free(c->view[i].host);
+        }
+        c->view = mfree(c->view);
+        c->n_view = 0;
+        strv_free(c->published);
+        c->published = NULL;
+}
+
+static void answers_free(struct failsafe_client *c) {
+        for (size_t i = 0; i < c->n_answers; i++)
+                free(c->answers[i].name);
+        c->answers = mfree(c->answers);
+        c->n_answers = 0;
+}
+
+static struct failsafe_request *request_free(struct failsafe_client *c, struct failsafe_request *q) {
         if (!q)
                 return NULL;
         if (q->easy) {
-                if (q->client && q->client->multi)
-                        (void) curl_multi_remove_handle(q->client->multi, q->easy);
+                (void) curl_multi_remove_handle(c->multi, q->easy);
                 curl_easy_cleanup(q->easy);
         }
         curl_slist_free_all(q->headers);
@@ -60,35 +109,81 @@ static size_t on_write(char *data, size_t size, size_t n, void *userdata) {
         return len;
 }
 
-/* An answer extends the leader's safe time at once, by the same rule the
- * next tick's decide() applies (it only ever grows here; the tick may
- * lower it). */
-static void extend(struct failsafe_client *c, usec_t now) {
-        struct agent *a = c->agent;
-        struct node *n = &a->node;
-        struct observation o = { .now = now };
-        usec_t until;
+static void log_line(struct failsafe_client *c, enum log_level level, const char *fmt, ...) _printf_(3, 4);
+static void log_line(struct failsafe_client *c, enum log_level level, const char *fmt, ...) {
+        va_list ap;
 
-        if (!a->have_state || a->state.kind != AGENT_PRIMARY || !n->election.leader)
-                goto done;
-        if (n->election.observed)
-                for (char **s = n->election.observed->failsafe; s && *s; s++)
-                        if (strv_extend(&o.lease_failsafe, *s) < 0)
-                                goto done;
-        if (observe_failsafe(n, &o) < 0)
-                goto done;
-        until = decide_failsafe_until(&o, &a->state);
-        if (until > n->election.failsafe_until) {
-                a->state.failsafe_until = until;
-                n->election.failsafe_until = until;
-                renewer_failsafe(n->renewer, until);
+        va_start(ap, fmt);
+        log_writev(c->log, clock_realtime(c->clock), level, "failsafe", fmt, ap);
+        va_end(ap);
+}
+
+/* Under lock: the members to ask (view and published list, self
+ * excepted) with their answers, as decide() sees them. */
+static int snapshot(struct failsafe_client *c, usec_t now, struct observation *ret) {
+        struct observation o = { .now = now, .failsafe_view = true };
+        size_t max = c->n_view + strv_length(c->published);
+
+        o.failsafe = calloc(MAX(max, (size_t) 1), sizeof *o.failsafe);
+        if (!o.failsafe)
+                return -ENOMEM;
+        for (size_t i = 0; i < max; i++) {
+                const char *name = i < c->n_view ? c->view[i].name : c->published[i - c->n_view];
+                bool dup = false;
+
+                for (size_t k = 0; k < o.n_failsafe; k++)
+                        dup = dup || streq(o.failsafe[k].name, name);
+                if (dup)
+                        continue;
+                o.failsafe[o.n_failsafe] = (struct failsafe_answer) { .name = strdup(name), .in_view = i < c->n_view };
+                if (!o.failsafe[o.n_failsafe].name) {
+                        observation_done(&o);
+                        return -ENOMEM;
+                }
+                for (size_t k = 0; k < c->n_answers; k++)
+                        if (streq(c->answers[k].name, name))
+                                o.failsafe[o.n_failsafe].answered_sent = c->answers[k].answered_sent;
+                o.n_failsafe++;
         }
-done:
+        *ret = o;
+        return 0;
+}
+
+/* Under lock: member `name` answered the question sent at `sent`; returns
+ * the leader's new safe time by decide_failsafe_until() (0: none). */
+static usec_t answered(struct failsafe_client *c, const char *name, usec_t sent, usec_t now) {
+        struct agent_state st = { .opt = c->opt };
+        struct observation o;
+        usec_t until = 0;
+        bool found = false;
+
+        for (size_t i = 0; i < c->n_answers; i++)
+                if (streq(c->answers[i].name, name)) {
+                        c->answers[i].answered_sent = MAX(c->answers[i].answered_sent, sent);
+                        found = true;
+                }
+        if (!found) {
+                struct failsafe_answer *grown = realloc(c->answers, (c->n_answers + 1) * sizeof *grown);
+                char *copy = strdup(name);
+
+                if (grown)
+                        c->answers = grown;
+                if (!grown || !copy) {
+                        free(copy);
+                        return 0;
+                }
+                c->answers[c->n_answers++] = (struct failsafe_answer) { .name = copy, .answered_sent = sent };
+        }
+        if (snapshot(c, now, &o) < 0)
+                return 0;
+        until = decide_failsafe_until(&o, &st);
         observation_done(&o);
+        return until;
 }
 
 static void finished(struct failsafe_client *c, CURLMsg *m) {
         struct failsafe_request **p, *q = NULL;
+        usec_t until = 0;
         long code = 0;
 
         for (p = &c->requests; *p; p = &(*p)->next)
@@ -100,80 +195,28 @@ static void finished(struct failsafe_client *c, CURLMsg *m) {
         if (!q)
                 return;
         (void) curl_easy_getinfo(q->easy, CURLINFO_RESPONSE_CODE, &code);
+        pthread_mutex_lock(&c->lock);
         if (m->data.result == CURLE_OK && code == 200) {
                 c->answered++;
-                if (c->agent->have_node && node_failsafe_answered(&c->agent->node, q->name, q->sent) >= 0)
-                        extend(c, clock_now(c->agent->clock));
-        } else {
+                /* An answer extends the leader's safe time at once: only
+                 * while it still leads as the primary (the loop's last
+                 * word), and only ever upwards here (the tick sets it). */
+                if (c->asking) {
+                        until = answered(c, q->name, q->sent, clock_now(c->clock));
+                        if (until > c->pushed)
+                                c->pushed = until;
+                        else
+                                until = 0;
+                }
+        } else
                 c->refused++;
-                agent_log(c->agent, LOG_LEVEL_DEBUG, "failsafe", "%s did not answer POST /failsafe: %s",
-                          q->name, m->data.result != CURLE_OK ? curl_easy_strerror(m->data.result) : strempty(q->answer));
-        }
-        request_free(q);
-}
-
-static void drain(struct failsafe_client *c) {
-        CURLMsg *m;
-        int left;
-
-        while ((m = curl_multi_info_read(c->multi, &left)))
-                if (m->msg == CURLMSG_DONE)
-                        finished(c, m);
-}
-
-static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        struct failsafe_client *c = userdata;
-        int running, what = 0;
-
-        if (revents & EPOLLIN)
-                what |= CURL_CSELECT_IN;
-        if (revents & EPOLLOUT)
-                what |= CURL_CSELECT_OUT;
-        if (revents & (EPOLLERR | EPOLLHUP))
-                what |= CURL_CSELECT_ERR;
-        (void) curl_multi_socket_action(c->multi, fd, what, &running);
-        drain(c);
-        return 0;
-}
-
-static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        struct failsafe_client *c = userdata;
-        int running;
-
-        (void) curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-        drain(c);
-        return 0;
-}
-
-/* libcurl says which sockets to watch for what; each one is an sd-event
- * source of its own, assigned to the socket. */
-static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userdata, void *socketp) {
-        struct failsafe_client *c = userdata;
-        sd_event_source *src = socketp;
-        uint32_t events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
-
-        if (what == CURL_POLL_REMOVE) {
-                (void) sd_event_source_disable_unref(src);
-                (void) curl_multi_assign(c->multi, fd, NULL);
-                return 0;
-        }
-        if (src)
-                return sd_event_source_set_io_events(src, events) < 0 ? -1 : 0;
-        if (sd_event_add_io(c->agent->event, &src, fd, events, on_io, c) < 0)
-                return -1;
-        (void) curl_multi_assign(c->multi, fd, src);
-        return 0;
-}
-
-static int on_timeout(CURLM *multi, long ms, void *userdata) {
-        struct failsafe_client *c = userdata;
-
-        if (ms < 0)
-                return sd_event_source_set_enabled(c->timer, SD_EVENT_OFF) < 0 ? -1 : 0;
-        if (sd_event_source_set_time(c->timer, clock_now(c->agent->clock) + (usec_t) ms * USEC_PER_MSEC) < 0 ||
-            sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT) < 0)
-                return -1;
-        return 0;
+        pthread_mutex_unlock(&c->lock);
+        if (until > 0)
+                renewer_failsafe(c->renewer, until);
+        if (m->data.result != CURLE_OK || code != 200)
+                log_line(c, LOG_LEVEL_DEBUG, "%s did not answer POST /failsafe: %s", q->name,
+                         m->data.result != CURLE_OK ? curl_easy_strerror(m->data.result) : strempty(q->answer));
+        request_free(c, q);
 }
 
 static bool in_flight(const struct failsafe_client *c, const char *name) {
@@ -183,30 +226,30 @@ static bool in_flight(const struct failsafe_client *c, const char *name) {
         return false;
 }
 
-static int ask_one(struct failsafe_client *c, const struct dcs_member *m, const char *token, usec_t timeout) {
-        struct agent *a = c->agent;
+static int ask_one(struct failsafe_client *c, const struct failsafe_member *m, usec_t timeout, usec_t now) {
         _cleanup_free_ char *url = NULL, *auth = NULL;
         struct failsafe_request *q;
         long ms = (long) MAX(timeout / USEC_PER_MSEC, (usec_t) 100);
 
         url = strchr(m->host, ':') ? strdup_printf("http://[%s]:%d/failsafe", m->host, m->api_port)
                                    : strdup_printf("http://%s:%d/failsafe", m->host, m->api_port);
-        auth = strdup_printf("Authorization: Bearer %s", token);
+        auth = strdup_printf("Authorization: Bearer %s", c->token);
         q = calloc(1, sizeof *q);
         if (!url || !auth || !q) {
                 free(q);
+                if (auth)
+                        explicit_bzero(auth, strlen(auth));
                 return -ENOMEM;
         }
-        q->client = c;
         q->name = strdup(m->name);
-        q->body = strdup_printf("{\"leader\":\"%s\"}", a->config.node_name);
+        q->body = strdup_printf("{\"leader\":\"%s\"}", c->self);
         q->easy = curl_easy_init();
         q->headers = curl_slist_append(NULL, "Content-Type: application/json");
         if (q->headers)
                 q->headers = curl_slist_append(q->headers, auth);
         explicit_bzero(auth, strlen(auth));
         if (!q->name || !q->body || !q->easy || !q->headers) {
-                request_free(q);
+                request_free(c, q);
                 return -ENOMEM;
         }
         (void) curl_easy_setopt(q->easy, CURLOPT_URL, url);
@@ -219,94 +262,204 @@ static int ask_one(struct failsafe_client *c, const struct dcs_member *m, const 
         (void) curl_easy_setopt(q->easy, CURLOPT_NOPROXY, "*");
         (void) curl_easy_setopt(q->easy, CURLOPT_WRITEFUNCTION, on_write);
         (void) curl_easy_setopt(q->easy, CURLOPT_WRITEDATA, q);
-        (void) curl_easy_setopt(q->easy, CURLOPT_PRIVATE, q);
-        /* The question's send time: the member's promise runs from its
-         * answer, later; our safe time from this, earlier. */
-        q->sent = clock_now(a->clock);
+        /* The question's time: the member's promise runs from its answer,
+         * later; our safe time from this, earlier. */
+        q->sent = now;
         if (curl_multi_add_handle(c->multi, q->easy) != CURLM_OK) {
-                request_free(q);
+                request_free(c, q);
                 return -EIO;
         }
         q->next = c->requests;
         c->requests = q;
-        c->asked++;
         return 0;
 }
 
-/* node's failsafe_ask hook: one question to every other member of the last
+/* Under lock, when a round is due: one question to every member of the
  * view that has not answered the previous one yet. A member without an
  * address or HTTP port cannot answer: the leader then fences as it would
- * without failsafe mode. */
-static void ask(void *userdata) {
-        struct failsafe_client *c = userdata;
-        struct agent *a = c->agent;
-        const char *token = http_server_failsafe_token(a);
-        const struct dcs_member_list *members = a->node.members;
-        /* An answer that comes later than a retry period is of no use: the
-         * next question has gone out by then. */
-        usec_t timeout = MIN(a->config.retry_period, a->config.api_timeout);
+ * without failsafe mode. An answer later than renew_deadline is of no
+ * use: that is each question's time limit. */
+static void ask_round(struct failsafe_client *c, usec_t now) {
+        for (size_t i = 0; i < c->n_view; i++) {
+                const struct failsafe_member *m = &c->view[i];
 
-        if (!token || !members)
-                return;
-        for (size_t i = 0; i < members->n; i++) {
-                const struct dcs_member *m = &members->members[i];
-
-                if (streq(m->name, a->config.node_name) || isempty(m->host) || m->api_port <= 0 || in_flight(c, m->name))
+                if (streq(m->name, c->self) || isempty(m->host) || m->api_port <= 0 || in_flight(c, m->name))
                         continue;
-                if (ask_one(c, m, token, timeout) < 0)
-                        agent_log(a, LOG_LEVEL_WARNING, "failsafe", "cannot ask %s: out of memory", m->name);
+                if (ask_one(c, m, c->opt.renew_deadline, now) < 0)
+                        c->refused++;
+                else
+                        c->asked++;
         }
 }
 
-int failsafe_client_attach(struct agent *a, char **reterr_msg) {
-        struct failsafe_client *c;
-        int r;
+static void *client_main(void *userdata) {
+        struct failsafe_client *c = userdata;
 
-        if (!a->config.failsafe_mode || !a->have_node)
-                return 0;
-        c = calloc(1, sizeof *c);
-        if (!c)
-                return -ENOMEM;
-        c->agent = a;
-        c->multi = curl_multi_init();
-        if (!c->multi) {
-                free(c);
-                return set_error_msg(reterr_msg, "failsafe: cannot create a libcurl multi handle"), -ENOMEM;
+        for (;;) {
+                usec_t now = clock_now(c->clock), wait = POLL_MAX_MS * USEC_PER_MSEC;
+                CURLMsg *m;
+                int running, left;
+
+                pthread_mutex_lock(&c->lock);
+                if (c->quit) {
+                        pthread_mutex_unlock(&c->lock);
+                        break;
+                }
+                /* A loop that stopped ticking (wedged, not frozen: a frozen
+                 * process freezes this thread too) asks nobody: its renewer
+                 * stops renewing after RENEWER_LOOP_SILENCE_LIMIT too. */
+                if (c->asking && now - MIN(now, c->loop_seen) < RENEWER_LOOP_SILENCE_LIMIT && now >= c->next_ask) {
+                        ask_round(c, now);
+                        c->next_ask = now + c->retry_period;
+                }
+                if (c->asking && c->next_ask > now)
+                        wait = MIN(wait, c->next_ask - now);
+                pthread_mutex_unlock(&c->lock);
+
+                (void) curl_multi_perform(c->multi, &running);
+                while ((m = curl_multi_info_read(c->multi, &left)))
+                        if (m->msg == CURLMSG_DONE)
+                                finished(c, m);
+                (void) curl_multi_poll(c->multi, NULL, 0, (int) MAX(wait / USEC_PER_MSEC, (usec_t) 1), NULL);
         }
-        (void) curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-        (void) curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
-        (void) curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_timeout);
-        (void) curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
-        r = sd_event_add_time(a->event, &c->timer, CLOCK_MONOTONIC, UINT64_MAX, 0, on_timer, c);
-        if (r < 0) {
-                curl_multi_cleanup(c->multi);
-                free(c);
-                return set_error_msg(reterr_msg, "failsafe: cannot add a timer: %s", strerror(-r)), r;
-        }
-        (void) sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
-        a->failsafe = c;
-        a->node.failsafe_ask = ask;
-        a->node.failsafe_userdata = c;
-        return 0;
-}
-
-void failsafe_client_detach(struct agent *a) {
-        struct failsafe_client *c = a->failsafe;
-
-        if (!c)
-                return;
         while (c->requests) {
                 struct failsafe_request *q = c->requests;
 
                 c->requests = q->next;
-                request_free(q);
+                request_free(c, q);
         }
-        curl_multi_cleanup(c->multi);
-        c->timer = sd_event_source_disable_unref(c->timer);
+        return NULL;
+}
+
+void failsafe_client_tick(struct agent *a, bool asking) {
+        struct failsafe_client *c = a->failsafe;
+        const struct dcs_member_list *members = a->node.members;
+        const struct dcs_leader *lease = a->node.election.observed;
+        struct failsafe_member *view = NULL;
+        size_t n_view = 0;
+        char **published = NULL;
+
+        if (!c)
+                return;
+        if (asking && members && members->n > 0) {
+                view = calloc(members->n, sizeof *view);
+                for (size_t i = 0; view && i < members->n; i++) {
+                        const struct dcs_member *m = &members->members[i];
+
+                        view[n_view] = (struct failsafe_member) { .name = strdup(m->name), .host = strdup(strempty(m->host)),
+                                                                  .api_port = m->api_port };
+                        n_view++;
+                        if (!view[n_view - 1].name || !view[n_view - 1].host)
+                                asking = false;
+                }
+                if (!view)
+                        asking = false;
+        }
+        for (char **s = lease ? lease->failsafe : NULL; asking && s && *s; s++)
+                if (strv_extend(&published, *s) < 0)
+                        asking = false;
+        pthread_mutex_lock(&c->lock);
+        c->loop_seen = clock_now(a->clock);
+        c->retry_period = a->config.retry_period;
+        c->opt = a->state.opt;
+        c->opt.name = c->self;
+        view_free(c);
+        c->view = view;
+        c->n_view = n_view;
+        c->published = published;
+        /* Answers belong to one term as the primary: they go with it. */
+        if (!asking) {
+                answers_free(c);
+                c->pushed = 0;
+        }
+        if (asking && !c->asking)
+                c->next_ask = 0;
+        c->asking = asking;
+        pthread_mutex_unlock(&c->lock);
+        if (!asking)
+                return;
+        (void) curl_multi_wakeup(c->multi);
+}
+
+void failsafe_client_collect(struct agent *a) {
+        struct failsafe_client *c = a->failsafe;
+
+        if (!c)
+                return;
+        pthread_mutex_lock(&c->lock);
+        for (size_t i = 0; i < c->n_answers; i++)
+                (void) node_failsafe_answered(&a->node, c->answers[i].name, c->answers[i].answered_sent);
+        /* What the answers since the last tick gave the renewer, the
+         * loop's own lease clock gets before it judges the lease (observe):
+         * a tick that waited on the API server must not find the last
+         * tick's failsafe deadline passed when fresher answers cover it. */
+        if (c->asking && a->node.election.leader && c->pushed > a->node.election.failsafe_until)
+                a->node.election.failsafe_until = c->pushed;
+        pthread_mutex_unlock(&c->lock);
+}
+
+static void client_free(struct failsafe_client *c) {
+        if (c->have_thread) {
+                pthread_mutex_lock(&c->lock);
+                c->quit = true;
+                pthread_mutex_unlock(&c->lock);
+                (void) curl_multi_wakeup(c->multi);
+                pthread_join(c->thread, NULL);
+        }
+        if (c->multi)
+                curl_multi_cleanup(c->multi);
+        view_free(c);
+        answers_free(c);
+        pthread_mutex_destroy(&c->lock);
+        free(c->self);
+        if (c->token)
+                explicit_bzero(c->token, strlen(c->token));
+        free(c->token);
         free(c);
-        a->failsafe = NULL;
-        if (a->have_node) {
-                a->node.failsafe_ask = NULL;
-                a->node.failsafe_userdata = NULL;
+}
+
+int failsafe_client_attach(struct agent *a, char **reterr_msg) {
+        const char *token = http_server_failsafe_token(a);
+        struct failsafe_client *c;
+        sigset_t all, old;
+        int r;
+
+        if (!a->config.failsafe_mode || !a->have_node)
+                return 0;
+        if (!token)
+                return set_error_msg(reterr_msg, "no token (the HTTP API did not start)"), -ENOKEY;
+        c = calloc(1, sizeof *c);
+        if (!c)
+                return -ENOMEM;
+        pthread_mutex_init(&c->lock, NULL);
+        c->clock = a->clock;
+        c->log = &a->log;
+        c->renewer = a->node.renewer;
+        c->self = strdup(a->config.node_name);
+        c->token = strdup(token);
+        c->multi = curl_multi_init();
+        if (!c->self || !c->token || !c->multi) {
+                client_free(c);
+                return -ENOMEM;
         }
+        /* Process signals are the loop's (signalfd). */
+        sigfillset(&all);
+        (void) pthread_sigmask(SIG_BLOCK, &all, &old);
+        r = pthread_create(&c->thread, NULL, client_main, c);
+        (void) pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (r != 0) {
+                client_free(c);
+                return set_error_msg(reterr_msg, "cannot start its thread: %s", strerror(r)), -r;
+        }
+        c->have_thread = true;
+        (void) pthread_setname_np(c->thread, "pglease-failsafe");
+        a->failsafe = c;
+        return 0;
+}
+
+void failsafe_client_detach(struct agent *a) {
+        if (!a->failsafe)
+                return;
+        client_free(a->failsafe);
+        a->failsafe = NULL;
 }

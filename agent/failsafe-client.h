@@ -1,13 +1,22 @@
 /* failsafe-client.h: the leader's POST /failsafe to every other member, on
- * libcurl's multi interface driven by the agent's sd-event loop. */
+ * libcurl's multi interface in a thread of its own. */
 #ifndef PGLEASE_FAILSAFE_CLIENT_H
 #define PGLEASE_FAILSAFE_CLIENT_H
 
+#include <stdbool.h>
+
 struct agent;
 
-/* With failsafe_mode on, after the node and the HTTP server (its token):
- * hooks the asking into the node (act's ACTION_FAILSAFE_ASK). */
+/* With failsafe_mode on, after the node and the HTTP server (its token). */
 int failsafe_client_attach(struct agent *a, char **reterr_msg);
 void failsafe_client_detach(struct agent *a);
+
+/* Each tick, after act: asking = decide() asked (ACTION_FAILSAFE_ASK: we
+ * lead as the primary); hands over the last view and the published list. */
+void failsafe_client_tick(struct agent *a, bool asking);
+
+/* Each tick, before observe: the answers into the node (observe reads
+ * them there). */
+void failsafe_client_collect(struct agent *a);
 
 #endif

@@ -220,11 +220,24 @@ static int metrics_text(struct http_server *h, usec_t now, char **ret) {
         struct agent *a = h->agent;
         const struct election *e = &a->node.election;
         _cleanup_free_ struct httpapi_standby *sb = calloc(MAX(h->n_standbys, (size_t) 1), sizeof *sb);
+        _cleanup_free_ struct httpapi_promise *promises = NULL;
+        size_t n_promises = 0;
         struct httpapi_state s;
         struct httpapi_metrics m;
 
         if (!sb)
                 return -ENOMEM;
+        if (a->have_state && a->state.n_failsafe_promises > 0) {
+                promises = calloc(a->state.n_failsafe_promises, sizeof *promises);
+                if (!promises)
+                        return -ENOMEM;
+                for (size_t i = 0; i < a->state.n_failsafe_promises; i++)
+                        if (a->state.failsafe_promises[i].until > now)
+                                promises[n_promises++] = (struct httpapi_promise) {
+                                        .leader = a->state.failsafe_promises[i].leader,
+                                        .seconds = (double) (a->state.failsafe_promises[i].until - now) / USEC_PER_SEC,
+                                };
+        }
         snapshot(h, now, &s);
         for (size_t i = 0; i < h->n_standbys; i++)
                 sb[i] = (struct httpapi_standby) {
@@ -251,8 +264,8 @@ static int metrics_text(struct http_server *h, usec_t now, char **ret) {
                 .ticks = a->ticks,
                 .failsafe_mode = a->config.failsafe_mode,
                 .failsafe_active = a->have_state && a->state.failsafe_active,
-                .failsafe_promise_seconds = a->have_state && a->state.failsafe_promise_until > now
-                                                    ? (double) (a->state.failsafe_promise_until - now) / USEC_PER_SEC : 0,
+                .failsafe_promises = promises,
+                .n_failsafe_promises = n_promises,
                 .n_standbys = s.pg_accepting && !s.pg_in_recovery ? h->n_standbys : 0,
                 .standbys = sb,
                 .http_requests = (const uint64_t (*)[HTTPAPI_N_CODES]) h->requests,

@@ -533,8 +533,9 @@ static int act_one(struct node *n, const struct logger *log, struct agent_state 
                            r < 0 ? "cannot stop PostgreSQL: " : "PostgreSQL stopped cleanly and held down", r < 0 ? strempty(err) : "");
                 break;
         case ACTION_FAILSAFE_ASK:
-                if (n->failsafe_ask)
-                        n->failsafe_ask(n->failsafe_userdata);
+                /* The daemon's failsafe client asks, on a thread of its own
+                 * (agent/failsafe-client.c): the loop may be waiting on the
+                 * API server that is down. */
                 break;
         case ACTION_DEMOTE_DONE:
                 event_emit(n, log, a->lsn ? LOG_LEVEL_INFO : LOG_LEVEL_ERROR, "demote", "pre-stop hand-over done: %s", strempty(a->target));

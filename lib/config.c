@@ -73,7 +73,7 @@ static const struct config_key keys[] = {
         KEY(http_max_connections, CONFIG_INT, "64", 1, 10000, false,
             "Most HTTP API connections open at once; more are refused."),
         KEY(http_max_body, CONFIG_SIZE, "4kB", 0, 0, true,
-            "A request body larger than this is answered 413 (no endpoint takes a body)."),
+            "A request body larger than this is answered 413 (only POST /failsafe takes one)."),
         KEY(http_maximum_lag, CONFIG_SIZE, "16MB", 0, 0, true,
             "A standby further behind the leader's published optime is not ready and fails /replica (unless ?lag= says otherwise)."),
         KEY(failsafe_mode, CONFIG_BOOL, "no", 0, 0, false,

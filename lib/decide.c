@@ -99,7 +99,9 @@ void agent_state_done(struct agent_state *s) {
         free(s->follow_leader);
         strv_free(s->sync_pending);
         free(s->sync_pending_lsn);
-        free(s->failsafe_promised_to);
+        for (size_t i = 0; i < s->n_failsafe_promises; i++)
+                free(s->failsafe_promises[i].leader);
+        free(s->failsafe_promises);
         *s = (struct agent_state) {};
 }
 
@@ -859,28 +861,48 @@ usec_t decide_failsafe_until(const struct observation *o, const struct agent_sta
 }
 
 int decide_failsafe_promise(struct agent_state *s, const char *leader, bool lease_leader, usec_t now) {
-        char *copy;
+        struct failsafe_promise *p = NULL, *grown;
+        size_t kept = 0;
 
         if (isempty(leader) || streq(leader, s->opt.name) || lease_leader ||
             s->kind == AGENT_CANDIDATE || s->kind == AGENT_PROMOTING || s->kind == AGENT_PRIMARY)
                 return -EBUSY;
-        copy = strdup(leader);
-        if (!copy)
-                return -ENOMEM;
-        free(s->failsafe_promised_to);
-        s->failsafe_promised_to = copy;
+        /* Spent promises go; the others stay whoever asks now. */
+        for (size_t i = 0; i < s->n_failsafe_promises; i++) {
+                if (s->failsafe_promises[i].until <= now && !streq(s->failsafe_promises[i].leader, leader)) {
+                        free(s->failsafe_promises[i].leader);
+                        continue;
+                }
+                s->failsafe_promises[kept++] = s->failsafe_promises[i];
+        }
+        s->n_failsafe_promises = kept;
+        for (size_t i = 0; i < s->n_failsafe_promises; i++)
+                if (streq(s->failsafe_promises[i].leader, leader))
+                        p = &s->failsafe_promises[i];
+        if (!p) {
+                char *copy = strdup(leader);
+
+                grown = copy ? realloc(s->failsafe_promises, (s->n_failsafe_promises + 1) * sizeof *grown) : NULL;
+                if (!grown) {
+                        free(copy);
+                        return -ENOMEM;
+                }
+                s->failsafe_promises = grown;
+                p = &grown[s->n_failsafe_promises++];
+                *p = (struct failsafe_promise) { .leader = copy };
+        }
         /* A full lease duration from the answer, on our own clock: the
          * asker stops writing renew_deadline after it sent the question,
          * which was before. */
-        s->failsafe_promise_until = now + s->opt.lease_duration;
+        p->until = MAX(p->until, now + s->opt.lease_duration);
         return 0;
 }
 
-bool decide_failsafe_promised(const struct observation *o, const struct agent_state *s, usec_t now) {
-        /* Only a lease that the promised leader still holds: a release
-         * (holder "") is its own word that it stopped being the primary. */
-        return s->failsafe_promised_to && now < s->failsafe_promise_until && !isempty(o->lease_holder) &&
-                streq(o->lease_holder, s->failsafe_promised_to);
+usec_t decide_failsafe_promise_until(const struct agent_state *s, const char *leader, usec_t now) {
+        for (size_t i = 0; leader && i < s->n_failsafe_promises; i++)
+                if (streq(s->failsafe_promises[i].leader, leader) && now < s->failsafe_promises[i].until)
+                        return s->failsafe_promises[i].until;
+        return 0;
 }
 
 /* Whether failsafe mode forbids taking an expired lease now: we promised
@@ -888,11 +910,16 @@ bool decide_failsafe_promised(const struct observation *o, const struct agent_st
  * are not one of them (it would not wait for our answer before writing on,
  * so nothing tells us it stopped). */
 static bool failsafe_blocks(const struct observation *o, const struct agent_state *s, usec_t now, struct action_list *l) {
+        usec_t until;
+
         if (isempty(o->lease_holder))
                 return false;
-        if (decide_failsafe_promised(o, s, now)) {
+        /* Only a lease that the promised leader still holds: a release
+         * (holder "") is its own word that it stopped being the primary. */
+        until = decide_failsafe_promise_until(s, o->lease_holder, now);
+        if (until > 0) {
                 emit(l, LOG_LEVEL_INFO, "failsafe", "the lease of %s looks expired, but this member answered its POST /failsafe: not taking it for %" PRIu64 "ms",
-                     o->lease_holder, (s->failsafe_promise_until - now) / USEC_PER_MSEC);
+                     o->lease_holder, (until - now) / USEC_PER_MSEC);
                 return true;
         }
         if (o->lease_failsafe && !strv_has(o->lease_failsafe, s->opt.name)) {

@@ -7,6 +7,11 @@
 #include "config.h"
 #include "observe.h"
 
+struct failsafe_promise {
+        char *leader;
+        usec_t until;
+};
+
 enum agent_state_kind {
         AGENT_STARTING,      /* no decision taken yet */
         AGENT_REPLICA,       /* streaming (or trying to) from the leader */
@@ -71,10 +76,11 @@ struct agent_state {
          * and whether it is running on those answers now. */
         usec_t failsafe_until;
         bool failsafe_active;
-        /* ... and as a member that answered a leader's POST /failsafe:
-         * whom it promised not to take the lease from, and until when. */
-        char *failsafe_promised_to;
-        usec_t failsafe_promise_until;
+        /* ... and as a member that answered POST /failsafe: whom it
+         * promised not to take the lease from, until when (one entry a
+         * leader: a second asker must not end the first one's promise). */
+        struct failsafe_promise *failsafe_promises;
+        size_t n_failsafe_promises;
         struct decide_options opt;
 };
 
@@ -158,7 +164,8 @@ usec_t decide_failsafe_until(const struct observation *o, const struct agent_sta
  * member leads or is taking the lease itself (the asker must fence). */
 int decide_failsafe_promise(struct agent_state *s, const char *leader, bool lease_leader, usec_t now);
 
-/* The promise binds now: the record names the leader we promised. */
-bool decide_failsafe_promised(const struct observation *o, const struct agent_state *s, usec_t now);
+/* Until when we promised leader not to take its lease (0: we did not, or
+ * it is over at now). */
+usec_t decide_failsafe_promise_until(const struct agent_state *s, const char *leader, usec_t now);
 
 #endif

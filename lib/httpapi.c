@@ -264,8 +264,14 @@ static void format_lease(FILE *f, const struct httpapi_metrics *m) {
         gauge(f, "pglease_failsafe_mode", "1 when failsafe_mode is on.", m->failsafe_mode);
         gauge(f, "pglease_failsafe_active", "1 while the leader keeps writing on its members' answers to POST /failsafe (the API server is unreachable).",
               m->failsafe_active);
-        gauge(f, "pglease_failsafe_promise_seconds", "How long this member has still promised a leader (POST /failsafe) not to take the lease.",
-              m->failsafe_promise_seconds);
+        if (m->n_failsafe_promises > 0)
+                family(f, "pglease_failsafe_promise_seconds", "gauge",
+                       "How long this member has still promised a leader (POST /failsafe) not to take its lease.");
+        for (size_t i = 0; i < m->n_failsafe_promises; i++) {
+                fputs("pglease_failsafe_promise_seconds{leader=\"", f);
+                put_label_value(f, m->failsafe_promises[i].leader);
+                fprintf(f, "\"} %.3f\n", m->failsafe_promises[i].seconds);
+        }
         gauge(f, "pglease_lease_remaining_seconds", "Leader: seconds left before the renew deadline fences it; 0 otherwise.",
               m->lease_held && m->lease_remaining_seconds > 0 ? m->lease_remaining_seconds : 0);
         if (m->lease_known) {

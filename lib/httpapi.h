@@ -71,6 +71,11 @@ struct httpapi_standby {
         uint64_t lag_bytes;
 };
 
+struct httpapi_promise {
+        const char *leader;
+        double seconds;
+};
+
 struct httpapi_metrics {
         const struct httpapi_state *s;
         const char *version;
@@ -89,7 +94,10 @@ struct httpapi_metrics {
         const struct httpapi_standby *standbys;
         bool failsafe_mode;           /* failsafe_mode is on */
         bool failsafe_active;         /* the leader is writing on its members' answers (API server unreachable) */
-        double failsafe_promise_seconds; /* how long this member still promised not to take the lease; 0 if not */
+        /* How long this member has still promised each leader not to take
+         * its lease (POST /failsafe). */
+        size_t n_failsafe_promises;
+        const struct httpapi_promise *failsafe_promises;
         /* The HTTP API's own requests: [endpoint][httpapi_code_index()]. */
         const uint64_t (*http_requests)[HTTPAPI_N_CODES];
 };

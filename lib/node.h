@@ -71,12 +71,9 @@ struct node {
         char **probe_unreachable;     /* peers whose probe failed in this tick */
 
         /* Failsafe mode, as the holder: each member's latest answer to
-         * POST /failsafe (the agent's client fills it in), and the hook
-         * act calls to ask every other member of the last view again. */
+         * POST /failsafe (the agent's client fills it in each tick). */
         struct failsafe_answer *failsafe_answers;
         size_t n_failsafe_answers;
-        void (*failsafe_ask)(void *userdata);
-        void *failsafe_userdata;
 
         /* Called when a pre-stop demote finished (the agent's control
          * socket answers the waiting hook). */

@@ -607,7 +607,8 @@ def check_config(docs, agent, label):
 def check_values_keys(values, check_config_out, schema):
     config = values["config"]
     known = set(re.findall(r"^([a-z_]+) = ", check_config_out, re.M))
-    secret_inline = {k for k in known if k.endswith("_password")}
+    secret_inline = {k for k in known if k.endswith("_password")
+                     or k == "failsafe_token"}
     check(set(config) == known - secret_inline,
           "values.yaml config: every pglease.conf key (inline passwords "
           "left out)", f"missing {sorted(known - secret_inline - set(config))}"
@@ -676,13 +677,22 @@ def check_probes_and_hooks(docs, values_yaml, agentctl, chart_dir):
     spec = sts["spec"]["template"]["spec"]
     by_name = {c["name"]: c for c in spec["containers"]}
     ready = by_name["postgres"]["readinessProbe"]["exec"]["command"]
-    live = by_name["agent"]["livenessProbe"]["exec"]["command"]
-    check(ready[0].endswith("/agentctl") and live[0].endswith("/agentctl"),
-          "probes run agentctl", f"{ready} {live}")
+    check(ready[0].endswith("/agentctl"), "postgres readiness runs agentctl",
+          f"{ready}")
     check(agentctl_supports(agentctl, ready[1:]),
           f"readiness: agentctl {' '.join(ready[1:])}: the build has it")
-    check(agentctl_supports(agentctl, live[1:]),
-          f"liveness: agentctl {' '.join(live[1:])}: the build has it")
+    # The agent container's probes ask its HTTP API on the named port.
+    agent = by_name["agent"]
+    ports = {p.get("name"): p["containerPort"] for p in agent.get("ports", [])}
+    listen = str(values_yaml["config"]["http_listen"])
+    check(ports.get("http") == int(listen.rsplit(":", 1)[1]),
+          f"agent container: port http is config.http_listen's ({listen})",
+          str(ports))
+    for kind, path in (("livenessProbe", "/liveness"),
+                       ("readinessProbe", "/readiness")):
+        get = agent.get(kind, {}).get("httpGet", {})
+        check(get.get("path") == path and get.get("port") == "http",
+              f"agent {kind}: GET {path} on port http", str(agent.get(kind)))
     check(agentctl_supports(agentctl, ["demote", "--wait", "--timeout"]),
           "agentctl demote --wait --timeout: the build has it")
     hook = by_name["postgres"]["lifecycle"]["preStop"]["exec"]["command"]
@@ -696,15 +706,17 @@ def check_probes_and_hooks(docs, values_yaml, agentctl, chart_dir):
     # Issue 17, item 3: an isolated primary fails its readiness from
     # renew_deadline after its last renewal; it must have left the
     # Services before anyone may take the Lease (lease_duration).
-    probe = by_name["postgres"]["readinessProbe"]
     lease = float(re.match(r"(\d+)", values_yaml["config"]["lease_duration"]).group(1))
     renew = float(re.match(r"(\d+)", values_yaml["config"]["renew_deadline"]).group(1))
-    window = renew + probe["periodSeconds"] * probe["failureThreshold"]
-    check("--timeout" in ready and window < lease,
-          f"readiness: renew_deadline {renew:g} + periodSeconds "
-          f"{probe['periodSeconds']} x failureThreshold "
-          f"{probe['failureThreshold']} < lease_duration {lease:g}, "
-          "agentctl with --timeout", f"{ready}")
+    for container in ("postgres", "agent"):
+        probe = by_name[container]["readinessProbe"]
+        window = renew + probe["periodSeconds"] * probe["failureThreshold"]
+        check(window < lease,
+              f"{container} readiness: renew_deadline {renew:g} + periodSeconds "
+              f"{probe['periodSeconds']} x failureThreshold "
+              f"{probe['failureThreshold']} < lease_duration {lease:g}")
+    check("--timeout" in ready, "postgres readiness: agentctl with --timeout",
+          f"{ready}")
     stop = float(re.match(r"(\d+)",
                           values_yaml["config"]["stop_timeout"]).group(1))
     grace = spec["terminationGracePeriodSeconds"]

@@ -1655,11 +1655,15 @@ static void test_failsafe_a_leader_or_candidate_does_not_promise(void **state) {
         assert_int_equal(decide_failsafe_promise(&s, "", false, T0), -EBUSY);
         s.kind = AGENT_CANDIDATE;
         assert_int_equal(decide_failsafe_promise(&s, "pg-0", false, T0), -EBUSY);
-        assert_null(s.failsafe_promised_to);
+        assert_int_equal(s.n_failsafe_promises, 0);
         s.kind = AGENT_REPLICA;
         assert_int_equal(decide_failsafe_promise(&s, "pg-0", false, T0), 0);
-        assert_string_equal(s.failsafe_promised_to, "pg-0");
-        assert_true(s.failsafe_promise_until == T0 + 10 * SEC);
+        assert_true(decide_failsafe_promise_until(&s, "pg-0", T0) == T0 + 10 * SEC);
+        /* Another asker does not end pg-0's promise. */
+        assert_int_equal(decide_failsafe_promise(&s, "pg-2", false, T0 + SEC), 0);
+        assert_true(decide_failsafe_promise_until(&s, "pg-0", T0 + SEC) == T0 + 10 * SEC);
+        assert_true(decide_failsafe_promise_until(&s, "pg-2", T0 + SEC) == T0 + 11 * SEC);
+        assert_int_equal(decide_failsafe_promise_until(&s, "pg-0", T0 + 10 * SEC), 0);
         agent_state_done(&s);
 }
 

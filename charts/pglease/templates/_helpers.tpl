@@ -271,3 +271,15 @@ password files.
   readOnly: true
 {{- end }}
 {{- end -}}
+
+{{/*
+The port of config.http_listen (ADDRESS:PORT, "[::]:8008"): the agent
+container's port "http", which its probes ask.
+*/}}
+{{- define "pglease.httpPort" -}}
+{{- $listen := toString .Values.config.http_listen -}}
+{{- if not (regexMatch ":[0-9]+$" $listen) -}}
+{{- fail (printf "config.http_listen is %q: the chart's probes ask the agent's HTTP API, set it to ADDRESS:PORT such as [::]:8008" $listen) -}}
+{{- end -}}
+{{- regexReplaceAll "^.*:" $listen "" -}}
+{{- end -}}

@@ -1,0 +1,329 @@
+"""Failsafe mode (docs/failover.md, docs/design.md "Failsafe mode") on three
+real PostgreSQL 15 servers, each under its run-postgres supervisor with its
+agent, against the Kubernetes API emulator:
+
+- the API server refuses the leader for three lease durations under a
+  steady writer: not one write fails, nobody promotes, the Lease keeps its
+  holder, and failsafe mode ends when the API server answers again;
+- the leader cut off from the API server and from one member (that member
+  holds another token, so its answers are 401): the leader fences by its
+  renew deadline, and nobody takes over before the lease could expire;
+- the leader's agent SIGSTOPped while it writes on failsafe answers: the
+  run-postgres supervisor's lease-expiry watchdog fences PostgreSQL;
+- POST /failsafe without a token, with a wrong one, malformed, oversized,
+  slow, or too many: each gets its code, no promise is made, and the
+  leader's renewals keep their cadence.
+
+With failsafe mode off (the default) the leader cut off from the API fences
+at the renew deadline and a standby takes over: test_failover.py's
+test_primary_cut_off_from_the_api."""
+
+import http.client
+import json
+import os
+import secrets
+import signal
+import socket
+import threading
+import time
+
+import pytest
+
+import cluster as cluster_mod
+import pgharness
+import renewload
+
+_wait = cluster_mod._wait  # pylint: disable=protected-access
+_seconds = cluster_mod._seconds  # pylint: disable=protected-access
+_write_private = cluster_mod._write_private  # pylint: disable=protected-access
+
+SETTINGS = dict(cluster_mod.DEFAULT_SETTINGS, failsafe_mode="yes",
+                http_request_timeout="2s", http_max_body="1kB")
+LEASE = _seconds(SETTINGS["lease_duration"])
+RENEW_DEADLINE = _seconds(SETTINGS["renew_deadline"])
+RETRY = _seconds(SETTINGS["retry_period"])
+HEALTHY_TIMEOUT = 90
+TOKEN_FILE = "failsafe-token"
+
+
+@pytest.fixture(scope="module")
+def fs_cluster(module_cluster_factory):
+    """Three members with the HTTP API on ports of their own and one
+    failsafe token (one Secret mounted in every pod)."""
+    local = module_cluster_factory(n=3, settings=SETTINGS, start=False,
+                                   cluster_name="fs")
+    ports = set()
+    while len(ports) < 3:
+        ports.add(pgharness.free_port())
+    local.failsafe_token = secrets.token_hex(24)
+    for node, port in zip(local.nodes, sorted(ports)):
+        node.http_port = port
+        local.per_node[node.name] = {
+            "http_listen": f"127.0.0.1:{port}",
+            "failsafe_token_file": os.path.join(node.secrets_dir, TOKEN_FILE),
+        }
+    local.setup()
+    for node in local.nodes:
+        write_token(node, local.failsafe_token)
+    local.start(timeout=180)
+    return local
+
+
+def write_token(node, token):
+    _write_private(os.path.join(node.secrets_dir, TOKEN_FILE), token + "\n")
+
+
+def request(node, path, method="GET", body=None, headers=None, timeout=5):
+    conn = http.client.HTTPConnection("127.0.0.1", node.http_port,
+                                      timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode("utf-8", "replace")
+    finally:
+        conn.close()
+
+
+def post_failsafe(node, token, leader, raw_body=None):
+    body = raw_body if raw_body is not None else json.dumps({"leader": leader})
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return request(node, "/failsafe", "POST", body, headers)[0]
+
+
+def metric(node, name, labels=""):
+    status, text = request(node, "/metrics")
+    assert status == 200
+    want = f"{name}{{{labels}}}" if labels else name
+    for line in text.splitlines():
+        if line.startswith(want + " "):
+            return float(line.split(" ")[-1])
+    return None
+
+
+def events(node, start, event):
+    return [e for e in node.agent_log()[start:] if e.get("event") == event]
+
+
+def restart_agent(node):
+    node.stop_agent()
+    node.start_agent()
+
+
+class Load:
+    """A steady writer through the Lease's holder (a table of its own: the
+    writer numbers its rows from 1) and the split-brain checker, on a
+    healthy cluster."""
+
+    def __init__(self, local, table):
+        self.local = local
+        self.primary = local.wait_healthy(HEALTHY_TIMEOUT)
+        self.transitions = local.lease()["leaseTransitions"]
+        self.checker = cluster_mod.SplitBrainChecker(local).start()
+        self.writer = cluster_mod.Writer(local, table=table).start()
+        _wait(lambda: len(self.writer.history) >= 20, 30, "20 writes")
+
+    def stop(self):
+        history = self.writer.stop()
+        violations = self.checker.stop()
+        assert not violations, f"two writable servers: {violations[:3]}"
+        assert not history.acks_after_handover(), \
+            "an old primary acknowledged a write after the new one did"
+        return history
+
+
+def test_api_cut_from_the_leader_costs_no_write(fs_cluster):
+    load = Load(fs_cluster, "fs_api_cut")
+    leader = load.primary
+    log_start = len(leader.agent_log())
+    others = [n for n in fs_cluster.nodes if n is not leader]
+    leader.cut_api()
+    cut = time.monotonic()
+    try:
+        # Past the renew deadline on the members' answers alone.
+        _wait(lambda: events(leader, log_start, "failsafe"), RENEW_DEADLINE + 5,
+              f"{leader.name} to go on in failsafe mode")
+        assert metric(leader, "pglease_failsafe_active") == 1
+        # Three lease durations: anyone could have taken the lease twice.
+        while time.monotonic() - cut < 3 * LEASE:
+            assert leader.is_primary(), f"{leader.name} stopped writing"
+            assert not any(n.is_primary() for n in others)
+            time.sleep(0.2)
+    finally:
+        leader.restore_api()
+    _wait(lambda: any("over" in e.get("msg", "") for e in
+                      events(leader, log_start, "failsafe")),
+          RENEW_DEADLINE + 5, "failsafe mode to end with the API back")
+    _wait(lambda: len(load.writer.history) >= 20, 10, "writes")
+    history = load.stop()
+    assert history.errors == 0, f"{history.errors} failed writes ({history.last_error})"
+    assert not history.unknown, history.unknown
+    assert set(history.by_node()) == {leader.name}
+    assert fs_cluster.lease_holder() == leader.name
+    assert fs_cluster.lease()["leaseTransitions"] == load.transitions
+    assert not events(leader, log_start, "fence")
+    assert metric(leader, "pglease_failsafe_active") == 0
+
+
+def test_frozen_agent_in_failsafe_is_fenced_by_the_supervisor(fs_cluster):
+    load = Load(fs_cluster, "fs_frozen")
+    leader = load.primary
+    log_start = len(leader.agent_log())
+    supervisor_log_size = os.path.getsize(leader.supervisor_log)
+    leader.cut_api()
+    try:
+        _wait(lambda: events(leader, log_start, "failsafe"), RENEW_DEADLINE + 5,
+              f"{leader.name} to go on in failsafe mode")
+        agent_pid = leader.agent_proc.pid
+        os.kill(agent_pid, signal.SIGSTOP)
+        stopped = time.monotonic()
+        try:
+            # The lease-expiry file holds the failsafe answers' end: at
+            # most renew_deadline after the last question was sent.
+            _wait(lambda: not leader.is_primary(), RENEW_DEADLINE + 5,
+                  f"the supervisor to fence {leader.name}")
+            fenced = time.monotonic() - stopped
+            fs_cluster.wait_primary(4 * LEASE + 30, other_than=leader.name)
+        finally:
+            os.kill(agent_pid, signal.SIGCONT)
+    finally:
+        leader.restore_api()
+    assert fenced < RENEW_DEADLINE + 1.0, fenced
+    with open(leader.supervisor_log, encoding="utf-8", errors="replace") as log:
+        log.seek(supervisor_log_size)
+        assert any("lease expired" in line for line in log), \
+            "the supervisor did not fence"
+    fs_cluster.wait_healthy(HEALTHY_TIMEOUT)
+    load.stop()
+
+
+class SlowPosts:
+    """Connections that send a POST /failsafe a byte at a time."""
+
+    def __init__(self, node, count, duration):
+        self.node = node
+        self.count = count
+        self.duration = duration
+        self.closed = 0
+        self._lock = threading.Lock()
+        self.threads = []
+
+    def _one(self):
+        head = (b"POST /failsafe HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Length: 200\r\n\r\n")
+        deadline = time.monotonic() + self.duration
+        try:
+            with socket.create_connection(("127.0.0.1", self.node.http_port),
+                                          timeout=self.duration + 5) as sock:
+                sock.sendall(head)
+                while time.monotonic() < deadline:
+                    sock.sendall(b"x")
+                    time.sleep(0.3)
+        except OSError:
+            with self._lock:
+                self.closed += 1
+
+    def start(self):
+        for _ in range(self.count):
+            thread = threading.Thread(target=self._one, daemon=True)
+            thread.start()
+            self.threads.append(thread)
+        return self
+
+    def join(self):
+        for thread in self.threads:
+            thread.join(self.duration + 10)
+
+
+def test_bad_failsafe_requests_change_nothing(fs_cluster):
+    leader = fs_cluster.wait_healthy(HEALTHY_TIMEOUT)
+    standby = [n for n in fs_cluster.nodes if n is not leader][0]
+    token = fs_cluster.failsafe_token
+    codes = {
+        "none": post_failsafe(standby, None, "pg-x"),
+        "wrong": post_failsafe(standby, "x" + token, "pg-x"),
+        "prefix": post_failsafe(standby, token[:-1], "pg-x"),
+        "malformed": post_failsafe(standby, token, None, raw_body="{leader"),
+        "not a name": post_failsafe(standby, token, "PG_X"),
+        "get": request(standby, "/failsafe")[0],
+    }
+    assert codes == {"none": 401, "wrong": 401, "prefix": 401,
+                     "malformed": 400, "not a name": 400, "get": 405}, codes
+    assert request(standby, "/failsafe", "POST", "x" * 4096,
+                   {"Authorization": f"Bearer {token}"})[0] == 413
+    # The leader promises nobody: it would have to fence.
+    assert post_failsafe(leader, token, standby.name) == 409
+    assert leader.is_primary()
+    # None of it made a promise; a right one does (to a name that holds no
+    # lease, so it binds nothing).
+    assert metric(standby, "pglease_failsafe_promise_seconds",
+                  'leader="pg-x"') is None
+    assert post_failsafe(standby, token, "pg-x") == 200
+    assert 0 < metric(standby, "pglease_failsafe_promise_seconds",
+                      'leader="pg-x"') <= LEASE
+    # The real leader's promise is still there beside it.
+    assert metric(standby, "pglease_failsafe_promise_seconds",
+                  f'leader="{leader.name}"') > 0
+    # A burst is cut off by the rate limit (20 a second), wrong tokens and
+    # right ones alike.
+    burst = [post_failsafe(standby, "wrong", "pg-x") for _ in range(40)]
+    assert 429 in burst and set(burst) <= {401, 429}, burst
+
+    # Slow and wrong POSTs at the leader: its renewals keep their cadence.
+    watch = renewload.RenewWatch(leader).start()
+    log_start = len(leader.agent_log())
+    slow = SlowPosts(leader, 6, duration=3 * 2).start()
+    flood_until = time.monotonic() + 6
+    while time.monotonic() < flood_until:
+        post_failsafe(leader, "wrong", "pg-x")
+    slow.join()
+    _wait(lambda: len(watch.values) >= 4, 10 * RETRY, "four renewals")
+    stats = renewload.cadence(watch.stop())
+    assert slow.closed == 6, "slow POSTs were not cut off"
+    assert stats and stats["max"] < RETRY + 0.5, stats
+    assert not [e for e in leader.agent_log()[log_start:]
+                if e.get("event") in ("tilt", "fence")]
+    assert leader.is_primary()
+    assert fs_cluster.lease_holder() == leader.name
+
+
+def test_leader_cut_from_the_api_and_one_member_fences(fs_cluster):
+    load = Load(fs_cluster, "fs_one_member")
+    leader = load.primary
+    odd = [n for n in fs_cluster.nodes if n is not leader][0]
+    # odd checks another token: the leader's POST /failsafe gets 401.
+    write_token(odd, "not-" + fs_cluster.failsafe_token)
+    restart_agent(odd)
+    fs_cluster.wait_healthy(HEALTHY_TIMEOUT)
+    history_start = len(load.writer.history)
+    log_start = len(leader.agent_log())
+    leader.cut_api()
+    cut = time.monotonic()
+    try:
+        _wait(lambda: not leader.is_primary(), RENEW_DEADLINE + 5,
+              f"{leader.name} to fence")
+        fenced = time.monotonic() - cut
+        new = fs_cluster.wait_primary(4 * LEASE + 30, other_than=leader.name)
+        took_over = time.monotonic() - cut
+    finally:
+        leader.restore_api()
+        write_token(odd, fs_cluster.failsafe_token)
+        restart_agent(odd)
+    assert events(leader, log_start, "fence")
+    # Its last renewal and its last answers were sent before the cut.
+    assert fenced < RENEW_DEADLINE + 1.0, fenced
+    acks = list(zip(list(load.writer.history.acknowledged)[history_start:],
+                    list(load.writer.history.ack_times)[history_start:]))
+    old_last = max((at for (_, name, _), at in acks if name == leader.name),
+                   default=None)
+    if old_last is not None:
+        assert old_last - cut < RENEW_DEADLINE + 0.5, old_last - cut
+    first_new = load.writer.history.first_ack(cut, node=new.name)
+    # Nobody writes before the lease could have expired: its last renewal
+    # was at most one retry period before the cut.
+    assert first_new is None or first_new[0] - cut >= LEASE - RETRY - 0.5, \
+        first_new[0] - cut
+    assert took_over >= LEASE - RETRY - 0.5, took_over
+    fs_cluster.wait_healthy(HEALTHY_TIMEOUT)
+    load.stop()
