@@ -554,7 +554,7 @@ int act(struct node *n, const struct logger *log, struct agent_state *s, const s
 
         /* Failsafe mode: what decide() granted, to both lease clocks (the
          * renewer's fences and writes the supervisor's lease-expiry). */
-        n->election.failsafe_until = n->election.leader ? s->failsafe_until : 0;
+        n->election.failsafe_until = n->election.leader ? MAX(n->election.failsafe_until, s->failsafe_until) : 0;
         renewer_failsafe(n->renewer, n->election.failsafe_until);
 
         /* Fences and the renewal first: under a slow API server, the

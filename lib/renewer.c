@@ -495,7 +495,10 @@ void renewer_failsafe(struct renewer *r, usec_t until) {
         if (!r)
                 return;
         pthread_mutex_lock(&r->lock);
-        if (r->failsafe_until != until) {
+        /* Only ever later within a term (renewer_start() resets it): the
+         * loop's value and the failsafe client's come from the same answers
+         * at different moments, and an older one must not undo a newer. */
+        if (until > r->failsafe_until) {
                 r->failsafe_until = until;
                 pthread_cond_broadcast(&r->wake);
         }

@@ -62,8 +62,9 @@ void renewer_sync(struct renewer *r, struct election *e, usec_t retry_period);
 usec_t renewer_step(struct renewer *r, usec_t now);
 
 /* Failsafe mode: the holder may stay a leader until `until` (monotonic)
- * on its members' answers (decide_failsafe_until(); 0: no longer). The
- * renewer fences at the later of it and the renew deadline, and writes the
+ * on its members' answers (decide_failsafe_until()); an earlier time than
+ * the one it has changes nothing (renewer_start() resets it). The renewer
+ * fences at the later of it and the renew deadline, and writes the
  * supervisor's lease-expiry file with that time. */
 void renewer_failsafe(struct renewer *r, usec_t until);
 
