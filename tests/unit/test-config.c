@@ -377,6 +377,24 @@ static void test_http_listen_must_be_a_numeric_address_and_port(void **state) {
         config_done(&c);
 }
 
+static void test_failsafe_mode_needs_the_http_api_and_one_token(void **state) {
+        struct config c;
+
+        assert_load_fails("failsafe_mode = yes\nfailsafe_token = t\n", -EINVAL,
+                          (const char *[]) { ":1: failsafe_mode: needs http_listen", NULL });
+        assert_load_fails("failsafe_mode = yes\nhttp_listen = 127.0.0.1:8008\n", -EINVAL,
+                          (const char *[]) { "failsafe_mode: needs failsafe_token_file or failsafe_token", NULL });
+        assert_load_fails("failsafe_token = t\nfailsafe_token_file = /run/t\n", -EINVAL,
+                          (const char *[]) { "failsafe_token (", ":1) and failsafe_token_file (", ":2) are both set", NULL });
+        assert_int_equal(load("failsafe_mode = yes\nhttp_listen = 127.0.0.1:8008\nfailsafe_token_file = /run/t\n",
+                              NULL, NULL, &c, NULL), 0);
+        assert_true(c.failsafe_mode);
+        config_done(&c);
+        assert_int_equal(load("", NULL, NULL, &c, NULL), 0);
+        assert_false(c.failsafe_mode);
+        config_done(&c);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_defaults_are_valid),
@@ -405,6 +423,7 @@ int main(void) {
                 cmocka_unit_test(test_values_with_newlines_are_refused),
                 cmocka_unit_test(test_hba_networks_must_be_cidrs),
                 cmocka_unit_test(test_http_listen_must_be_a_numeric_address_and_port),
+                cmocka_unit_test(test_failsafe_mode_needs_the_http_api_and_one_token),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

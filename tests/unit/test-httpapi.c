@@ -223,8 +223,37 @@ static void test_metrics_exposition(void **state) {
         assert_null(strstr(text, "pglease_http_requests_total"));
 }
 
+static void test_failsafe_token_rate_and_body(void **state) {
+        struct httpapi_rate rate = {};
+        _cleanup_free_ char *leader = NULL;
+        int allowed = 0;
+
+        assert_true(httpapi_token_matches("Bearer s3cret", "s3cret"));
+        assert_false(httpapi_token_matches("Bearer s3cre", "s3cret"));
+        assert_false(httpapi_token_matches("Bearer s3cretx", "s3cret"));
+        assert_false(httpapi_token_matches("bearer s3cret", "s3cret"));
+        assert_false(httpapi_token_matches("Basic s3cret", "s3cret"));
+        assert_false(httpapi_token_matches(NULL, "s3cret"));
+        /* An empty token matches nothing, not even an empty header. */
+        assert_false(httpapi_token_matches("Bearer ", ""));
+
+        assert_int_equal(httpapi_failsafe_parse("{\"leader\":\"pg-0\"}", 17, &leader), 0);
+        assert_string_equal(leader, "pg-0");
+        assert_int_equal(httpapi_failsafe_parse("{\"leader\":\"PG_0\"}", 17, &leader), -EINVAL);
+        assert_int_equal(httpapi_failsafe_parse("{\"leader\":7}", 12, &leader), -EINVAL);
+        assert_int_equal(httpapi_failsafe_parse("[]", 2, &leader), -EINVAL);
+        assert_int_equal(httpapi_failsafe_parse("{\"lea", 5, &leader), -EINVAL);
+
+        for (int i = 0; i < 30; i++)
+                allowed += httpapi_rate_allow(&rate, 1000 * USEC_PER_SEC + (usec_t) i, 20);
+        assert_int_equal(allowed, 20);
+        /* A second later: a new window. */
+        assert_true(httpapi_rate_allow(&rate, 1001 * USEC_PER_SEC, 20));
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_failsafe_token_rate_and_body),
                 cmocka_unit_test(test_listen_addresses),
                 cmocka_unit_test(test_paths),
                 cmocka_unit_test(test_primary_answers_primary_only_with_a_valid_lease),

@@ -133,6 +133,52 @@ static void test_fences_at_the_renew_deadline_when_the_api_fails(void **state) {
         world_free(w);
 }
 
+static void test_failsafe_answers_move_the_fence_and_the_lease_file(void **state) {
+        struct world *w = world_new();
+        usec_t start = now(w), expiry = 0;
+
+        w->store.fail_with = -ETIMEDOUT;
+        /* The members' answers cover the leader until start + 5 s. */
+        renewer_failsafe(w->r, start + 5 * SEC);
+        (void) renewer_step(w->r, now(w));
+        assert_int_equal(lease_file_read(w->run_dir, &expiry), 0);
+        assert_int_equal(expiry, start + 5 * SEC);
+        /* An older value (a tick that read older answers) changes nothing. */
+        renewer_failsafe(w->r, start + 4 * SEC);
+        while (now(w) < start + 5 * SEC) {
+                clock_scripted_advance(&w->clock, 200 * MSEC);
+                (void) renewer_step(w->r, now(w));
+        }
+        /* Past the renew deadline (start + 3 s), not past the answers. */
+        assert_int_equal(w->fences, 0);
+        clock_scripted_advance(&w->clock, 2 * MSEC);
+        assert_int_equal(renewer_step(w->r, now(w)), USEC_INFINITY);
+        assert_int_equal(w->fences, 1);
+        assert_int_equal(lease_file_read(w->run_dir, &expiry), -ENOENT);
+        world_free(w);
+}
+
+static void test_failsafe_ends_when_the_api_is_back(void **state) {
+        struct world *w = world_new();
+        usec_t start = now(w);
+
+        w->store.fail_with = -ETIMEDOUT;
+        renewer_failsafe(w->r, start + 6 * SEC);
+        while (now(w) < start + 4 * SEC) {
+                clock_scripted_advance(&w->clock, 200 * MSEC);
+                (void) renewer_step(w->r, now(w));
+        }
+        /* The API server answers again: the renewal, sent past the renew
+         * deadline but inside the answers' time, goes through. */
+        w->store.fail_with = 0;
+        clock_scripted_advance(&w->clock, 200 * MSEC);
+        (void) renewer_step(w->r, now(w));
+        assert_int_equal(w->fences, 0);
+        assert_true(renewer_renewals(w->r) > 0);
+        assert_true(w->own.last_renew_sent > start + 4 * SEC);
+        world_free(w);
+}
+
 static void test_fences_when_another_member_took_the_lease(void **state) {
         struct world *w = world_new();
 
@@ -297,6 +343,8 @@ int main(void) {
                 cmocka_unit_test(test_renews_every_retry_period_without_the_loop),
                 cmocka_unit_test(test_loop_sees_the_renewals_and_is_not_lost),
                 cmocka_unit_test(test_fences_at_the_renew_deadline_when_the_api_fails),
+                cmocka_unit_test(test_failsafe_answers_move_the_fence_and_the_lease_file),
+                cmocka_unit_test(test_failsafe_ends_when_the_api_is_back),
                 cmocka_unit_test(test_fences_when_another_member_took_the_lease),
                 cmocka_unit_test(test_without_a_fence_the_deadline_still_ends_the_lease),
                 cmocka_unit_test(test_annotation_written_by_others_is_kept),
