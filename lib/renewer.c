@@ -229,7 +229,9 @@ static usec_t step_locked(struct renewer *r, usec_t now) {
         if (election_lost(e, now)) {
                 e->leader = false;
                 r->want_leading = false;
-                fence_now(r, "lease lost: the last successful renewal was sent more than renew_deadline ago");
+                fence_now(r, e->failsafe_until > 0
+                                     ? "lease lost: the last successful renewal was sent more than renew_deadline ago, and the members' failsafe answers ran out"
+                                     : "lease lost: the last successful renewal was sent more than renew_deadline ago");
                 pthread_cond_broadcast(&r->done);
                 return USEC_INFINITY;
         }
