@@ -12,6 +12,7 @@
 #include "control-handlers.h"
 #include "exit-codes.h"
 #include "failsafe-client.h"
+#include "failsafe-responder.h"
 #include "http-server.h"
 #include "lease-watch.h"
 #include "pglease-build.h"
@@ -423,8 +424,14 @@ int agent_run(struct agent *a) {
                         agent_log(a, LOG_LEVEL_ERROR, "http", "no HTTP API (probes and /metrics cannot reach this agent): %s",
                                   err ? err : strerror(-r));
                 err = mfree(err);
-                /* Without it the leader asks nobody: it fences at the
-                 * renew deadline as without failsafe mode. */
+                /* Without these the members cannot answer and the leader
+                 * asks nobody: it fences at the renew deadline as without
+                 * failsafe mode. */
+                r = failsafe_responder_attach(a, &err);
+                if (r < 0)
+                        agent_log(a, LOG_LEVEL_ERROR, "failsafe", "this member cannot answer POST /failsafe (a leader in failsafe mode fences): %s",
+                                  err ? err : strerror(-r));
+                err = mfree(err);
                 r = failsafe_client_attach(a, &err);
                 if (r < 0)
                         agent_log(a, LOG_LEVEL_ERROR, "failsafe", "failsafe mode cannot ask the members (the primary fences when the API server is unreachable): %s",
@@ -440,6 +447,7 @@ int agent_run(struct agent *a) {
         agent_shutdown(a);
         watch_detach(a);
         failsafe_client_detach(a);
+        failsafe_responder_detach(a);
         http_server_detach(a);
         control_handlers_detach(a);
         if (a->have_state)
@@ -474,6 +482,7 @@ void agent_tick(struct agent *a, usec_t now, usec_t late) {
                 bool redecide = false;
 
                 failsafe_client_collect(a);
+                failsafe_responder_sync(a);
                 if (observe(&a->node, now, round == 0 && a->ticks > 1 ? late : 0, a->state.demote_requested, &o) < 0) {
                         agent_log(a, LOG_LEVEL_ERROR, "observe", "out of memory");
                         return;

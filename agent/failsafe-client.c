@@ -13,7 +13,7 @@
 
 #include "agent.h"
 #include "failsafe-client.h"
-#include "http-server.h"
+#include "failsafe-responder.h"
 #include "util.h"
 
 /* What is kept of an answer's body (it is a short JSON object). */
@@ -24,7 +24,7 @@
 struct failsafe_member {
         char *name;
         char *host;
-        int api_port;
+        int failsafe_port;
 };
 
 struct failsafe_request {
@@ -231,8 +231,8 @@ static int ask_one(struct failsafe_client *c, const struct failsafe_member *m, u
         struct failsafe_request *q;
         long ms = (long) MAX(timeout / USEC_PER_MSEC, (usec_t) 100);
 
-        url = strchr(m->host, ':') ? strdup_printf("http://[%s]:%d/failsafe", m->host, m->api_port)
-                                   : strdup_printf("http://%s:%d/failsafe", m->host, m->api_port);
+        url = strchr(m->host, ':') ? strdup_printf("http://[%s]:%d/failsafe", m->host, m->failsafe_port)
+                                   : strdup_printf("http://%s:%d/failsafe", m->host, m->failsafe_port);
         auth = strdup_printf("Authorization: Bearer %s", c->token);
         q = calloc(1, sizeof *q);
         if (!url || !auth || !q) {
@@ -283,7 +283,7 @@ static void ask_round(struct failsafe_client *c, usec_t now) {
         for (size_t i = 0; i < c->n_view; i++) {
                 const struct failsafe_member *m = &c->view[i];
 
-                if (streq(m->name, c->self) || isempty(m->host) || m->api_port <= 0 || in_flight(c, m->name))
+                if (streq(m->name, c->self) || isempty(m->host) || m->failsafe_port <= 0 || in_flight(c, m->name))
                         continue;
                 if (ask_one(c, m, c->opt.renew_deadline, now) < 0)
                         c->refused++;
@@ -347,7 +347,7 @@ void failsafe_client_tick(struct agent *a, bool asking) {
                         const struct dcs_member *m = &members->members[i];
 
                         view[n_view] = (struct failsafe_member) { .name = strdup(m->name), .host = strdup(strempty(m->host)),
-                                                                  .api_port = m->api_port };
+                                                                  .failsafe_port = m->failsafe_port };
                         n_view++;
                         if (!view[n_view - 1].name || !view[n_view - 1].host)
                                 asking = false;
@@ -419,7 +419,7 @@ static void client_free(struct failsafe_client *c) {
 }
 
 int failsafe_client_attach(struct agent *a, char **reterr_msg) {
-        const char *token = http_server_failsafe_token(a);
+        const char *token = failsafe_responder_token(a);
         struct failsafe_client *c;
         sigset_t all, old;
         int r;
@@ -427,7 +427,7 @@ int failsafe_client_attach(struct agent *a, char **reterr_msg) {
         if (!a->config.failsafe_mode || !a->have_node)
                 return 0;
         if (!token)
-                return set_error_msg(reterr_msg, "no token (the HTTP API did not start)"), -ENOKEY;
+                return set_error_msg(reterr_msg, "no token (the responder did not start)"), -ENOKEY;
         c = calloc(1, sizeof *c);
         if (!c)
                 return -ENOMEM;

@@ -20,9 +20,6 @@
 /* The most of a length-less body read (and thrown away) to answer 413. */
 #define DISCARD_MAX (1024 * 1024)
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
-/* POST /failsafe: a leader asks each member once a retry period; more
- * than this a second (from everyone, right or wrong token) is refused. */
-#define FAILSAFE_RATE_LIMIT 20
 
 struct http_standby {
         char *name;
@@ -62,16 +59,11 @@ struct http_server {
         uint64_t promotions, failovers, switchovers, demotes, fences;
 
         uint64_t requests[HTTPAPI_N_ENDPOINTS][HTTPAPI_N_CODES];
-
-        char *failsafe_token;          /* NULL: failsafe_mode off, POST /failsafe is 404 */
-        struct httpapi_rate failsafe_rate;
 };
 
 struct request {
         uint64_t body;
         bool answered;
-        bool keep;                     /* POST /failsafe: the body is kept (up to http_max_body) */
-        char *data;
 };
 
 static void standbys_free(struct http_server *h) {
@@ -227,15 +219,17 @@ static int metrics_text(struct http_server *h, usec_t now, char **ret) {
 
         if (!sb)
                 return -ENOMEM;
-        if (a->have_state && a->state.n_failsafe_promises > 0) {
-                promises = calloc(a->state.n_failsafe_promises, sizeof *promises);
+        if (a->have_state && a->state.failsafe_promises.n > 0) {
+                const struct failsafe_promises *t = &a->state.failsafe_promises;
+
+                promises = calloc(t->n, sizeof *promises);
                 if (!promises)
                         return -ENOMEM;
-                for (size_t i = 0; i < a->state.n_failsafe_promises; i++)
-                        if (a->state.failsafe_promises[i].until > now)
+                for (size_t i = 0; i < t->n; i++)
+                        if (t->items[i].until > now)
                                 promises[n_promises++] = (struct httpapi_promise) {
-                                        .leader = a->state.failsafe_promises[i].leader,
-                                        .seconds = (double) (a->state.failsafe_promises[i].until - now) / USEC_PER_SEC,
+                                        .leader = t->items[i].leader,
+                                        .seconds = (double) (t->items[i].until - now) / USEC_PER_SEC,
                                 };
         }
         snapshot(h, now, &s);
@@ -290,9 +284,7 @@ static enum MHD_Result respond(struct http_server *h, struct MHD_Connection *c, 
         (void) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
         (void) MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
         if (code == MHD_HTTP_METHOD_NOT_ALLOWED)
-                (void) MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, ep == HTTPAPI_EP_FAILSAFE ? "POST" : "GET, HEAD");
-        if (code == MHD_HTTP_UNAUTHORIZED)
-                (void) MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+                (void) MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
         ret = MHD_queue_response(c, (unsigned) code, resp);
         MHD_destroy_response(resp);
         h->requests[ep][httpapi_code_index(code)]++;
@@ -303,54 +295,13 @@ static enum MHD_Result respond_error(struct http_server *h, struct MHD_Connectio
         return respond(h, c, ep, code, "application/json", strdup_printf("{\"error\":\"%s\"}\n", msg));
 }
 
-/* A leader that cannot reach the API server asks us to promise not to take
- * the lease from it for a lease duration (docs/design.md, "Failsafe
- * mode"). Nothing changes unless the token is right and we can promise. */
-static enum MHD_Result failsafe_request(struct http_server *h, struct MHD_Connection *c, const char *method,
-                                        const struct request *rq, usec_t now) {
-        struct agent *a = h->agent;
-        const int ep = HTTPAPI_EP_FAILSAFE;
-        _cleanup_free_ char *leader = NULL;
-        int r;
-
-        if (!h->failsafe_token)
-                return respond_error(h, c, ep, MHD_HTTP_NOT_FOUND, "failsafe_mode is off");
-        if (!streq(method, MHD_HTTP_METHOD_POST))
-                return respond_error(h, c, ep, MHD_HTTP_METHOD_NOT_ALLOWED, "only POST");
-        /* Before the token: guessing is as slow as asking. */
-        if (!httpapi_rate_allow(&h->failsafe_rate, now, FAILSAFE_RATE_LIMIT))
-                return respond_error(h, c, ep, MHD_HTTP_TOO_MANY_REQUESTS, "too many requests");
-        if (!httpapi_token_matches(MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
-                                   h->failsafe_token))
-                return respond_error(h, c, ep, MHD_HTTP_UNAUTHORIZED, "missing or wrong token");
-        if (httpapi_failsafe_parse(strempty(rq->data), rq->data ? rq->body : 0, &leader) < 0)
-                return respond_error(h, c, ep, MHD_HTTP_BAD_REQUEST, "the body must be {\"leader\": NAME}");
-        if (!a->have_state)
-                return respond_error(h, c, ep, MHD_HTTP_SERVICE_UNAVAILABLE, "starting");
-        r = decide_failsafe_promise(&a->state, leader, a->have_node && a->node.election.leader, now);
-        if (r == -EBUSY) {
-                agent_log(a, LOG_LEVEL_WARNING, "failsafe", "%s asked for a failsafe promise, but this member leads or is taking the lease", leader);
-                return respond_error(h, c, ep, MHD_HTTP_CONFLICT, "this member leads or is taking the lease");
-        }
-        if (r < 0)
-                return respond(h, c, ep, 500, "application/json", NULL);
-        agent_log(a, LOG_LEVEL_DEBUG, "failsafe", "promised %s not to take the lease for %" PRIu64 "ms", leader,
-                  a->state.opt.lease_duration / USEC_PER_MSEC);
-        return respond(h, c, ep, 200, "application/json",
-                       strdup_printf("{\"name\":\"%s\",\"promised_ms\":%" PRIu64 "}\n", a->config.node_name,
-                                     a->state.opt.lease_duration / USEC_PER_MSEC));
-}
-
-static enum MHD_Result dispatch(struct http_server *h, struct MHD_Connection *c, const char *url, const char *method,
-                                const struct request *rq) {
+static enum MHD_Result dispatch(struct http_server *h, struct MHD_Connection *c, const char *url, const char *method) {
         usec_t now = clock_now(h->agent->clock);
         enum httpapi_probe p = httpapi_probe_from_path(url);
         int ep = p >= 0 ? (int) p : streq(url, "/cluster") ? HTTPAPI_EP_CLUSTER : streq(url, "/metrics") ? HTTPAPI_EP_METRICS : HTTPAPI_EP_OTHER;
         char *body = NULL;
         int code, r;
 
-        if (ep == HTTPAPI_EP_OTHER && streq(url, "/failsafe"))
-                return failsafe_request(h, c, method, rq, now);
         if (ep == HTTPAPI_EP_OTHER)
                 return respond_error(h, c, ep, MHD_HTTP_NOT_FOUND, "no such endpoint");
         if (!streq(method, MHD_HTTP_METHOD_GET) && !streq(method, MHD_HTTP_METHOD_HEAD))
@@ -453,7 +404,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                 if (!rq)
                         return MHD_NO;
                 *con_cls = rq;
-                rq->keep = streq(url, "/failsafe") && streq(method, MHD_HTTP_METHOD_POST);
                 /* Refused before a byte of it is read; the connection is
                  * closed after the answer. */
                 if (len && (parse_size(len, &n) < 0 || n > max_body)) {
@@ -467,15 +417,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
          * answered 413 once it ends; libmicrohttpd cannot answer in the
          * middle of a body. One that goes on past DISCARD_MAX is cut off. */
         if (*upload_data_size > 0) {
-                if (rq->keep && rq->body + *upload_data_size <= max_body) {
-                        char *grown = realloc(rq->data, rq->body + *upload_data_size + 1);
-
-                        if (!grown)
-                                return MHD_NO;
-                        memcpy(grown + rq->body, upload_data, *upload_data_size);
-                        grown[rq->body + *upload_data_size] = '\0';
-                        rq->data = grown;
-                }
                 rq->body += *upload_data_size;
                 *upload_data_size = 0;
                 return rq->body > MAX(max_body, DISCARD_MAX) ? MHD_NO : MHD_YES;
@@ -486,7 +427,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         mark_received(c);
         if (rq->body > max_body)
                 return respond_error(h, c, HTTPAPI_EP_OTHER, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large");
-        return dispatch(h, c, url, method, rq);
+        return dispatch(h, c, url, method);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
@@ -498,8 +439,6 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
                 t->since = clock_now(h->agent->clock);
                 t->received = false;
         }
-        if (*con_cls)
-                free(((struct request *) *con_cls)->data);
         free(*con_cls);
         *con_cls = NULL;
 }
@@ -548,37 +487,7 @@ static void server_free(struct http_server *h) {
         if (h->mhd)
                 MHD_stop_daemon(h->mhd);
         standbys_free(h);
-        if (h->failsafe_token)
-                explicit_bzero(h->failsafe_token, strlen(h->failsafe_token));
-        free(h->failsafe_token);
         free(h);
-}
-
-/* The token from failsafe_token_file (its first line) or failsafe_token. */
-static int load_failsafe_token(const struct config *c, char **ret, char **reterr_msg) {
-        _cleanup_free_ char *text = NULL;
-        size_t size;
-        int r;
-
-        if (isempty(c->failsafe_token_file)) {
-                text = strdup(strempty(c->failsafe_token));
-                if (!text)
-                        return -ENOMEM;
-        } else {
-                r = read_full_file(c->failsafe_token_file, &text, &size);
-                if (r < 0)
-                        return set_error_msg(reterr_msg, "failsafe_token_file: cannot read %s: %s", c->failsafe_token_file, strerror(-r)), r;
-                text[strcspn(text, "\r\n")] = '\0';
-        }
-        if (isempty(text))
-                return set_error_msg(reterr_msg, "failsafe_mode: the token (%s) is empty",
-                                     isempty(c->failsafe_token_file) ? "failsafe_token" : c->failsafe_token_file), -EINVAL;
-        *ret = TAKE_PTR(text);
-        return 0;
-}
-
-const char *http_server_failsafe_token(const struct agent *a) {
-        return a->http ? a->http->failsafe_token : NULL;
 }
 
 int http_server_attach(struct agent *a, char **reterr_msg) {
@@ -603,13 +512,6 @@ int http_server_attach(struct agent *a, char **reterr_msg) {
         if (!h)
                 return -ENOMEM;
         h->agent = a;
-        if (a->config.failsafe_mode) {
-                r = load_failsafe_token(&a->config, &h->failsafe_token, reterr_msg);
-                if (r < 0) {
-                        free(h);
-                        return r;
-                }
-        }
         h->last_kind = AGENT_STARTING;
         h->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h,
                                   MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,

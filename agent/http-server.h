@@ -11,8 +11,6 @@ struct observation;
 int http_server_attach(struct agent *a, char **reterr_msg);
 void http_server_detach(struct agent *a);
 
-/* The POST /failsafe token this member checks and sends (NULL: off). */
-const char *http_server_failsafe_token(const struct agent *a);
 
 /* Each tick's last observation: answers come from it, never from a
  * query of PostgreSQL or the API server inside a request. */

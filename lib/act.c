@@ -420,7 +420,17 @@ static int act_one(struct node *n, const struct logger *log, struct agent_state 
                 break;
         case ACTION_ACQUIRE:
                 publish_from(o, &pub);
+                /* Failsafe mode: a promise given since this tick's
+                 * observation (on the responder's thread) still binds. */
+                if (n->failsafe_acquire && n->failsafe_acquire(n->failsafe_userdata, o->lease_holder, true, false) < 0) {
+                        event_emit(n, log, LOG_LEVEL_INFO, "failsafe", "not taking the lease of %s: this member answered its POST /failsafe",
+                                   strempty(o->lease_holder));
+                        r = -EBUSY;
+                        break;
+                }
                 r = election_acquire(&n->election, &pub, &err);
+                if (n->failsafe_acquire)
+                        (void) n->failsafe_acquire(n->failsafe_userdata, o->lease_holder, false, r >= 0);
                 if (r >= 0)
                         (void) renewer_start(n->renewer, n->election.observed, n->election.last_renew_sent);
                 if (r >= 0) {
@@ -610,7 +620,7 @@ int act_member_record(const struct node *n, const struct agent_state *s, const s
                 .lsn = o->pg_lsn,
                 .replay_lsn = o->pg_replay_lsn,
                 .port = (int) n->cfg->pg_port,
-                .api_port = node_api_port(n),
+                .failsafe_port = node_failsafe_port(n),
                 .priority = (int) n->cfg->priority,
                 .nofailover = n->cfg->nofailover,
         };
@@ -638,7 +648,7 @@ static void publish_member(struct node *n, const struct logger *log, const struc
         if (act_member_record(n, s, o, &m) < 0)
                 return;
         key = strdup_printf("%s|%s|%" PRIu32 "|%s|%d|%d|%" PRId64 "|%d", member_role_to_string(m.role), m.state, m.timeline,
-                            m.host, m.port, m.api_port, (int64_t) m.priority, m.nofailover);
+                            m.host, m.port, m.failsafe_port, (int64_t) m.priority, m.nofailover);
         if (key && n->last_published && streq(key, n->last_published) && now - n->last_publish < n->cfg->status_interval) {
                 dcs_member_done(&m);
                 return;

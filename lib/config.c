@@ -77,7 +77,9 @@ static const struct config_key keys[] = {
         KEY(http_maximum_lag, CONFIG_SIZE, "16MB", 0, 0, true,
             "A standby further behind the leader's published optime is not ready and fails /replica (unless ?lag= says otherwise)."),
         KEY(failsafe_mode, CONFIG_BOOL, "no", 0, 0, false,
-            "Keep the primary writable while the API server is unreachable, as long as every member of the last cluster view answers POST /failsafe within renew_deadline (needs http_listen and a token)."),
+            "Keep the primary writable while the API server is unreachable, as long as every member of the last cluster view answers POST /failsafe within renew_deadline (needs failsafe_listen and a token)."),
+        KEY(failsafe_listen, CONFIG_STRING, "", 0, 0, false,
+            "ADDRESS:PORT where this member answers the other members' POST /failsafe (on a thread of its own), e.g. [::]:8009."),
         KEY(failsafe_token_file, CONFIG_PATH, "", 0, 0, false,
             "File holding the token members send and check on POST /failsafe (a mounted Secret)."),
         KEY(failsafe_token, CONFIG_SECRET, "", 0, 0, false,
@@ -703,8 +705,8 @@ int config_validate(const struct config *c, char **reterr_msg) {
                                            reterr_msg);
         }
         if (c->failsafe_mode) {
-                if (isempty(c->http_listen))
-                        return set_error_msg(reterr_msg, "%s: failsafe_mode: needs http_listen (members answer POST /failsafe there)",
+                if (isempty(c->failsafe_listen))
+                        return set_error_msg(reterr_msg, "%s: failsafe_mode: needs failsafe_listen (members answer POST /failsafe there)",
                                              origin_of(c, "failsafe_mode")), -EINVAL;
                 if (isempty(c->failsafe_token) && isempty(c->failsafe_token_file))
                         return set_error_msg(reterr_msg, "%s: failsafe_mode: needs failsafe_token_file or failsafe_token",
@@ -713,6 +715,15 @@ int config_validate(const struct config *c, char **reterr_msg) {
         if (!isempty(c->failsafe_token) && !isempty(c->failsafe_token_file))
                 return set_error_msg(reterr_msg, "failsafe_token (%s) and failsafe_token_file (%s) are both set; keep one",
                                      origin_of(c, "failsafe_token"), origin_of(c, "failsafe_token_file")), -EINVAL;
+        if (!isempty(c->failsafe_listen)) {
+                struct sockaddr_storage ss;
+                socklen_t len;
+
+                if (httpapi_parse_listen(c->failsafe_listen, &ss, &len) < 0)
+                        return key_invalid(c, "failsafe_listen", c->failsafe_listen,
+                                           "is not ADDRESS:PORT with a numeric address ([::]:8009) and a port in 1-65535",
+                                           reterr_msg);
+        }
         if (strpbrk(c->listen_addresses, "'\\"))
                 return key_invalid(c, "listen_addresses", c->listen_addresses,
                                    "must not contain a quote or a backslash", reterr_msg);

@@ -62,6 +62,7 @@ struct config {
         uint64_t http_maximum_lag;
         /* failsafe mode (docs/failover.md) */
         bool failsafe_mode;
+        char *failsafe_listen;
         char *failsafe_token_file;
         char *failsafe_token;
         int pgctl;

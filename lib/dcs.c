@@ -191,7 +191,7 @@ int dcs_member_to_json(const struct dcs_member *m, char **ret) {
             !add_lsn(o, "replay_lsn", m->replay_lsn) ||
             (m->host && !cJSON_AddStringToObject(o, "host", m->host)) ||
             !cJSON_AddNumberToObject(o, "port", m->port) ||
-            (m->api_port > 0 && !cJSON_AddNumberToObject(o, "api_port", m->api_port)) ||
+            (m->failsafe_port > 0 && !cJSON_AddNumberToObject(o, "failsafe_port", m->failsafe_port)) ||
             !cJSON_AddNumberToObject(o, "priority", m->priority) ||
             !cJSON_AddBoolToObject(o, "nofailover", m->nofailover) ||
             (m->tags && !cJSON_AddStringToObject(o, "tags", m->tags)) ||
@@ -242,7 +242,7 @@ static int member_fields_from_json(const cJSON *o, struct dcs_member *m) {
         const cJSON *role = cJSON_GetObjectItemCaseSensitive(o, "role");
         const cJSON *nofailover = cJSON_GetObjectItemCaseSensitive(o, "nofailover");
         _cleanup_free_ char *heartbeat = NULL;
-        int64_t timeline = 0, port = 0, api_port = 0, priority = 0;
+        int64_t timeline = 0, port = 0, failsafe_port = 0, priority = 0;
 
         if (!cJSON_IsString(role) || (m->role = member_role_from_string(role->valuestring)) < 0)
                 return -EINVAL;
@@ -252,7 +252,7 @@ static int member_fields_from_json(const cJSON *o, struct dcs_member *m) {
             json_get_lsn(o, "replay_lsn", &m->replay_lsn) < 0 ||
             json_get_string(o, "host", &m->host) < 0 ||
             json_get_int(o, "port", 0, 65535, &port) < 0 ||
-            json_get_int(o, "api_port", 0, 65535, &api_port) < 0 ||
+            json_get_int(o, "failsafe_port", 0, 65535, &failsafe_port) < 0 ||
             json_get_int(o, "priority", INT32_MIN, INT32_MAX, &priority) < 0 ||
             json_get_string(o, "tags", &m->tags) < 0 ||
             json_get_string(o, "version", &m->api_version) < 0 ||
@@ -265,7 +265,7 @@ static int member_fields_from_json(const cJSON *o, struct dcs_member *m) {
         m->nofailover = cJSON_IsTrue(nofailover);
         m->timeline = (uint32_t) timeline;
         m->port = (int) port;
-        m->api_port = (int) api_port;
+        m->failsafe_port = (int) failsafe_port;
         m->priority = (int) priority;
         return 0;
 }

@@ -83,7 +83,7 @@ struct dcs_member {
         uint64_t replay_lsn;
         char *host;                  /* where peers reach this node's Postgres */
         int port;
-        int api_port;                /* its agent's HTTP API on host (POST /failsafe); 0 when off */
+        int failsafe_port;           /* where its agent answers POST /failsafe on host (failsafe_listen); 0 when off */
         int priority;
         bool nofailover;
         char *tags;                  /* free-form comma list shown by agentctl */

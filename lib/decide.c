@@ -99,9 +99,7 @@ void agent_state_done(struct agent_state *s) {
         free(s->follow_leader);
         strv_free(s->sync_pending);
         free(s->sync_pending_lsn);
-        for (size_t i = 0; i < s->n_failsafe_promises; i++)
-                free(s->failsafe_promises[i].leader);
-        free(s->failsafe_promises);
+        failsafe_promises_done(&s->failsafe_promises);
         *s = (struct agent_state) {};
 }
 
@@ -860,49 +858,84 @@ usec_t decide_failsafe_until(const struct observation *o, const struct agent_sta
         return oldest + s->opt.renew_deadline;
 }
 
-int decide_failsafe_promise(struct agent_state *s, const char *leader, bool lease_leader, usec_t now) {
+int failsafe_promise_record(struct failsafe_promises *t, const char *self, enum agent_state_kind kind, bool lease_leader,
+                            const char *leader, usec_t lease_duration, usec_t now) {
         struct failsafe_promise *p = NULL, *grown;
         size_t kept = 0;
 
-        if (isempty(leader) || streq(leader, s->opt.name) || lease_leader ||
-            s->kind == AGENT_CANDIDATE || s->kind == AGENT_PROMOTING || s->kind == AGENT_PRIMARY)
+        if (isempty(leader) || streq(leader, self) || lease_leader ||
+            kind == AGENT_CANDIDATE || kind == AGENT_PROMOTING || kind == AGENT_PRIMARY)
                 return -EBUSY;
         /* Spent promises go; the others stay whoever asks now. */
-        for (size_t i = 0; i < s->n_failsafe_promises; i++) {
-                if (s->failsafe_promises[i].until <= now && !streq(s->failsafe_promises[i].leader, leader)) {
-                        free(s->failsafe_promises[i].leader);
+        for (size_t i = 0; i < t->n; i++) {
+                if (t->items[i].until <= now && !streq(t->items[i].leader, leader)) {
+                        free(t->items[i].leader);
                         continue;
                 }
-                s->failsafe_promises[kept++] = s->failsafe_promises[i];
+                t->items[kept++] = t->items[i];
         }
-        s->n_failsafe_promises = kept;
-        for (size_t i = 0; i < s->n_failsafe_promises; i++)
-                if (streq(s->failsafe_promises[i].leader, leader))
-                        p = &s->failsafe_promises[i];
+        t->n = kept;
+        for (size_t i = 0; i < t->n; i++)
+                if (streq(t->items[i].leader, leader))
+                        p = &t->items[i];
         if (!p) {
                 char *copy = strdup(leader);
 
-                grown = copy ? realloc(s->failsafe_promises, (s->n_failsafe_promises + 1) * sizeof *grown) : NULL;
+                grown = copy ? realloc(t->items, (t->n + 1) * sizeof *grown) : NULL;
                 if (!grown) {
                         free(copy);
                         return -ENOMEM;
                 }
-                s->failsafe_promises = grown;
-                p = &grown[s->n_failsafe_promises++];
+                t->items = grown;
+                p = &grown[t->n++];
                 *p = (struct failsafe_promise) { .leader = copy };
         }
         /* A full lease duration from the answer, on our own clock: the
          * asker stops writing renew_deadline after it sent the question,
          * which was before. */
-        p->until = MAX(p->until, now + s->opt.lease_duration);
+        p->until = MAX(p->until, now + lease_duration);
         return 0;
 }
 
-usec_t decide_failsafe_promise_until(const struct agent_state *s, const char *leader, usec_t now) {
-        for (size_t i = 0; leader && i < s->n_failsafe_promises; i++)
-                if (streq(s->failsafe_promises[i].leader, leader) && now < s->failsafe_promises[i].until)
-                        return s->failsafe_promises[i].until;
+usec_t failsafe_promise_until(const struct failsafe_promises *t, const char *leader, usec_t now) {
+        for (size_t i = 0; leader && i < t->n; i++)
+                if (streq(t->items[i].leader, leader) && now < t->items[i].until)
+                        return t->items[i].until;
         return 0;
+}
+
+void failsafe_promises_done(struct failsafe_promises *t) {
+        for (size_t i = 0; i < t->n; i++)
+                free(t->items[i].leader);
+        free(t->items);
+        *t = (struct failsafe_promises) {};
+}
+
+int failsafe_promises_copy(const struct failsafe_promises *from, struct failsafe_promises *to) {
+        struct failsafe_promises c = {};
+
+        c.items = calloc(MAX(from->n, (size_t) 1), sizeof *c.items);
+        if (!c.items)
+                return -ENOMEM;
+        for (; c.n < from->n; c.n++) {
+                c.items[c.n] = (struct failsafe_promise) { .leader = strdup(from->items[c.n].leader), .until = from->items[c.n].until };
+                if (!c.items[c.n].leader) {
+                        failsafe_promises_done(&c);
+                        return -ENOMEM;
+                }
+        }
+        failsafe_promises_done(to);
+        *to = c;
+        return 0;
+}
+
+int decide_failsafe_promise(struct agent_state *s, const char *leader, bool lease_leader, usec_t now) {
+        return failsafe_promise_record(&s->failsafe_promises, s->opt.name, s->kind, lease_leader, leader,
+                                       s->opt.lease_duration, now);
+}
+
+usec_t decide_failsafe_promise_until(const struct agent_state *s, const char *leader, usec_t now) {
+        return failsafe_promise_until(&s->failsafe_promises, leader, now);
 }
 
 /* Whether failsafe mode forbids taking an expired lease now: we promised

@@ -12,6 +12,11 @@ struct failsafe_promise {
         usec_t until;
 };
 
+struct failsafe_promises {
+        struct failsafe_promise *items;
+        size_t n;
+};
+
 enum agent_state_kind {
         AGENT_STARTING,      /* no decision taken yet */
         AGENT_REPLICA,       /* streaming (or trying to) from the leader */
@@ -79,8 +84,7 @@ struct agent_state {
         /* ... and as a member that answered POST /failsafe: whom it
          * promised not to take the lease from, until when (one entry a
          * leader: a second asker must not end the first one's promise). */
-        struct failsafe_promise *failsafe_promises;
-        size_t n_failsafe_promises;
+        struct failsafe_promises failsafe_promises;
         struct decide_options opt;
 };
 
@@ -167,5 +171,13 @@ int decide_failsafe_promise(struct agent_state *s, const char *leader, bool leas
 /* Until when we promised leader not to take its lease (0: we did not, or
  * it is over at now). */
 usec_t decide_failsafe_promise_until(const struct agent_state *s, const char *leader, usec_t now);
+
+/* The same on a table of promises of its own (the agent's responder
+ * thread keeps one): a member named self in state kind, leading or not. */
+int failsafe_promise_record(struct failsafe_promises *t, const char *self, enum agent_state_kind kind, bool lease_leader,
+                            const char *leader, usec_t lease_duration, usec_t now);
+usec_t failsafe_promise_until(const struct failsafe_promises *t, const char *leader, usec_t now);
+int failsafe_promises_copy(const struct failsafe_promises *from, struct failsafe_promises *to);
+void failsafe_promises_done(struct failsafe_promises *t);
 
 #endif

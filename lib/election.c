@@ -292,10 +292,17 @@ int election_renew(struct election *e, const struct election_publish *pub, char 
          * switchover request) we still hold it and renew on the new version;
          * if another member took it, we have lost it. */
         r = election_observe(e, reterr_msg);
-        if (r < 0) {
+        if (r == -ENOENT) {
                 e->leader = false;
                 return -ESTALE;
         }
+        /* The read failed (a server just back from an outage, working off
+         * the requests it queued, our own late renewals among them): who
+         * wrote is not known. Nobody may take the lease before our safe
+         * time ends (safety rule 1, and failsafe mode's promises), so keep
+         * leading and try again; that deadline still fences. */
+        if (r < 0)
+                return r;
         if (!election_held_by_us(e)) {
                 e->leader = false;
                 return set_error_msg(reterr_msg, "the lease is now held by %s", strempty(e->observed->holder)), -ESTALE;

@@ -93,7 +93,6 @@ static const char *const endpoint_labels[] = {
         [HTTPAPI_EP_CLUSTER] = "cluster",
         [HTTPAPI_EP_METRICS] = "metrics",
         [HTTPAPI_EP_OTHER] = "other",
-        [HTTPAPI_EP_FAILSAFE] = "failsafe",
 };
 
 const char *httpapi_endpoint_label(int ep) {
@@ -358,7 +357,7 @@ static void format_api(FILE *f, const struct httpapi_metrics *m) {
                 }
 }
 
-static const int codes[HTTPAPI_N_CODES] = { 0, 200, 400, 401, 404, 405, 409, 413, 429, 500, 503 };
+static const int codes[HTTPAPI_N_CODES] = { 0, 200, 400, 404, 405, 413, 500, 503 };
 
 int httpapi_code_index(int code) {
         for (int i = 1; i < HTTPAPI_N_CODES; i++)

@@ -60,9 +60,9 @@ enum httpapi_probe httpapi_probe_from_path(const char *path);
 int httpapi_probe_answer(enum httpapi_probe p, const struct httpapi_state *s, uint64_t max_lag, int *ret_code, char **ret_body);
 
 /* The status codes the API answers, counted by index; others count as 0. */
-#define HTTPAPI_N_CODES 11
+#define HTTPAPI_N_CODES 8
 int httpapi_code_index(int code);
-#define HTTPAPI_N_ENDPOINTS (_HTTPAPI_PROBE_MAX + 4)
+#define HTTPAPI_N_ENDPOINTS (_HTTPAPI_PROBE_MAX + 3)
 
 /* What /metrics exposes beyond the state. */
 struct httpapi_standby {
@@ -106,7 +106,6 @@ struct httpapi_metrics {
 #define HTTPAPI_EP_CLUSTER  (_HTTPAPI_PROBE_MAX + 0)
 #define HTTPAPI_EP_METRICS  (_HTTPAPI_PROBE_MAX + 1)
 #define HTTPAPI_EP_OTHER    (_HTTPAPI_PROBE_MAX + 2)
-#define HTTPAPI_EP_FAILSAFE (_HTTPAPI_PROBE_MAX + 3)
 const char *httpapi_endpoint_label(int ep);
 
 /* POST /failsafe (docs/http-api.md). The token check takes the same time

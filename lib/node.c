@@ -211,11 +211,12 @@ void node_done(struct node *n) {
         *n = (struct node) {};
 }
 
-int node_api_port(const struct node *n) {
+int node_failsafe_port(const struct node *n) {
         struct sockaddr_storage ss;
         socklen_t len;
 
-        if (isempty(n->cfg->http_listen) || httpapi_parse_listen(n->cfg->http_listen, &ss, &len) < 0)
+        if (!n->cfg->failsafe_mode || isempty(n->cfg->failsafe_listen) ||
+            httpapi_parse_listen(n->cfg->failsafe_listen, &ss, &len) < 0)
                 return 0;
         return ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *) &ss)->sin6_port : ((struct sockaddr_in *) &ss)->sin_port);
 }

@@ -74,6 +74,12 @@ struct node {
          * POST /failsafe (the agent's client fills it in each tick). */
         struct failsafe_answer *failsafe_answers;
         size_t n_failsafe_answers;
+        /* ... and as a member that answers: called around the write that
+         * takes the Lease (agent/failsafe-responder.c): with begin, -EBUSY
+         * refuses it (we promised its holder), else no promise is given
+         * until the call without begin. NULL when failsafe mode is off. */
+        int (*failsafe_acquire)(void *userdata, const char *holder, bool begin, bool took);
+        void *failsafe_userdata;
 
         /* Called when a pre-stop demote finished (the agent's control
          * socket answers the waiting hook). */
@@ -110,8 +116,9 @@ int node_read_lease(struct node *n, char **reterr_msg);
  * is version 15, else the Debian location. */
 int node_resolve_bindir(const char *configured, char **ret);
 
-/* The port of this member's HTTP API (http_listen), 0 when it is off. */
-int node_api_port(const struct node *n);
+/* The port this member answers POST /failsafe on (failsafe_listen), 0
+ * when failsafe mode is off. */
+int node_failsafe_port(const struct node *n);
 
 /* Failsafe mode: records that member `name` answered a POST /failsafe
  * sent at `sent` (kept when later than what it answered before). */

@@ -53,13 +53,15 @@ def fs_cluster(module_cluster_factory):
     local = module_cluster_factory(n=3, settings=SETTINGS, start=False,
                                    cluster_name="fs")
     ports = set()
-    while len(ports) < 3:
+    while len(ports) < 6:
         ports.add(pgharness.free_port())
+    ports = sorted(ports)
     local.failsafe_token = secrets.token_hex(24)
-    for node, port in zip(local.nodes, sorted(ports)):
-        node.http_port = port
+    for i, node in enumerate(local.nodes):
+        node.http_port, node.failsafe_port = ports[2 * i], ports[2 * i + 1]
         local.per_node[node.name] = {
-            "http_listen": f"127.0.0.1:{port}",
+            "http_listen": f"127.0.0.1:{node.http_port}",
+            "failsafe_listen": f"127.0.0.1:{node.failsafe_port}",
             "failsafe_token_file": os.path.join(node.secrets_dir, TOKEN_FILE),
         }
     local.setup()
@@ -73,8 +75,9 @@ def write_token(node, token):
     _write_private(os.path.join(node.secrets_dir, TOKEN_FILE), token + "\n")
 
 
-def request(node, path, method="GET", body=None, headers=None, timeout=5):
-    conn = http.client.HTTPConnection("127.0.0.1", node.http_port,
+def request(node, path, method="GET", body=None, headers=None, timeout=5,
+            port=None):
+    conn = http.client.HTTPConnection("127.0.0.1", port or node.http_port,
                                       timeout=timeout)
     try:
         conn.request(method, path, body=body, headers=headers or {})
@@ -89,7 +92,8 @@ def post_failsafe(node, token, leader, raw_body=None):
     headers = {"Content-Type": "application/json"}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
-    return request(node, "/failsafe", "POST", body, headers)[0]
+    return request(node, "/failsafe", "POST", body, headers,
+                   port=node.failsafe_port)[0]
 
 
 def metric(node, name, labels=""):
@@ -214,7 +218,8 @@ class SlowPosts:
                 b"Content-Length: 200\r\n\r\n")
         deadline = time.monotonic() + self.duration
         try:
-            with socket.create_connection(("127.0.0.1", self.node.http_port),
+            with socket.create_connection(("127.0.0.1",
+                                           self.node.failsafe_port),
                                           timeout=self.duration + 5) as sock:
                 sock.sendall(head)
                 while time.monotonic() < deadline:
@@ -246,12 +251,17 @@ def test_bad_failsafe_requests_change_nothing(fs_cluster):
         "prefix": post_failsafe(standby, token[:-1], "pg-x"),
         "malformed": post_failsafe(standby, token, None, raw_body="{leader"),
         "not a name": post_failsafe(standby, token, "PG_X"),
-        "get": request(standby, "/failsafe")[0],
+        "get": request(standby, "/failsafe", port=standby.failsafe_port)[0],
+        "elsewhere": request(standby, "/primary",
+                             port=standby.failsafe_port)[0],
+        "probe port": request(standby, "/failsafe", "POST", "{}")[0],
     }
     assert codes == {"none": 401, "wrong": 401, "prefix": 401,
-                     "malformed": 400, "not a name": 400, "get": 405}, codes
+                     "malformed": 400, "not a name": 400, "get": 405,
+                     "elsewhere": 404, "probe port": 404}, codes
     assert request(standby, "/failsafe", "POST", "x" * 4096,
-                   {"Authorization": f"Bearer {token}"})[0] == 413
+                   {"Authorization": f"Bearer {token}"},
+                   port=standby.failsafe_port)[0] == 413
     # The leader promises nobody: it would have to fence.
     assert post_failsafe(leader, token, standby.name) == 409
     assert leader.is_primary()
@@ -260,6 +270,9 @@ def test_bad_failsafe_requests_change_nothing(fs_cluster):
     assert metric(standby, "pglease_failsafe_promise_seconds",
                   'leader="pg-x"') is None
     assert post_failsafe(standby, token, "pg-x") == 200
+    # /metrics shows the promises as of the last tick.
+    _wait(lambda: metric(standby, "pglease_failsafe_promise_seconds",
+                         'leader="pg-x"'), 5 * RETRY, "the promise in /metrics")
     assert 0 < metric(standby, "pglease_failsafe_promise_seconds",
                       'leader="pg-x"') <= LEASE
     # The real leader's promise is still there beside it.

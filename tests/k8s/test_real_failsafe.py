@@ -39,7 +39,7 @@ def fs_cluster(module_cluster_factory):
     token = secrets.token_hex(24)
     for node, port in zip(local.nodes, sorted(ports)):
         local.per_node[node.name] = {
-            "http_listen": f"127.0.0.1:{port}",
+            "failsafe_listen": f"127.0.0.1:{port}",
             "failsafe_token_file": os.path.join(node.secrets_dir, TOKEN_FILE),
         }
     local.setup()

@@ -10,6 +10,7 @@ struct fake_dcs {
         struct dcs_leader *record;      /* NULL: no record */
         uint64_t version;
         int fail_with;                  /* when non-zero, every call returns it */
+        int fail_gets_with;             /* when non-zero, every read of the record returns it */
         unsigned gets, writes;
         struct dcs_member_list members;
         struct dcs dcs;

@@ -381,12 +381,14 @@ static void test_failsafe_mode_needs_the_http_api_and_one_token(void **state) {
         struct config c;
 
         assert_load_fails("failsafe_mode = yes\nfailsafe_token = t\n", -EINVAL,
-                          (const char *[]) { ":1: failsafe_mode: needs http_listen", NULL });
-        assert_load_fails("failsafe_mode = yes\nhttp_listen = 127.0.0.1:8008\n", -EINVAL,
+                          (const char *[]) { ":1: failsafe_mode: needs failsafe_listen", NULL });
+        assert_load_fails("failsafe_listen = localhost:8009\n", -EINVAL,
+                          (const char *[]) { ":1: failsafe_listen: 'localhost:8009' is not ADDRESS:PORT", NULL });
+        assert_load_fails("failsafe_mode = yes\nfailsafe_listen = 127.0.0.1:8009\n", -EINVAL,
                           (const char *[]) { "failsafe_mode: needs failsafe_token_file or failsafe_token", NULL });
         assert_load_fails("failsafe_token = t\nfailsafe_token_file = /run/t\n", -EINVAL,
                           (const char *[]) { "failsafe_token (", ":1) and failsafe_token_file (", ":2) are both set", NULL });
-        assert_int_equal(load("failsafe_mode = yes\nhttp_listen = 127.0.0.1:8008\nfailsafe_token_file = /run/t\n",
+        assert_int_equal(load("failsafe_mode = yes\nfailsafe_listen = 127.0.0.1:8009\nfailsafe_token_file = /run/t\n",
                               NULL, NULL, &c, NULL), 0);
         assert_true(c.failsafe_mode);
         config_done(&c);

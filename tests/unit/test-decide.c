@@ -1655,7 +1655,7 @@ static void test_failsafe_a_leader_or_candidate_does_not_promise(void **state) {
         assert_int_equal(decide_failsafe_promise(&s, "", false, T0), -EBUSY);
         s.kind = AGENT_CANDIDATE;
         assert_int_equal(decide_failsafe_promise(&s, "pg-0", false, T0), -EBUSY);
-        assert_int_equal(s.n_failsafe_promises, 0);
+        assert_int_equal(s.failsafe_promises.n, 0);
         s.kind = AGENT_REPLICA;
         assert_int_equal(decide_failsafe_promise(&s, "pg-0", false, T0), 0);
         assert_true(decide_failsafe_promise_until(&s, "pg-0", T0) == T0 + 10 * SEC);

@@ -439,6 +439,28 @@ static void test_renewal_after_takeover_reports_loss(void **state) {
         world_free(w);
 }
 
+static void test_conflict_with_an_unreadable_record_keeps_leading_until_the_deadline(void **state) {
+        struct world *w = world_new();
+        struct election a;
+
+        member(w, &a, "pg-0");
+        election_observe(&a, NULL);
+        assert_int_equal(election_acquire(&a, NULL, NULL), 0);
+        /* A write lands that we cannot read back (a server working off
+         * its queue after an outage): not proof that anyone took it. */
+        fake_dcs_touch(&w->store);
+        w->store.fail_gets_with = -ETIMEDOUT;
+        tick(w, 2 * SEC);
+        assert_int_equal(election_renew(&a, NULL, NULL), -ETIMEDOUT);
+        assert_true(a.leader);
+        /* Readable again: it is ours, renewed on the new version. */
+        w->store.fail_gets_with = 0;
+        assert_int_equal(election_renew(&a, NULL, NULL), 0);
+        assert_true(a.leader);
+        election_done(&a);
+        world_free(w);
+}
+
 static void test_renewal_publishes_optime_and_sync(void **state) {
         struct world *w = world_new();
         struct election a;
@@ -538,6 +560,7 @@ int main(void) {
                 cmocka_unit_test(test_refused_annotation_change_writes_nothing),
                 cmocka_unit_test(test_renewal_survives_an_annotation_written_by_someone_else),
                 cmocka_unit_test(test_renewal_after_takeover_reports_loss),
+                cmocka_unit_test(test_conflict_with_an_unreadable_record_keeps_leading_until_the_deadline),
                 cmocka_unit_test(test_renewal_publishes_optime_and_sync),
                 cmocka_unit_test(test_reload_raising_timings_waits_for_a_renewal_that_published_them),
                 cmocka_unit_test(test_raised_timings_apply_after_a_renewal_lowered_ones_at_once),

@@ -283,3 +283,20 @@ container's port "http", which its probes ask.
 {{- end -}}
 {{- regexReplaceAll "^.*:" $listen "" -}}
 {{- end -}}
+
+{{/* "true" when config.failsafe_mode is on, else empty. */}}
+{{- define "pglease.failsafe" -}}
+{{- if has (lower (toString .Values.config.failsafe_mode)) (list "yes" "on" "true" "1") -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+The port of config.failsafe_listen: the agent container's port "failsafe",
+where the other members' POST /failsafe arrive.
+*/}}
+{{- define "pglease.failsafePort" -}}
+{{- $listen := toString .Values.config.failsafe_listen -}}
+{{- if not (regexMatch ":[0-9]+$" $listen) -}}
+{{- fail (printf "config.failsafe_listen is %q: with config.failsafe_mode on, set it to ADDRESS:PORT such as [::]:8009" $listen) -}}
+{{- end -}}
+{{- regexReplaceAll "^.*:" $listen "" -}}
+{{- end -}}
