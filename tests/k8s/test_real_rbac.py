@@ -51,6 +51,14 @@ def test_the_role_grants_the_agents_calls_and_nothing_more(kube):
     assert status == 201, lease
     lease["spec"]["holderIdentity"] = "pg-1"
     assert call("PUT", f"{leases}/{leader}", lease)[0] == 200
+    # The followers' watch: list and watch of the leader Lease alone, by
+    # fieldSelector (RBAC matches it against the rule's resourceNames).
+    by_name = f"{leases}?fieldSelector=metadata.name%3D{leader}"
+    status, listing = call("GET", by_name)
+    assert status == 200 and len(listing["items"]) == 1, listing
+    status, _ = call("GET", by_name + "&watch=1&timeoutSeconds=1"
+                     f"&resourceVersion={listing['metadata']['resourceVersion']}")
+    assert status == 200
     status, listing = call("GET", f"{pods}?labelSelector="
                            f"{clusterlib.CLUSTER_LABEL}%3D{CLUSTER}")
     assert status == 200 and len(listing["items"]) == 1, listing
@@ -69,6 +77,9 @@ def test_the_role_grants_the_agents_calls_and_nothing_more(kube):
     # Secrets, other namespaces, pods/status, cluster-wide objects.
     refused = [
         ("GET", f"{leases}/other-leader", None),
+        ("GET", leases, None),
+        ("GET", f"{leases}?fieldSelector=metadata.name%3Dother-leader", None),
+        ("GET", f"{leases}?watch=1&timeoutSeconds=1", None),
         ("DELETE", f"{leases}/{leader}", None),
         ("PUT", f"{leases}/other-leader", lease_body(ns, "other-leader")),
         ("GET", f"/api/v1/namespaces/{ns}/secrets", None),
