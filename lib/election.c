@@ -47,9 +47,13 @@ int election_observe(struct election *e, char **reterr_msg) {
         int r;
 
         /* The holder must be able to judge its loss on time (safety rule
-         * 1): its read never outlasts its renew deadline. */
+         * 1): its read never outlasts the time it may stay the primary, its
+         * renew deadline or, in failsafe mode, the members' answers. Not the
+         * renew deadline alone: in failsafe mode that is long past, and a
+         * read given 1 ms could never see the record after a 409, so the
+         * leader could not renew when the API server came back. */
         if (e->leader)
-                deadline = MIN(deadline, MAX(e->last_renew_sent + election_renew_deadline(e), now + USEC_PER_MSEC));
+                deadline = MIN(deadline, MAX(election_safe_until(e), now + USEC_PER_MSEC));
         r = e->dcs->ops->leader_get(e->dcs->userdata, deadline, &l, reterr_msg);
         if (r == -ENOENT) {
                 election_adopt_missing(e, now);

@@ -22,6 +22,7 @@ static int fake_get(void *ud, usec_t deadline, struct dcs_leader **ret, char **e
         struct fake_dcs *f = ud;
 
         f->gets++;
+        f->last_get_deadline = deadline;
         if (f->fail_gets_with)
                 return f->fail_gets_with;
         if (f->fail_with)

@@ -12,6 +12,7 @@ struct fake_dcs {
         int fail_with;                  /* when non-zero, every call returns it */
         int fail_gets_with;             /* when non-zero, every read of the record returns it */
         unsigned gets, writes;
+        usec_t last_get_deadline;       /* the deadline the last read was given */
         struct dcs_member_list members;
         struct dcs dcs;
 };

@@ -461,6 +461,35 @@ static void test_conflict_with_an_unreadable_record_keeps_leading_until_the_dead
         world_free(w);
 }
 
+/* Failsafe mode after a long outage: the renew deadline is long past and
+ * the members' answers keep the leader the primary. The server, back,
+ * answers the renewal 409 (an earlier renewal of ours that timed out was
+ * applied); the read after it must get a whole api_timeout, bounded by the
+ * answers, not the 1 ms left of a renew deadline that passed long ago. */
+static void test_failsafe_leader_reads_back_a_conflict_within_its_answers(void **state) {
+        struct world *w = world_new();
+        struct election a;
+
+        member(w, &a, "pg-0");
+        election_observe(&a, NULL);
+        assert_int_equal(election_acquire(&a, NULL, NULL), 0);
+        tick(w, 300 * SEC);
+        a.failsafe_until = clock_now(&w->ops) + 3 * SEC;
+        fake_dcs_touch(&w->store);
+        assert_int_equal(election_renew(&a, NULL, NULL), 0);
+        assert_true(a.leader);
+        assert_int_equal(w->store.last_get_deadline, clock_now(&w->ops) + a.api_timeout);
+        /* Answers that end sooner bound the read. */
+        tick(w, 2 * SEC);
+        a.last_renew_sent = 0;
+        a.failsafe_until = clock_now(&w->ops) + SEC / 2;
+        fake_dcs_touch(&w->store);
+        assert_int_equal(election_renew(&a, NULL, NULL), 0);
+        assert_int_equal(w->store.last_get_deadline, a.failsafe_until);
+        election_done(&a);
+        world_free(w);
+}
+
 static void test_renewal_publishes_optime_and_sync(void **state) {
         struct world *w = world_new();
         struct election a;
@@ -561,6 +590,7 @@ int main(void) {
                 cmocka_unit_test(test_renewal_survives_an_annotation_written_by_someone_else),
                 cmocka_unit_test(test_renewal_after_takeover_reports_loss),
                 cmocka_unit_test(test_conflict_with_an_unreadable_record_keeps_leading_until_the_deadline),
+                cmocka_unit_test(test_failsafe_leader_reads_back_a_conflict_within_its_answers),
                 cmocka_unit_test(test_renewal_publishes_optime_and_sync),
                 cmocka_unit_test(test_reload_raising_timings_waits_for_a_renewal_that_published_them),
                 cmocka_unit_test(test_raised_timings_apply_after_a_renewal_lowered_ones_at_once),
