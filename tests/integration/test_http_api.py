@@ -1,6 +1,7 @@
 """The agent's HTTP API (docs/http-api.md) on a real three-node cluster:
 every endpoint's code by role, /cluster against agentctl's JSON and its
-schema, /metrics through `promtool check metrics`, /primary following a
+schema, /metrics through `promtool check metrics` and scraped by a real
+Prometheus server, /primary following a
 switchover and a failover (the primary's pod killed), and bad clients (malformed requests, oversized bodies and
 headers, slow and silent clients, bounded) while the lease renewals keep
 their cadence and the control loop its tick."""
@@ -236,6 +237,60 @@ def test_metrics_pass_promtool(http_cluster):
         assert metric(body, "pglease_http_requests_total",
                       'endpoint="primary",code="200"' if is_primary else
                       'endpoint="primary",code="503"') >= 1
+
+
+def tail(path, size=2000):
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.read()[-size:]
+
+
+def test_prometheus_scrapes_the_cluster(http_cluster, workdir, reaper):
+    """A real Prometheus server (Debian's) scrapes the three members'
+    /metrics; one series is queried back through its HTTP API."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.skip("no prometheus (Debian's prometheus package)")
+    primary = settled(http_cluster)
+    home = os.path.join(workdir, "prometheus")
+    os.makedirs(os.path.join(home, "data"))
+    pgharness.chown_to_runner(home)
+    pgharness.chown_to_runner(os.path.join(home, "data"))
+    targets = ", ".join(f'"127.0.0.1:{n.http_port}"'
+                        for n in http_cluster.nodes)
+    config = os.path.join(home, "prometheus.yml")
+    with open(config, "w", encoding="utf-8") as f:
+        f.write("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+                "scrape_configs:\n  - job_name: pglease\n"
+                f"    static_configs:\n      - targets: [{targets}]\n")
+    port = pgharness.free_port()
+    reaper.spawn([binary, f"--config.file={config}",
+                  f"--storage.tsdb.path={os.path.join(home, 'data')}",
+                  f"--web.listen-address=127.0.0.1:{port}"],
+                 logfile=os.path.join(home, "prometheus.log"))
+
+    def query(expr):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            conn.request("GET", "/api/v1/query?query=" + expr)
+            answer = json.loads(conn.getresponse().read())
+        except (OSError, ValueError):
+            return None
+        finally:
+            conn.close()
+        if answer.get("status") != "success":
+            return None
+        return {r["metric"]["instance"]: float(r["value"][1])
+                for r in answer["data"]["result"]}
+
+    instances = {f"127.0.0.1:{n.http_port}": n for n in http_cluster.nodes}
+    held = _wait(lambda: (lambda r: r if r and len(r) == 3 else None)(
+        query("pglease_lease_held")), 60,
+        "Prometheus to scrape pglease_lease_held from the three members",
+        describe=lambda: tail(os.path.join(home, "prometheus.log")))
+    assert {instances[i].name: v for i, v in held.items()} == \
+        {n.name: float(n is primary) for n in http_cluster.nodes}
+    up = query("up")
+    assert up and all(v == 1.0 for v in up.values()), up
 
 
 def test_primary_follows_a_switchover(http_cluster):
