@@ -1032,9 +1032,26 @@ static int decide_follower(const struct observation *o, struct agent_state *s, u
                 if (!o->pg_data_present || o->supervisor_gone)
                         return 0;
                 if (!leader_known) {
-                        if (s->kind == AGENT_STARTING) {
-                                /* Safety rule 3: without the lease, only as a standby. */
+                        /* Safety rule 3: without the lease, only as a
+                         * standby. A pod that starts does so at once. A
+                         * node that was running (a fenced primary, a
+                         * standby stopped to rejoin) waits for a leader to
+                         * rejoin or follow, but not for ever: when the
+                         * lease has stayed free for two lease durations
+                         * nobody is taking it, and this node's data may be
+                         * the only one that may be promoted (it published
+                         * itself as synchronous, or holds the most WAL).
+                         * Down, it is no candidate at all, and the cluster
+                         * stays without a primary for good. */
+                        if (s->kind == AGENT_STARTING)
                                 push(l, ACTION_START_STANDBY, NULL);
+                        else if (o->lease_read && o->lease_may_acquire && !o->paused &&
+                                 now - s->since >= 2 * s->opt.lease_duration) {
+                                emit(l, LOG_LEVEL_WARNING, "start",
+                                     "no primary for %" PRIu64 "s and nobody takes the lease: starting PostgreSQL as a standby to be a candidate",
+                                     (now - s->since) / USEC_PER_SEC);
+                                push(l, ACTION_START_STANDBY, NULL);
+                                set_state(s, l, AGENT_STARTING, now);
                         }
                         return 0;
                 }

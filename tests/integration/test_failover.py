@@ -278,6 +278,33 @@ def test_postmaster_not_restarted_fails_over_without_its_supervisor(
     assert result["failover"]
 
 
+def test_lone_primary_without_its_supervisor_comes_back(shared):
+    """The standbys' pods are down; the primary's supervisor is killed with
+    its postmaster and starts again (the postgres container restarts). The
+    agent fences and releases the Lease, and nobody else can take it: its
+    PostgreSQL must start again, as a standby, and take the Lease back and
+    promote, or the only data left stays down with the cluster. (Found by
+    the resilience run in CI: in synchronous mode the same happens to a new
+    primary killed before it publishes a synchronous standby, when the
+    Lease names it alone.) Then the standbys' pods return."""
+    run = Scenario(shared, "lone_primary_unsupervised")
+    old = run.old
+    others = [node for node in shared.nodes if node is not old]
+    for node in others:
+        node.kill_pod()
+    old.kill_supervisor()
+    run.failed()
+    _wait(lambda: any(e.get("event") == "supervisor-gone"
+                      for e in old.agent_log()), 10,
+          f"{old.name}: the supervisor-gone event")
+    old.start_supervisor()
+    assert run.wait_writable() is old
+    for node in others:
+        node.start_pod(init=True)
+    result = run.finish()
+    assert not result["failover"]
+
+
 def test_primary_pod_killed(shared):
     """kill -9 of agent, supervisor and Postgres: after one lease duration
     the best standby takes the Lease and promotes; the pod, started again

@@ -1222,6 +1222,68 @@ static void test_primary_without_supervisor_is_fenced_at_once(void **state) {
         agent_state_done(&s);
 }
 
+/* The CI failure of 2026-12-06: a new primary in synchronous mode is killed
+ * with its supervisor before it publishes a standby as synchronous (the
+ * Lease still names it, from the old primary's publication); it fences and
+ * releases, and nobody else may be promoted. Its PostgreSQL, down, made it
+ * no candidate either, and the cluster stayed without a primary for good.
+ * It waits for a leader for two lease durations, then starts as a standby
+ * and becomes the candidate it is. */
+static void test_fenced_primary_starts_as_standby_when_nobody_takes_the_lease(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+
+        state_for(&s, "pg-1");
+        s.opt.synchronous_mode = SYNCHRONOUS_ON;
+        primary_view(&o);
+        s.kind = AGENT_PRIMARY;
+        o.supervisor_watched = o.supervisor_gone = true;
+        decide(&o, &s, T0, &l);
+        assert_true(action_list_has(&l, ACTION_RELEASE));
+        assert_int_equal(s.kind, AGENT_FENCED);
+        action_list_done(&l);
+        observation_done(&o);
+
+        /* Released, nobody holds it; the supervisor is back. */
+        standby_view(&o, "");
+        free(o.leader_host);
+        o.leader_host = NULL;
+        o.pg_running = o.pg_accepting = o.pg_streaming = false;
+        o.supervisor_watched = true;
+        o.lease_may_acquire = true;
+        o.sync = calloc(2, sizeof(char *));
+        o.sync[0] = strdup("pg-1");
+        o.sync_mode = DCS_SYNC_MODE_ON;
+        decide(&o, &s, T0 + SEC, &l);
+        assert_false(action_list_has(&l, ACTION_START_STANDBY));
+        assert_false(action_list_has(&l, ACTION_START));
+        action_list_done(&l);
+        /* Paused: nothing automatic. */
+        o.paused = true;
+        decide(&o, &s, T0 + 25 * SEC, &l);
+        assert_false(action_list_has(&l, ACTION_START_STANDBY));
+        action_list_done(&l);
+        o.paused = false;
+        decide(&o, &s, T0 + 25 * SEC, &l);
+        assert_true(action_list_has(&l, ACTION_START_STANDBY));
+        assert_false(action_list_has(&l, ACTION_START));
+        assert_int_equal(s.kind, AGENT_STARTING);
+        action_list_done(&l);
+
+        /* Running as a standby, alone in the published set: it takes the
+         * lease. */
+        o.pg_running = o.pg_accepting = true;
+        o.peers[0].probed = o.peers[1].probed = true;
+        o.peers[1].reachable = o.peers[1].in_recovery = true;
+        o.peers[1].receive_lsn = o.pg_lsn;
+        decide(&o, &s, T0 + 26 * SEC, &l);
+        assert_true(action_list_has(&l, ACTION_ACQUIRE));
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
 /* A pod (re)start: the agent may tick before the postgres container's
  * supervisor has written its pid. Holding the lease from before, with
  * nothing running, it waits for the supervisor as for a crash instead of
@@ -1683,6 +1745,7 @@ int main(void) {
                 cmocka_unit_test(test_fenced_former_primary_rejoins_the_new_leader),
                 cmocka_unit_test(test_a_failover_restarts_the_time_to_follow),
                 cmocka_unit_test(test_starting_without_lease_starts_only_as_standby),
+                cmocka_unit_test(test_fenced_primary_starts_as_standby_when_nobody_takes_the_lease),
                 cmocka_unit_test(test_paused_never_fails_over),
                 cmocka_unit_test(test_tilt_after_a_stall_blocks_promotion_for_one_lease),
                 cmocka_unit_test(test_tilt_still_fences),
