@@ -857,6 +857,29 @@ class LocalCluster:
                 "resourceVersion": meta.get("resourceVersion"),
                 "spec": spec}
 
+    def wait_failsafe_armed(self, timeout=30):
+        """Failsafe mode: wait until the holder publishes every member on
+        the Lease as one it asks (pglease.io/failsafe) and has renewed once
+        more since. Before that an API outage fences it, as it should: a
+        test that cuts the API seconds after the cluster came up tests
+        nothing of failsafe mode (k8s_real_failsafe did, now and then)."""
+        names = {node.name for node in self.nodes}
+
+        def published():
+            lease = self.lease()
+            if not lease:
+                return None
+            listed = lease["annotations"].get("pglease.io/failsafe", "")
+            if names <= {n for n in listed.split(",") if n}:
+                return lease["resourceVersion"]
+            return None
+
+        version = _wait(published, timeout, "the Lease to name every "
+                        "member as one failsafe mode asks",
+                        describe=self.describe)
+        _wait(lambda: (self.lease() or {}).get("resourceVersion") != version,
+              timeout, "a renewal after that", describe=self.describe)
+
     def lease_holder(self):
         lease = self.lease()
         return lease["holderIdentity"] if lease else ""

@@ -12,7 +12,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_DIR = os.environ.get("PGLEASE_SOURCE_DIR") or \
     os.path.dirname(os.path.dirname(HERE))
 for _path in (HERE, os.path.join(SOURCE_DIR, "tests", "integration"),
-              os.path.join(SOURCE_DIR, "tests", "kube-emulator")):
+              os.path.join(SOURCE_DIR, "tests", "kube-emulator"),
+              os.path.join(SOURCE_DIR, "tests", "resilience")):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 

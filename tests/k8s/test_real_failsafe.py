@@ -11,14 +11,13 @@ the figures of such a run)."""
 
 import os
 import secrets
-import signal
 import time
 
 import pytest
 
 import cluster as clusterlib
 import pgharness
-from test_real_faults import apiserver_pid
+from test_real_faults import components
 
 OUTAGE = float(os.environ.get("PGLEASE_FAILSAFE_OUTAGE_SECONDS", "60"))
 SETTINGS = dict(clusterlib.DEFAULT_SETTINGS, failsafe_mode="yes")
@@ -59,6 +58,7 @@ def test_frozen_api_server_costs_no_write_with_failsafe(fs_cluster,
                                                          control_plane):
     local = fs_cluster
     primary = local.wait_healthy(HEAL)
+    local.wait_failsafe_armed()
     others = [n for n in local.nodes if n is not primary]
     transitions = local.lease()["leaseTransitions"]
     log_start = len(primary.agent_log())
@@ -66,8 +66,8 @@ def test_frozen_api_server_costs_no_write_with_failsafe(fs_cluster,
     writer = clusterlib.Writer(local, table="fs_real_outage").start()
     pgharness.wait_for(lambda: len(writer.history) >= 20, 30, "20 writes")
     before = len(writer.history)
-    pid = apiserver_pid(control_plane)
-    os.kill(pid, signal.SIGSTOP)
+    plane = components(local)
+    plane.freeze("kube-apiserver")
     frozen = time.monotonic()
     try:
         pgharness.wait_for(lambda: failsafe_events(primary, log_start),
@@ -78,7 +78,7 @@ def test_frozen_api_server_costs_no_write_with_failsafe(fs_cluster,
             assert not [n.name for n in others if n.is_primary()]
             time.sleep(0.5)
     finally:
-        os.kill(pid, signal.SIGCONT)
+        plane.thaw("kube-apiserver")
     during = len(writer.history) - before
     pgharness.wait_for(lambda: any("over" in m for m in
                                    failsafe_events(primary, log_start)),

@@ -5,14 +5,12 @@ connections cut at random on the TCP proxy in front of each agent, an
 expired token. Each scenario starts from a healthy
 cluster, runs a split-brain checker all through and ends healthy."""
 
-import os
-import signal
-import subprocess
 import time
 
 import pytest
 
 import cluster as clusterlib
+import controlplane
 import pgharness
 
 LEASE = clusterlib._seconds(  # pylint: disable=protected-access
@@ -39,11 +37,10 @@ def checked(shared):
     assert checker.rounds > 0
 
 
-def apiserver_pid(control_plane):
-    path = os.path.join(control_plane["PGLEASE_K8S_STATE"], "pids",
-                        "kube-apiserver")
-    with open(path, encoding="ascii") as handle:
-        return int(handle.read().strip())
+def components(local):
+    """kube-apiserver and etcd of the cluster's control plane: freeze,
+    thaw, restart, compact (tests/resilience/controlplane.py)."""
+    return controlplane.ControlPlane(local.emulator, clusterlib.SOURCE_DIR)
 
 
 def test_frozen_api_server_fences_the_primary_and_heals(checked,
@@ -54,8 +51,8 @@ def test_frozen_api_server_fences_the_primary_and_heals(checked,
     again."""
     local = checked
     old = local.primary()
-    pid = apiserver_pid(control_plane)
-    os.kill(pid, signal.SIGSTOP)
+    plane = components(local)
+    plane.freeze("kube-apiserver")
     try:
         pgharness.wait_for(lambda: not old.is_primary(), 2 * LEASE,
                            f"{old.name} to stop being writable")
@@ -64,19 +61,13 @@ def test_frozen_api_server_fences_the_primary_and_heals(checked,
             assert local.primaries() == [], local.describe()
             time.sleep(0.2)
     finally:
-        os.kill(pid, signal.SIGCONT)
+        plane.thaw("kube-apiserver")
     local.wait_healthy(HEAL)
 
 
 def test_api_server_restart(checked, control_plane):
     local = checked
-    result = subprocess.run(
-        [os.path.join(clusterlib.SOURCE_DIR, "scripts", "k8s"),
-         "restart-apiserver"], capture_output=True, text=True, timeout=400,
-        check=False, env=dict(os.environ,
-                              PGLEASE_K8S_STATE=control_plane[
-                                  "PGLEASE_K8S_STATE"]))
-    assert result.returncode == 0, result.stderr
+    components(local).restart("kube-apiserver")
     local.wait_healthy(HEAL)
 
 

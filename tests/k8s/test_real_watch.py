@@ -8,19 +8,15 @@ list again, watch again, and a switchover still works, with no two
 primaries. And the server answers a watch from a version it no longer
 has with 410 in the form the agent reads (an ERROR event, or the status)."""
 
-import base64
 import json
-import os
 import re
-import subprocess
 import time
-import urllib.request
 
-import cluster as clusterlib
 import pgharness
 import realkube
 # The shared three-node cluster and its split-brain checker.
 from test_real_faults import checked, shared  # noqa: F401  pylint: disable=unused-import
+from test_real_faults import components
 
 HEAL = 90
 # apiserver_longrunning_requests{...,resource="leases",scope="resource",
@@ -42,27 +38,6 @@ def lease_watches(admin):
     return total
 
 
-def etcd_call(control_plane, path, body):
-    state = control_plane["PGLEASE_K8S_STATE"]
-    with open(os.path.join(state, "etcd-port"), encoding="ascii") as f:
-        port = int(f.read().strip())
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"}, method="POST")
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.loads(resp.read())
-
-
-def compact_etcd(control_plane):
-    """Compacts etcd to its current revision (its JSON gateway): every
-    older resourceVersion is gone."""
-    head = etcd_call(control_plane, "/v3/kv/range",
-                     {"key": base64.b64encode(b"/").decode()})
-    revision = int(head["header"]["revision"])
-    etcd_call(control_plane, "/v3/kv/compaction",
-              {"revision": revision, "physical": True})
-    return revision
-
 
 def followers_watching(local, admin):
     followers = len(local.nodes) - 1
@@ -80,14 +55,9 @@ def test_compaction_and_restart_under_open_watches(checked, control_plane):
     admin = realkube.Admin(control_plane)
     followers_watching(local, admin)
     marks = {n.name: len(n.agent_log()) for n in local.nodes}
-    compact_etcd(control_plane)
-    result = subprocess.run(
-        [os.path.join(clusterlib.SOURCE_DIR, "scripts", "k8s"),
-         "restart-apiserver"], capture_output=True, text=True, timeout=400,
-        check=False, env=dict(os.environ,
-                              PGLEASE_K8S_STATE=control_plane[
-                                  "PGLEASE_K8S_STATE"]))
-    assert result.returncode == 0, result.stderr
+    plane = components(local)
+    plane.compact()
+    plane.restart("kube-apiserver")
     local.wait_healthy(HEAL)
     followers_watching(local, admin)
     broken = [e.get("msg", "") for n in local.nodes
@@ -110,7 +80,7 @@ def test_server_expires_a_version_it_no_longer_has(checked, control_plane):
     (tests/unit/test-lease-watch.c); this is what the real server sends
     for a version older than its watch cache and etcd keep."""
     admin = realkube.Admin(control_plane)
-    compact_etcd(control_plane)
+    components(checked).compact()
     ns = checked.namespace
     path = (f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases?watch=1"
             "&fieldSelector=metadata.name%3Dpg-leader&resourceVersion=1"
