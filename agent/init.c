@@ -494,9 +494,10 @@ static void bootstrap_plan(struct init_ctx *c, const struct bootstrap_options *o
              o->datadir, o->superuser, o->superuser_password_file ? " --pwfile=" : "",
              strempty(o->superuser_password_file));
         plan(c, "write %s/%s (listen_addresses %s, port %d, max_wal_senders %d, max_replication_slots %d, "
-             "max_slot_wal_keep_size %s) and pg_hba.conf for %s", o->datadir, BOOTSTRAP_CONF_FILE,
+             "max_slot_wal_keep_size %s, wal_keep_size %s) and pg_hba.conf for %s", o->datadir, BOOTSTRAP_CONF_FILE,
              o->listen_addresses, o->port, o->max_wal_senders, o->max_replication_slots,
-             o->max_slot_wal_keep_size ? o->max_slot_wal_keep_size : "-1", c->n.cfg->hba_networks);
+             o->max_slot_wal_keep_size ? o->max_slot_wal_keep_size : "-1", o->wal_keep_size ? o->wal_keep_size : "0",
+             c->n.cfg->hba_networks);
         plan(c, "pg_ctl start -w with listen_addresses='' (local connections only)");
         plan(c, "create the roles %s and %s", o->repl_user, o->rewind_user);
         plan(c, "apply the metadata migrations in %s to schema %s", c->n.sql_dir ?: "the built-in set",
@@ -512,7 +513,7 @@ static int bootstrap_prepare(struct init_ctx *c, struct node_bootstrap *s) {
         int status;
 
         if (node_bootstrap_options(&c->n, remaining(c), s) < 0)
-                return fail(c, EXIT_CONFIG, "cannot use hba_networks or max_slot_wal_keep_size");
+                return fail(c, EXIT_CONFIG, "cannot use hba_networks, max_slot_wal_keep_size or wal_keep_size");
         status = choose_local_auth(c, &s->o);
         if (status != EXIT_OK)
                 return status;

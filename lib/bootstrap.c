@@ -92,6 +92,8 @@ static int validate(const struct bootstrap_options *o) {
         if (o->max_slot_wal_keep_size && !streq(o->max_slot_wal_keep_size, "-1") &&
             parse_size(o->max_slot_wal_keep_size, &size) < 0)
                 return -EINVAL;
+        if (o->wal_keep_size && parse_size(o->wal_keep_size, &size) < 0)
+                return -EINVAL;
         return 0;
 }
 
@@ -126,6 +128,12 @@ int bootstrap_conf_text(const struct bootstrap_options *o, char **ret) {
         fprintf(f, "max_replication_slots = %d\n", o->max_replication_slots ? o->max_replication_slots : 10);
         fprintf(f, "max_slot_wal_keep_size = '%s'\n",
                 o->max_slot_wal_keep_size ? o->max_slot_wal_keep_size : "-1");
+        /* Safety rule 5: pg_rewind leaves the old primary to replay from
+         * the last checkpoint before the fork, and it streams that WAL from
+         * the new primary, which as a standby recycled it at its
+         * restartpoints (no slot held it for the old primary): a rewound
+         * member then waited for a removed segment for good. */
+        fprintf(f, "wal_keep_size = '%s'\n", o->wal_keep_size ? o->wal_keep_size : "0");
         fputs("password_encryption = 'scram-sha-256'\n", f);
         if (fclose(f) != 0) {
                 free(buf);

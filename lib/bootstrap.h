@@ -30,6 +30,7 @@ struct bootstrap_options {
         int max_wal_senders;                 /* 0: 10 */
         int max_replication_slots;           /* 0: 10 */
         const char *max_slot_wal_keep_size;  /* NULL: "-1" (unlimited), else e.g. "10GB" */
+        const char *wal_keep_size;           /* NULL: "0" (none), else e.g. "512MB" */
 
         usec_t timeout;                      /* for initdb; 0: 5 min */
         const struct clock_ops *clock;       /* NULL: clock_system */

@@ -128,6 +128,8 @@ static const struct config_key keys[] = {
             "max_replication_slots written by bootstrap."),
         KEY(max_slot_wal_keep_size, CONFIG_SIZE, "4GB", 0, 0, false,
             "max_slot_wal_keep_size written by bootstrap: the most WAL a slot may hold back."),
+        KEY(wal_keep_size, CONFIG_SIZE, "512MB", 0, 0, false,
+            "wal_keep_size written by bootstrap: WAL every member keeps, primary or standby, so that an old primary rewound from it finds the WAL since the last common checkpoint (0: none)."),
         KEY(clone_keep_failed, CONFIG_BOOL, "no", 0, 0, true,
             "Move a failed clone aside instead of removing it."),
         KEY(clone_timeout, CONFIG_DURATION, "1h", SEC(10), SEC(7 * 86400), true,

@@ -89,6 +89,7 @@ struct config {
         int64_t max_wal_senders;
         int64_t max_replication_slots;
         uint64_t max_slot_wal_keep_size;
+        uint64_t wal_keep_size;
         bool clone_keep_failed;
         usec_t clone_timeout;
         usec_t slot_retention;

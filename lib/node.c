@@ -368,6 +368,13 @@ int node_bootstrap_options(const struct node *n, usec_t timeout, struct node_boo
                         return -ENOMEM;
                 }
         }
+        if (cfg->wal_keep_size > 0) {
+                b.wal_keep_size = format_size(cfg->wal_keep_size);
+                if (!b.wal_keep_size) {
+                        node_bootstrap_done(&b);
+                        return -ENOMEM;
+                }
+        }
         b.o = (struct bootstrap_options) {
                 .bindir = n->bindir,
                 .datadir = cfg->data_dir,
@@ -382,6 +389,7 @@ int node_bootstrap_options(const struct node *n, usec_t timeout, struct node_boo
                 .max_wal_senders = (int) cfg->max_wal_senders,
                 .max_replication_slots = (int) cfg->max_replication_slots,
                 .max_slot_wal_keep_size = b.max_slot_wal_keep_size,
+                .wal_keep_size = b.wal_keep_size,
                 .timeout = timeout,
                 .clock = n->clock,
         };
@@ -392,6 +400,7 @@ int node_bootstrap_options(const struct node *n, usec_t timeout, struct node_boo
 void node_bootstrap_done(struct node_bootstrap *b) {
         strv_free(b->networks);
         free(b->max_slot_wal_keep_size);
+        free(b->wal_keep_size);
         *b = (struct node_bootstrap) {};
 }
 

@@ -154,6 +154,7 @@ struct node_bootstrap {
         struct bootstrap_options o;
         char **networks;
         char *max_slot_wal_keep_size;
+        char *wal_keep_size;
 };
 int node_bootstrap_options(const struct node *n, usec_t timeout, struct node_bootstrap *ret);
 void node_bootstrap_done(struct node_bootstrap *b);

@@ -376,7 +376,7 @@ static void test_hba_lines_for_cluster_networks(void **state) {
 static void test_bootstrap_conf_has_replication_settings(void **state) {
         struct bootstrap_options o = {
                 .bindir = "/b", .datadir = "/d", .port = 5433, .socket_dir = "/run/pg",
-                .max_wal_senders = 8, .max_slot_wal_keep_size = "10GB",
+                .max_wal_senders = 8, .max_slot_wal_keep_size = "10GB", .wal_keep_size = "512MB",
         };
         char *s = NULL;
 
@@ -387,6 +387,7 @@ static void test_bootstrap_conf_has_replication_settings(void **state) {
         assert_non_null(strstr(s, "max_wal_senders = 8\n"));
         assert_non_null(strstr(s, "max_replication_slots = 10\n"));
         assert_non_null(strstr(s, "max_slot_wal_keep_size = '10GB'\n"));
+        assert_non_null(strstr(s, "wal_keep_size = '512MB'\n"));
         assert_non_null(strstr(s, "port = 5433\n"));
         assert_non_null(strstr(s, "unix_socket_directories = '/run/pg'\n"));
         assert_non_null(strstr(s, "listen_addresses = '*'\n"));
@@ -394,6 +395,12 @@ static void test_bootstrap_conf_has_replication_settings(void **state) {
         o.max_slot_wal_keep_size = "lots";
         assert_int_equal(bootstrap_conf_text(&o, &s), -EINVAL);
         o.max_slot_wal_keep_size = NULL;
+        o.wal_keep_size = "much";
+        assert_int_equal(bootstrap_conf_text(&o, &s), -EINVAL);
+        o.wal_keep_size = NULL;
+        assert_int_equal(bootstrap_conf_text(&o, &s), 0);
+        assert_non_null(strstr(s, "wal_keep_size = '0'\n"));
+        free(s);
         o.socket_dir = "/tmp'\nfsync = off";
         assert_int_equal(bootstrap_conf_text(&o, &s), -EINVAL);
 }
