@@ -338,7 +338,14 @@ ensure_helm() {
 
 # --- fuzzing (tests/fuzz/, scripts/fuzz, scripts/test) -----------------------
 
-FUZZ_TARGETS=(config-file config-env kubeconfig lease-json pod-json kube-response control)
+# Every libFuzzer target of tests/fuzz/ (fuzz-NAME.c): found, not listed,
+# so that a new one cannot be built and never run (fuzz-watch-stream was).
+FUZZ_TARGETS=()
+for _fuzz_source in "$(dirname "${BASH_SOURCE[0]}")"/../tests/fuzz/fuzz-*.c; do
+	_fuzz_source=${_fuzz_source##*/fuzz-}
+	FUZZ_TARGETS+=("${_fuzz_source%.c}")
+done
+unset _fuzz_source
 
 # Configure and build the libFuzzer targets in $1 with clang.
 fuzz_build() {
