@@ -47,7 +47,7 @@ class Tokens:
             return self.tokens.get(token) if token else None
 
 
-FAULT_MODES = ("ok", "refuse", "delay", "status", "hang")
+FAULT_MODES = ("ok", "refuse", "delay", "status", "hang", "lose")
 
 
 class Faults:

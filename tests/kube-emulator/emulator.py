@@ -205,6 +205,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
                         self.requests_served == 1)
         fault = app.faults.match(token, bool(info and info.get("admin")),
                                  req.verb, resource)
+        if fault and fault["mode"] == "lose":
+            # Carried out, then the answer lost on the way back: the
+            # client cannot tell it from a request that never arrived.
+            self.answer(req, info, route_error, lost=True)
+            self.drop_connection(reset=True)
+            app.log_request(req, user, "lose", started)
+            return
         code = self.apply_fault(fault) if fault else None
         if code is None and fault and fault["mode"] in ("refuse", "hang"):
             app.log_request(req, user, fault["mode"], started)
@@ -239,9 +246,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_json(code, err.status(), headers)
         return code
 
-    def answer(self, req, info, route_error):
+    def answer(self, req, info, route_error, lost=False):
+        """Carry out the request and send its answer (lost: carry it out
+        and send nothing; a watch is not started)."""
         app = self.server.app
         warnings = req.warnings
+        if lost:
+            saved = self.send_json
+            self.send_json = lambda *args, **kw: None
+            try:
+                if req.verb == "watch":
+                    return None
+                return self.answer(req, info, route_error)
+            finally:
+                self.send_json = saved
         try:
             if req.nonresource and req.path in NONRESOURCE_ANONYMOUS:
                 code, body = self.nonresource(req)

@@ -362,7 +362,7 @@ class Emulator:
 
     def fault(self, token, mode, **kw):
         """Inject a fault for `token` ("*" = every non-admin token).
-        mode: ok|refuse|delay|status|hang; kw: delay_ms, status,
+        mode: ok|refuse|delay|status|hang|lose; kw: delay_ms, status,
         retry_after, duration_ms, count, verbs, resources."""
         spec = dict(token=token, mode=mode, **kw)
         return self._control("POST", "/_emulator/faults", spec)["faults"]

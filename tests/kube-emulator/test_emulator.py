@@ -720,6 +720,26 @@ def test_hang_holds_the_request_until_cleared_then_closes(emu):
                                          ssl.SSLError))
 
 
+def test_lose_applies_the_write_and_drops_the_answer(emu):
+    """A renewal the server applied whose answer never came back: the
+    client sees a reset, the Lease has its write (and a new version), so
+    its next write on the old version is a 409."""
+    lease = create_lease(emu)
+    rv = lease["metadata"]["resourceVersion"]
+    emu.fault(PG0, "lose", count=1, verbs=["update"], resources=["leases"])
+    with pytest.raises((ConnectionError, http.client.HTTPException,
+                        ssl.SSLError)):
+        emu.put(emu.lease_path(NS, "pg-leader"),
+                lease_body(holder="pg-1", rv=rv), token=PG0)
+    after = emu.get_lease(NS, "pg-leader")
+    assert after["spec"]["holderIdentity"] == "pg-1"
+    assert after["metadata"]["resourceVersion"] != rv
+    assert emu.faults() == []
+    status, _ = emu.put(emu.lease_path(NS, "pg-leader"),
+                        lease_body(holder="pg-0", rv=rv), token=PG0)
+    assert status == 409
+
+
 def test_faults_clear_themselves_after_duration_or_count(emu):
     emu.fault(PG0, "status", status=503, duration_ms=300)
     assert emu.get(emu.lease_path(NS), token=PG0)[0] == 503

@@ -44,6 +44,7 @@ FAULTS = {
     "pause_switchover": 1,      # pause, switchover --wait, resume
     "freeze_postmaster": 1,     # SIGSTOP the primary's postmaster only
     "kill_supervisor": 1,       # kill -9 the primary's supervisor (+ stall its agent)
+    "lose_answers": 1,          # the primary's Lease writes applied, answers lost
 }
 
 # With --kube real (the kube-apiserver of scripts/k8s): the faults the real
@@ -52,7 +53,7 @@ FAULTS = {
 # control plane (controlplane.py) and of a node's ServiceAccount token.
 REAL_FAULTS = dict(
     {name: weight for name, weight in FAULTS.items()
-     if name not in ("api_fail", "restart_emulator")},
+     if name not in ("api_fail", "restart_emulator", "lose_answers")},
     sigstop_apiserver=1,        # freeze kube-apiserver, then SIGCONT
     restart_apiserver=1,        # scripts/k8s restart-apiserver
     restart_etcd=1,             # scripts/k8s restart-etcd
@@ -630,6 +631,27 @@ class Nemesis:
         self.cluster.emulator.fault("*", "status", status=status,
                                     duration_ms=int(length * 1000))
         self._hold(length)
+        record.healed = time.monotonic()
+
+    def _fault_lose_answers(self, record, primary, standbys):
+        """The API server applies 1 to 3 of the primary's Lease writes
+        (renewals, a publication) and the answers never come back (a
+        connection reset on the way): to the agent they look failed, but
+        the Lease has moved on to a version it has not seen, so its next
+        renewal is a 409 and it must read the Lease back, find itself the
+        holder and go on. No failover needed. (e6c6d1f was a defect of this
+        read back that only failsafe mode, past the renew deadline, showed;
+        tests/integration/test_failsafe.py writes the Lease during its API
+        cut for that.)"""
+        del standbys
+        count = self.rng.randint(1, 3)
+        self._start(record, primary, "primary",
+                    f"{count} Lease write(s) applied, answer lost")
+        self.cluster.emulator.fault(primary.token, "lose", count=count,
+                                    verbs=["update"], resources=["leases"],
+                                    duration_ms=int(2 * self.lease * 1000))
+        self._hold(2 * self.lease)
+        self.cluster.emulator.fault(primary.token, "ok")
         record.healed = time.monotonic()
 
     def _agentctl(self, record, node, *args, timeout=90):
