@@ -34,7 +34,8 @@ struct agent {
         sd_event_source *tick_source;
         sd_event_source *watch_io;      /* the Lease watch's epoll fd (node-watch.c) */
         sd_event_source *watch_timer;   /* its next deadline: curl's timers, the stall bound, a new stream */
-        uint64_t watch_breaks_logged;   /* breaks of the watch logged so far */
+        uint64_t watch_breaks_logged;   /* breaks of the Lease watch logged so far */
+        uint64_t pod_watch_breaks_logged; /* ... and of the Pod watch */
         unsigned random_state;
 
         usec_t last_tick;           /* monotonic; 0 before the first tick */

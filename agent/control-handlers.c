@@ -32,11 +32,6 @@ struct control_handlers {
         struct control_server *server;
         struct control_reply *demote_reply;
 
-        /* The node's DCS, wrapped so that the member list the control loop
-         * reads each tick is kept for `status` without another API call. */
-        struct dcs inner;
-        struct dcs_member_list *members;
-        usec_t members_at;
         struct status_snapshot pg;
 };
 
@@ -45,90 +40,6 @@ static inline void json_deletep(cJSON **j) {
                 cJSON_Delete(*j);
 }
 
-/* ---- the DCS wrapper: every call passes through; member lists are kept ---- */
-
-static int copy_member_list(const struct dcs_member_list *l, struct dcs_member_list **ret) {
-        _cleanup_(dcs_member_list_freep) struct dcs_member_list *c = calloc(1, sizeof *c);
-
-        if (!c || !(c->members = calloc(l->n ? l->n : 1, sizeof *c->members)))
-                return -ENOMEM;
-        for (size_t i = 0; i < l->n; i++) {
-                _cleanup_free_ char *json = NULL;
-                int r = dcs_member_to_json(&l->members[i], &json);
-
-                if (r >= 0)
-                        r = dcs_member_from_json(l->members[i].name, json, &c->members[c->n]);
-                if (r == -ENOMEM)
-                        return r;
-                if (r >= 0)
-                        c->n++;
-        }
-        *ret = TAKE_PTR(c);
-        return 0;
-}
-
-static int tee_leader_get(void *u, usec_t deadline, struct dcs_leader **ret, char **err) {
-        struct control_handlers *h = u;
-        return h->inner.ops->leader_get(h->inner.userdata, deadline, ret, err);
-}
-static int tee_leader_create(void *u, const struct dcs_leader *want, usec_t deadline, struct dcs_leader **ret, char **err) {
-        struct control_handlers *h = u;
-        return h->inner.ops->leader_create(h->inner.userdata, want, deadline, ret, err);
-}
-static int tee_leader_update(void *u, const struct dcs_leader *want, usec_t deadline, struct dcs_leader **ret, char **err) {
-        struct control_handlers *h = u;
-        return h->inner.ops->leader_update(h->inner.userdata, want, deadline, ret, err);
-}
-static int tee_member_publish(void *u, const struct dcs_member *self, usec_t deadline, char **err) {
-        struct control_handlers *h = u;
-        return h->inner.ops->member_publish(h->inner.userdata, self, deadline, err);
-}
-static int tee_event_post(void *u, const char *type, const char *reason, const char *message, usec_t deadline, char **err) {
-        struct control_handlers *h = u;
-        return h->inner.ops->event_post(h->inner.userdata, type, reason, message, deadline, err);
-}
-static uint64_t tee_request_count(void *u) {
-        struct control_handlers *h = u;
-        return h->inner.ops->request_count ? h->inner.ops->request_count(h->inner.userdata) : 0;
-}
-
-static const struct api_stats *tee_request_stats(void *u) {
-        struct control_handlers *h = u;
-        return h->inner.ops->request_stats ? h->inner.ops->request_stats(h->inner.userdata) : NULL;
-}
-
-static int tee_member_list(void *u, usec_t deadline, struct dcs_member_list **ret, char **err) {
-        struct control_handlers *h = u;
-        struct dcs_member_list *l = NULL, *copy = NULL;
-        int r;
-
-        r = h->inner.ops->member_list(h->inner.userdata, deadline, &l, err);
-        if (r < 0)
-                return r;
-        if (copy_member_list(l, &copy) >= 0) {
-                dcs_member_list_free(h->members);
-                h->members = copy;
-                h->members_at = clock_now(h->agent->clock);
-        }
-        *ret = l;
-        return 0;
-}
-
-/* Never called: the wrapper is taken out before node_done() frees the DCS. */
-static void tee_free(void *u) {
-}
-
-static const struct dcs_ops tee_ops = {
-        .leader_get = tee_leader_get,
-        .leader_create = tee_leader_create,
-        .leader_update = tee_leader_update,
-        .member_publish = tee_member_publish,
-        .member_list = tee_member_list,
-        .event_post = tee_event_post,
-        .request_count = tee_request_count,
-        .request_stats = tee_request_stats,
-        .free = tee_free,
-};
 
 /* ---- status ---- */
 
@@ -272,8 +183,10 @@ static cJSON *status_members(struct control_handlers *h) {
 
         if (!arr)
                 return NULL;
-        for (size_t i = 0; h->members && i < h->members->n; i++) {
-                const struct dcs_member *m = &h->members->members[i];
+        const struct dcs_member_list *members = h->agent->node.members;
+
+        for (size_t i = 0; members && i < members->n; i++) {
+                const struct dcs_member *m = &members->members[i];
                 _cleanup_free_ char *json = NULL;
                 cJSON *o;
 
@@ -318,7 +231,8 @@ static void handle_status(struct control_handlers *h, struct control_reply *rp) 
             !cJSON_AddNumberToObject(o, "status_interval_seconds", seconds(a->config.status_interval)) ||
             !cJSON_AddNumberToObject(o, "lease_duration_seconds", seconds(a->config.lease_duration)) ||
             !cJSON_AddNumberToObject(o, "maximum_lag_on_failover", (double) a->config.maximum_lag_on_failover) ||
-            !(h->members ? cJSON_AddNumberToObject(o, "members_age_seconds", seconds(now - MIN(now, h->members_at)))
+            !(a->node.members ? cJSON_AddNumberToObject(o, "members_age_seconds",
+                                                        seconds(now - MIN(now, a->node.members_at)))
                          : cJSON_AddNullToObject(o, "members_age_seconds"))) {
                 (void) control_reply_error(rp, "out of memory");
                 return;
@@ -483,9 +397,11 @@ static void handle_pause(struct control_handlers *h, struct control_reply *rp, b
 }
 
 static const struct dcs_member *find_member(struct control_handlers *h, const char *name) {
-        for (size_t i = 0; h->members && i < h->members->n; i++)
-                if (streq(h->members->members[i].name, name))
-                        return &h->members->members[i];
+        const struct dcs_member_list *members = h->agent->node.members;
+
+        for (size_t i = 0; members && i < members->n; i++)
+                if (streq(members->members[i].name, name))
+                        return &members->members[i];
         return NULL;
 }
 
@@ -624,10 +540,10 @@ static void on_demote_done(void *userdata, bool ok, const char *message) {
 }
 
 const struct dcs_member_list *control_handlers_members(const struct agent *a, usec_t *ret_at) {
-        if (!a->control || !a->control->members)
+        if (!a->control || !a->have_node || !a->node.members)
                 return NULL;
-        *ret_at = a->control->members_at;
-        return a->control->members;
+        *ret_at = a->node.members_at;
+        return a->node.members;
 }
 
 /* ---- dispatch, attach, detach ---- */
@@ -668,8 +584,6 @@ int control_handlers_attach(struct agent *a, char **reterr_msg) {
                 free(h);
                 return r;
         }
-        h->inner = a->node.dcs;
-        a->node.dcs = (struct dcs) { .ops = &tee_ops, .userdata = h };
         a->node.demote_done = on_demote_done;
         a->node.demote_userdata = a;
         a->control = h;
@@ -684,13 +598,10 @@ void control_handlers_detach(struct agent *a) {
                 return;
         /* Kept replies (a waiting demote) are answered by the server. */
         h->server = control_server_detach(h->server);
-        if (a->have_node && a->node.dcs.ops == &tee_ops)
-                a->node.dcs = h->inner;
         if (a->have_node && a->node.demote_userdata == a) {
                 a->node.demote_done = NULL;
                 a->node.demote_userdata = NULL;
         }
-        dcs_member_list_free(h->members);
         free(h->pg.upstream_host);
         free(h);
         a->control = NULL;

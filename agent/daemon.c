@@ -154,24 +154,30 @@ static void election_tick(struct agent *a, usec_t now) {
  * the leader's tick at its renew deadline. One millisecond is a timer. */
 #define TICK_ACCURACY USEC_PER_MSEC
 
-/* The Lease watch on the loop: its timer follows what it asks for. Each
+/* The watches on the loop: its timer follows what they ask for. Each
  * break is logged once, whether the watch's own wake-up or a tick found
  * it. */
+static void watch_log_break(struct agent *a, const struct kube_watch *w, uint64_t *logged, const char *what,
+                            const char *fallback) {
+        if (w->count.broken == *logged)
+                return;
+        *logged = w->count.broken;
+        agent_log(a, LOG_LEVEL_INFO, "watch", "%s watch broken (%s): %s until %s", what, strempty(w->last_error),
+                  fallback, w->state == KUBE_WATCH_NEED_LIST ? "a list restarts it" : "the stream resumes");
+}
+
 static void watch_rearm(struct agent *a) {
-        struct lease_watch *w;
         usec_t next;
 
-        if (!a->watch_timer || !a->node.lease_watcher)
+        if (!a->watch_timer || !a->node.watcher)
                 return;
-        w = lease_watcher_state(a->node.lease_watcher);
-        if (w->count.broken != a->watch_breaks_logged) {
-                a->watch_breaks_logged = w->count.broken;
-                agent_log(a, LOG_LEVEL_INFO, "watch", "Lease watch broken (%s): %s",
-                          strempty(w->last_error),
-                          w->state == LEASE_WATCH_NEED_LIST ? "reading the Lease until a list restarts it" :
-                          "reading the Lease until the stream resumes");
-        }
-        next = lease_watcher_next(a->node.lease_watcher);
+        if (a->node.watching_lease)
+                watch_log_break(a, &a->node.lease_watch.s, &a->watch_breaks_logged, "Lease",
+                                "reading the Lease");
+        if (a->node.watching_pods)
+                watch_log_break(a, &a->node.pod_watch.s, &a->pod_watch_breaks_logged, "Pod",
+                                "listing the member Pods");
+        next = kube_watcher_next(a->node.watcher);
         if (next == USEC_INFINITY) {
                 (void) sd_event_source_set_enabled(a->watch_timer, SD_EVENT_OFF);
                 return;
@@ -183,14 +189,15 @@ static void watch_rearm(struct agent *a) {
 
 /* A follower ticks at once when the watch brings a new holder or a
  * release: that is what makes a hand-over take a round trip, not up to a
- * retry_period. A holder in good standing does not read the Lease. */
+ * retry_period. A holder in good standing does not read the Lease. A
+ * member's change waits for the next tick. */
 static void watch_run(struct agent *a) {
-        struct lease_watch *w = lease_watcher_state(a->node.lease_watcher);
+        struct lease_watch *w = &a->node.lease_watch;
         usec_t now;
 
-        lease_watcher_process(a->node.lease_watcher);
+        kube_watcher_process(a->node.watcher);
         now = clock_now(a->clock);
-        if (w->wake) {
+        if (a->node.watching_lease && w->wake) {
                 w->wake = false;
                 if (!a->node.election.leader && a->tick_source &&
                     sd_event_source_set_time(a->tick_source, now) >= 0)
@@ -217,10 +224,10 @@ static int on_watch_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 static int watch_attach(struct agent *a, char **reterr_msg) {
         int r;
 
-        r = node_start_lease_watch(&a->node, reterr_msg);
-        if (r < 0 || !a->node.lease_watcher)
+        r = node_start_watches(&a->node, !a->election_only, reterr_msg);
+        if (r < 0 || !a->node.watcher)
                 return r;
-        r = sd_event_add_io(a->event, &a->watch_io, lease_watcher_fd(a->node.lease_watcher), EPOLLIN, on_watch_io, a);
+        r = sd_event_add_io(a->event, &a->watch_io, kube_watcher_fd(a->node.watcher), EPOLLIN, on_watch_io, a);
         if (r >= 0)
                 r = sd_event_add_time(a->event, &a->watch_timer, CLOCK_MONOTONIC, USEC_INFINITY, TICK_ACCURACY,
                                       on_watch_timer, a);
@@ -230,7 +237,7 @@ static int watch_attach(struct agent *a, char **reterr_msg) {
                 (void) set_error_msg(reterr_msg, "cannot add the watch to the event loop: %s", strerror(-r));
                 a->watch_io = sd_event_source_disable_unref(a->watch_io);
                 a->watch_timer = sd_event_source_disable_unref(a->watch_timer);
-                node_stop_lease_watch(&a->node);
+                node_stop_watches(&a->node);
         }
         return r;
 }
@@ -239,7 +246,7 @@ static void watch_detach(struct agent *a) {
         a->watch_io = sd_event_source_disable_unref(a->watch_io);
         a->watch_timer = sd_event_source_disable_unref(a->watch_timer);
         if (a->have_node)
-                node_stop_lease_watch(&a->node);
+                node_stop_watches(&a->node);
 }
 
 static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {

@@ -50,6 +50,8 @@ static const struct config_key keys[] = {
             "Longest interval between two writes of this member's status annotation."),
         KEY(lease_watch, CONFIG_BOOL, "yes", 0, 0, false,
             "Followers watch the leader Lease instead of reading it every retry_period; no: read it every tick."),
+        KEY(member_watch, CONFIG_BOOL, "yes", 0, 0, false,
+            "Watch the member Pods instead of listing them every status_interval; no: list them."),
         KEY(data_dir, CONFIG_PATH, "/var/lib/postgresql/data", 0, 0, false,
             "The PostgreSQL data directory (PGDATA)."),
         KEY(pg_bindir, CONFIG_PATH, "", 0, 0, false,

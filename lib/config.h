@@ -45,6 +45,7 @@ struct config {
         usec_t retry_period;
         usec_t status_interval;
         bool lease_watch;
+        bool member_watch;
         /* local PostgreSQL */
         char *data_dir;
         char *pg_bindir;

@@ -436,7 +436,7 @@ int kube_stream_prepare(struct kube *k, const char *path, char **ret_url, char *
         return 0;
 }
 
-static int lease_selector_path(const char *ns, const char *name, char **ret, char **reterr_msg) {
+int kube_lease_list_path(const char *ns, const char *name, char **ret, char **reterr_msg) {
         _cleanup_free_ char *base = NULL;
         char *p;
         int r;
@@ -456,31 +456,35 @@ static int lease_selector_path(const char *ns, const char *name, char **ret, cha
         return 0;
 }
 
-int kube_lease_list_one(struct kube *k, const char *ns, const char *name, usec_t deadline,
-                        cJSON **ret, char **reterr_msg) {
-        _cleanup_free_ char *path = NULL;
-        int r;
-
-        r = lease_selector_path(ns, name, &path, reterr_msg);
-        if (r < 0)
-                return r;
-        return kube_request(k, "GET", path, NULL, NULL, deadline, ret, reterr_msg);
-}
-
-int kube_lease_watch_path(const char *ns, const char *name, const char *resource_version,
-                          unsigned timeout_seconds, char **ret, char **reterr_msg) {
-        _cleanup_free_ char *base = NULL, *rv = NULL;
+int kube_pod_list_path(const char *ns, const char *label_selector, char **ret, char **reterr_msg) {
+        _cleanup_free_ char *base = NULL, *sel = NULL;
         char *p;
         int r;
 
-        r = lease_selector_path(ns, name, &base, reterr_msg);
+        r = object_path(CORE_API, ns, "pods", NULL, &base, reterr_msg);
         if (r < 0)
                 return r;
+        if (isempty(label_selector))
+                p = strdup(base);
+        else {
+                sel = kube_url_escape(label_selector);
+                p = sel ? strdup_printf("%s?labelSelector=%s", base, sel) : NULL;
+        }
+        if (!p)
+                return -ENOMEM;
+        *ret = p;
+        return 0;
+}
+
+int kube_watch_path(const char *list_path, const char *resource_version, unsigned timeout_seconds, char **ret) {
+        _cleanup_free_ char *rv = NULL;
+        char *p;
+
         rv = kube_url_escape(strempty(resource_version));
         if (!rv)
                 return -ENOMEM;
-        p = strdup_printf("%s&watch=1&resourceVersion=%s&allowWatchBookmarks=true&timeoutSeconds=%u",
-                          base, rv, timeout_seconds);
+        p = strdup_printf("%s%cwatch=1&resourceVersion=%s&allowWatchBookmarks=true&timeoutSeconds=%u",
+                          list_path, strchr(list_path, '?') ? '&' : '?', rv, timeout_seconds);
         if (!p)
                 return -ENOMEM;
         *ret = p;
@@ -532,19 +536,12 @@ int kube_pod_get(struct kube *k, const char *ns, const char *name, usec_t deadli
 
 int kube_pod_list(struct kube *k, const char *ns, const char *label_selector, usec_t deadline,
                   cJSON **ret, char **reterr_msg) {
-        _cleanup_free_ char *base = NULL, *sel = NULL, *path = NULL;
+        _cleanup_free_ char *path = NULL;
         int r;
 
-        r = object_path(CORE_API, ns, "pods", NULL, &base, reterr_msg);
+        r = kube_pod_list_path(ns, label_selector, &path, reterr_msg);
         if (r < 0)
                 return r;
-        if (!isempty(label_selector)) {
-                sel = kube_url_escape(label_selector);
-                path = sel ? strdup_printf("%s?labelSelector=%s", base, sel) : NULL;
-        } else
-                path = strdup(base);
-        if (!path)
-                return -ENOMEM;
         return kube_request(k, "GET", path, NULL, NULL, deadline, ret, reterr_msg);
 }
 

@@ -105,14 +105,14 @@ int kube_stream_prepare(struct kube *k, const char *path, char **ret_url, char *
  * given: it must carry metadata.name and metadata.resourceVersion. */
 int kube_lease_get(struct kube *k, const char *ns, const char *name, usec_t deadline,
                    cJSON **ret, char **reterr_msg);
-/* The LIST of one Lease by fieldSelector metadata.name=<name> (a watch
- * starts from its resourceVersion; RBAC grants it by resourceNames). */
-int kube_lease_list_one(struct kube *k, const char *ns, const char *name, usec_t deadline,
-                        cJSON **ret, char **reterr_msg);
-/* The path of a watch of that Lease from resource_version, ended by the
- * server after timeout_seconds, with bookmarks. */
-int kube_lease_watch_path(const char *ns, const char *name, const char *resource_version,
-                          unsigned timeout_seconds, char **ret, char **reterr_msg);
+/* The collection path of one Lease by fieldSelector metadata.name=<name>:
+ * its LIST and watch (a watch starts from the list's resourceVersion;
+ * RBAC grants both by resourceNames). */
+int kube_lease_list_path(const char *ns, const char *name, char **ret, char **reterr_msg);
+/* A collection path (with or without a query) as the watch of it from
+ * resource_version, ended by the server after timeout_seconds, with
+ * bookmarks. */
+int kube_watch_path(const char *list_path, const char *resource_version, unsigned timeout_seconds, char **ret);
 int kube_lease_create(struct kube *k, const char *ns, const cJSON *lease, usec_t deadline,
                       cJSON **ret, char **reterr_msg);
 int kube_lease_replace(struct kube *k, const char *ns, const cJSON *lease, usec_t deadline,
@@ -123,6 +123,8 @@ int kube_pod_get(struct kube *k, const char *ns, const char *name, usec_t deadli
                  cJSON **ret, char **reterr_msg);
 int kube_pod_list(struct kube *k, const char *ns, const char *label_selector, usec_t deadline,
                   cJSON **ret, char **reterr_msg);
+/* The path of that list: for its watch. */
+int kube_pod_list_path(const char *ns, const char *label_selector, char **ret, char **reterr_msg);
 int kube_pod_merge_patch(struct kube *k, const char *ns, const char *name, const cJSON *patch,
                          usec_t deadline, cJSON **ret, char **reterr_msg);
 

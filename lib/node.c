@@ -184,7 +184,7 @@ fail:
 
 void node_done(struct node *n) {
         node_stop_renewer(n);
-        node_stop_lease_watch(n);
+        node_stop_watches(n);
         if (n->have_election)
                 election_done(&n->election);
         if (n->have_dcs && n->dcs.ops->free)

@@ -12,6 +12,8 @@
 #include "config.h"
 #include "dcs.h"
 #include "election.h"
+#include "lease-watch.h"
+#include "pod-watch.h"
 #include "metadata.h"
 #include "metadata-work.h"
 #include "bootstrap.h"
@@ -42,8 +44,15 @@ struct node {
         struct election renew_election;
         bool have_renew_election;
         usec_t renew_fence_timeout;
-        /* The follower's watch of the Lease (node-watch.c); NULL when off. */
-        struct lease_watcher *lease_watcher;
+        /* The watches (node-watch.c): of the Lease, for a follower's
+         * read, and of the member Pods, for the member list; their driver
+         * is NULL when both are off (lease_watch, member_watch). */
+        struct kube_watcher *watcher;
+        struct lease_watch lease_watch;
+        bool watching_lease;
+        struct pod_watch pod_watch;
+        bool watching_pods;
+        uint64_t pod_watch_taken;     /* the pod watch's generation in members */
         struct dcs watch_dcs;
         bool have_watch_dcs;
 
@@ -103,14 +112,20 @@ void node_done(struct node *n);
 int node_start_renewer(struct node *n, const struct logger *log, bool fence_postgres, char **reterr_msg);
 void node_stop_renewer(struct node *n);
 
-/* The watch of the leader Lease (lease_watch = yes): started by the
- * daemon, whose event loop drives it (lease_watcher_fd/next/process). */
-int node_start_lease_watch(struct node *n, char **reterr_msg);
-void node_stop_lease_watch(struct node *n);
+/* The watches of the leader Lease (lease_watch = yes) and of the member
+ * Pods (member_watch = yes): started by the daemon, whose event loop
+ * drives them (kube_watcher_fd/next/process on n->watcher). members
+ * false: no watch of the Pods (--election-only reads no member list). */
+int node_start_watches(struct node *n, bool members, char **reterr_msg);
+void node_stop_watches(struct node *n);
 /* A follower's read of the Lease: the watch's record while its stream is
  * fresh (a list when it needs one), else election_observe(). Returns what
  * election_observe() would. */
 int node_read_lease(struct node *n, char **reterr_msg);
+/* The member list from the Pods' watch while its stream is fresh (a list
+ * when it needs one): 1 and n->members replaced when the watch had it
+ * (members_at now), 0 when the caller must list the Pods itself. */
+int node_read_members_watched(struct node *n, usec_t now);
 
 /* The PostgreSQL 15 programs: pg_bindir, else `pg_config --bindir` when it
  * is version 15, else the Debian location. */

@@ -229,23 +229,21 @@ static int observe_lease(struct node *n, struct observation *o, usec_t now) {
         return 0;
 }
 
-/* The member list is read again only when a decision may need it fresh:
- * at least every status_interval, when the lease changed hands, and while
- * a failover or hand-over is possible; in between, a steady member costs
- * the API server one read a tick (the Lease), not two. */
-static bool members_stale(const struct node *n, const struct observation *o, usec_t now) {
-        if (!n->members || now < n->members_at || now - n->members_at >= n->cfg->status_interval)
-                return true;
-        if (!streq(strempty(o->lease_holder), strempty(n->members_holder)))
-                return true;
+/* A decision may need the member list as the server has it now: while a
+ * failover or hand-over is possible, a switchover is asked, or someone
+ * else leads and we do not know where yet. The watch of the Pods does not
+ * stand in for a list then: a stream that died silently is found out only
+ * at its stall bound. */
+static bool members_needed_now(const struct node *n, const struct observation *o) {
         if (o->lease_may_acquire && !o->lease_held_by_us)
                 return true;
         if (o->lease_held_by_us && (!o->pg_accepting || o->pg_in_recovery))
                 return true;
         if (!isempty(o->switchover))
                 return true;
-        /* Someone else leads but we do not know where yet. */
         if (!isempty(o->lease_holder) && !streq(o->lease_holder, n->cfg->node_name)) {
+                if (!n->members)
+                        return true;
                 for (size_t i = 0; i < n->members->n; i++)
                         if (streq(n->members->members[i].name, o->lease_holder))
                                 return isempty(n->members->members[i].host);
@@ -254,11 +252,30 @@ static bool members_stale(const struct node *n, const struct observation *o, use
         return false;
 }
 
+/* The member list is read again only when a decision may need it fresh
+ * (above), at least every status_interval, and when the lease changed
+ * hands; in between, a steady member costs the API server one read a tick
+ * (the Lease), not two, and with the watch of the Pods none. */
+static bool members_stale(const struct node *n, const struct observation *o, usec_t now) {
+        if (!n->members || now < n->members_at || now - n->members_at >= n->cfg->status_interval)
+                return true;
+        if (!streq(strempty(o->lease_holder), strempty(n->members_holder)))
+                return true;
+        return members_needed_now(n, o);
+}
+
 static int observe_members(struct node *n, struct observation *o, usec_t now) {
         const struct dcs_member_list *list;
         int r;
 
-        if (members_stale(n, o, now)) {
+        if (!members_needed_now(n, o) && node_read_members_watched(n, now) > 0) {
+                char *holder = strdup(strempty(o->lease_holder));
+
+                if (!holder)
+                        return -ENOMEM;
+                free(n->members_holder);
+                n->members_holder = holder;
+        } else if (members_stale(n, o, now)) {
                 struct dcs_member_list *fresh = NULL;
                 char *holder = strdup(strempty(o->lease_holder));
 

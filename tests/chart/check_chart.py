@@ -358,38 +358,48 @@ def check_mounts(docs, label):
 
 def agent_calls(source_dir):
     """(verb, apiGroup, resource, named) of every API call the agent makes:
-    the kube_* functions lib/dcs-kube.c and the Lease watch
-    (lib/lease-watch-curl.c) call, each read in lib/kube.c (its
-    object_path() resource and name, its kube_request() method; a list or
-    watch of the Lease by field selector is named, as RBAC sees it)."""
+    the kube_* functions lib/dcs-kube.c calls, each read in lib/kube.c (its
+    object_path() resource and name, its kube_request() method), and the
+    watches lib/node-watch.c starts: a list and a watch of each collection
+    path it builds (kube_lease_list_path: the Lease by field selector,
+    named as RBAC sees it; kube_pod_list_path: the pods by label)."""
     with open(os.path.join(source_dir, "lib", "kube.c"),
               encoding="utf-8") as handle:
         kube = handle.read()
     with open(os.path.join(source_dir, "lib", "dcs-kube.c"),
               encoding="utf-8") as handle:
         used = set(re.findall(r"\b(kube_\w+)\(d->kube\b", handle.read()))
-    with open(os.path.join(source_dir, "lib", "lease-watch-curl.c"),
+    with open(os.path.join(source_dir, "lib", "node-watch.c"),
               encoding="utf-8") as handle:
-        text = handle.read()
-        used |= set(re.findall(r"\b(kube_\w+)\(lw->kube\b", text))
-        used |= set(re.findall(r"\b(kube_lease_watch_path)\(", text))
+        watched = set(re.findall(r"\b(kube_\w+_list_path)\(",
+                                 handle.read()))
     groups = {"LEASE_API": "coordination.k8s.io", "CORE_API": ""}
     verbs = {"POST": "create", "PUT": "update", "PATCH": "patch",
              "DELETE": "delete"}
     calls = {}
+    for func in sorted(watched):
+        body = re.search(r"^int " + func + r"\(.*?^}", kube, re.M | re.S)
+        path = body and re.search(r'object_path\((\w+), ns, "(\w+)", NULL,',
+                                  body.group(0))
+        if not path:
+            calls[func] = None
+            continue
+        named = "fieldSelector=metadata.name" in body.group(0)
+        for verb in ("list", "watch"):
+            calls[f"{func} ({verb})"] = (verb, groups[path.group(1)],
+                                         path.group(2), named)
     for func in sorted(used):
         body = re.search(r"^int " + func + r"\(.*?^}", kube, re.M | re.S)
         if not body:
             continue        # a helper of the client, not an API call
-        if func == "kube_stream_prepare":
-            continue        # opens the watch kube_lease_watch_path names
-        if "lease_selector_path(ns, name" in body.group(0):
-            verb = "watch" if "watch=1" in body.group(0) else "list"
-            calls[func] = (verb, "coordination.k8s.io", "leases", True)
-            continue
         path = re.search(r'object_path\((\w+), ns, "(\w+)", ([^,]+),',
                          body.group(0))
+        listed = re.search(r"(kube_\w+_list_path)\(ns", body.group(0))
         method = re.search(r'kube_request\(k, "([A-Z]+)"', body.group(0))
+        if listed and method and method.group(1) == "GET":
+            # A list through a collection path above (kube_pod_list).
+            calls[func] = calls.get(f"{listed.group(1)} (list)")
+            continue
         if not path or not method:
             calls[func] = None
             continue
@@ -462,7 +472,8 @@ def check_rbac(docs, label, source_dir, values, calls):
         ("watch", "coordination.k8s.io", "leases", "other-leader"),
         ("list", "coordination.k8s.io", "leases", "other-leader"),
         ("get", "", "secrets", "anything"),
-        ("watch", "", "pods", None),
+        ("watch", "", "secrets", None),
+        ("watch", "", "configmaps", None),
     ]
     wrongly = [b for b in beyond if allowed(role, *b)]
     check(not wrongly, f"{label}: calls outside the Role are not granted",

@@ -1,6 +1,7 @@
-"""The followers' Lease watch (issue 19, item 9) against the real
-kube-apiserver, on a three-node cluster: the followers hold watches of the
-Lease that the server counts; after etcd is compacted to its current
+"""The followers' Lease watch and every agent's watch of the member Pods
+(issue 19, item 9) against the real kube-apiserver, on a three-node
+cluster: the followers hold watches of the Lease and every agent one of
+the Pods by label, which the server counts; after etcd is compacted to its current
 revision and kube-apiserver is restarted under the open watches, the
 followers find their streams broken (through the TCP proxy in front of
 each agent, which keeps their side open, as a silence past the bound),
@@ -27,15 +28,28 @@ WATCHES = re.compile(r'^apiserver_longrunning_requests\{([^}]*)\} (\d+)',
                      re.M)
 
 
-def lease_watches(admin):
+def open_watches(admin, resource):
+    """The watches of `resource` open now in a namespace (scope "resource"
+    or "namespace"; the controllers' informers are cluster-scoped)."""
     status, text, _ = admin.request("GET", "/metrics")
     assert status == 200, text
     total = 0
     for labels, value in WATCHES.findall(text):
-        if 'resource="leases"' in labels and 'verb="WATCH"' in labels \
+        if f'resource="{resource}"' in labels and 'verb="WATCH"' in labels \
                 and 'scope="cluster"' not in labels:
             total += int(value)
     return total
+
+
+def lease_watches(admin):
+    return open_watches(admin, "leases")
+
+
+def members_watching(local, admin):
+    """Every agent watches the cluster's Pods (member_watch)."""
+    members = len(local.nodes)
+    pgharness.wait_for(lambda: open_watches(admin, "pods") >= members, HEAL,
+                       f"{members} watches of the Pods")
 
 
 
@@ -48,6 +62,7 @@ def followers_watching(local, admin):
 def test_followers_watch_the_lease(checked, control_plane):
     admin = realkube.Admin(control_plane)
     followers_watching(checked, admin)
+    members_watching(checked, admin)
 
 
 def test_compaction_and_restart_under_open_watches(checked, control_plane):
@@ -60,6 +75,7 @@ def test_compaction_and_restart_under_open_watches(checked, control_plane):
     plane.restart("kube-apiserver")
     local.wait_healthy(HEAL)
     followers_watching(local, admin)
+    members_watching(local, admin)
     broken = [e.get("msg", "") for n in local.nodes
               for e in n.agent_log()[marks[n.name]:]
               if e.get("event") == "watch"]
