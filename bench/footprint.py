@@ -23,6 +23,7 @@ interval 10 s, API timeout 2 s) and are printed with the figures.
                        [--lease-duration S] [--renew-deadline S]
                        [--retry-period S] [--status-interval S]
                        [--api-timeout S] [--sync on|off]
+                       [--lease-watch yes|no] [--member-watch yes|no]
 
 Everything runs on loopback in a private temp directory; every process
 started is killed at the end. Nothing is asserted."""
@@ -90,6 +91,10 @@ def parse_args():
                         default="yes",
                         help="followers watch the Lease (default) or read "
                         "it every tick")
+    parser.add_argument("--member-watch", choices=("yes", "no"),
+                        default="yes",
+                        help="agents watch the member Pods (default) or "
+                        "list them every status_interval")
     return parser.parse_args()
 
 
@@ -133,7 +138,8 @@ def report(args, nodes, rss, cpu_before, cpu_after, elapsed, stats,
           f"retry_period={secs(args.retry_period)} "
           f"status_interval={secs(args.status_interval)} "
           f"api_timeout={secs(args.api_timeout)} "
-          f"synchronous_mode={args.sync} lease_watch={args.lease_watch}; "
+          f"synchronous_mode={args.sync} lease_watch={args.lease_watch} "
+          f"member_watch={args.member_watch}; "
           "3 nodes, idle "
           f"{args.settle:g}s, window {elapsed:.0f}s; {os.cpu_count()} "
           "CPUs")
@@ -166,7 +172,7 @@ def report(args, nodes, rss, cpu_before, cpu_after, elapsed, stats,
     print(f"API requests per minute, the three agents: {cluster:.1f}")
     figure("API requests/min, 3 agents", f"{cluster:.1f}",
            f"retry_period {secs(args.retry_period)}, lease_watch "
-           f"{args.lease_watch}")
+           f"{args.lease_watch}, member_watch {args.member_watch}")
     if changed:
         print("(the leader changed during the window: the figures mix "
               "roles)")
@@ -185,6 +191,7 @@ def main():
         "primary_start_timeout": "10s",
         "synchronous_mode": args.sync,
         "lease_watch": args.lease_watch,
+        "member_watch": args.member_watch,
     }
     local = None
     try:
