@@ -34,6 +34,7 @@ struct failsafe_request {
         char *name;
         char *body;
         usec_t sent;
+        bool alternate;                      /* carries the alternate token: a second try */
         char answer[ANSWER_MAX];
         size_t answer_len;
 };
@@ -43,7 +44,13 @@ struct failsafe_client {
         const struct logger *log;
         struct renewer *renewer;
         char *self;
+        /* Under lock. For a grace period after a rotation (the
+         * responder's) token is the previous one and alternate the new:
+         * a member that answers 401 to one is asked again with the other
+         * (one that restarted knows only the new, one whose copy of the
+         * Secret is late only the previous). */
         char *token;
+        char *alternate;
         CURLM *multi;                        /* the thread's only */
         struct failsafe_request *requests;   /* in flight; the thread's only */
         pthread_t thread;
@@ -181,6 +188,9 @@ static usec_t answered(struct failsafe_client *c, const char *name, usec_t sent,
         return until;
 }
 
+static int ask_one(struct failsafe_client *c, const struct failsafe_member *m, usec_t timeout, usec_t now,
+                   bool alternate);
+
 static void finished(struct failsafe_client *c, CURLMsg *m) {
         struct failsafe_request **p, *q = NULL;
         usec_t until = 0;
@@ -208,6 +218,15 @@ static void finished(struct failsafe_client *c, CURLMsg *m) {
                         else
                                 until = 0;
                 }
+        } else if (m->data.result == CURLE_OK && code == 401 && !q->alternate && c->alternate && c->asking) {
+                /* Mid-rotation: the other token, at once. */
+                const struct failsafe_member *member = NULL;
+
+                for (size_t i = 0; i < c->n_view; i++)
+                        if (streq(c->view[i].name, q->name))
+                                member = &c->view[i];
+                if (!member || ask_one(c, member, c->opt.renew_deadline, clock_now(c->clock), true) < 0)
+                        c->refused++;
         } else
                 c->refused++;
         pthread_mutex_unlock(&c->lock);
@@ -226,14 +245,15 @@ static bool in_flight(const struct failsafe_client *c, const char *name) {
         return false;
 }
 
-static int ask_one(struct failsafe_client *c, const struct failsafe_member *m, usec_t timeout, usec_t now) {
+static int ask_one(struct failsafe_client *c, const struct failsafe_member *m, usec_t timeout, usec_t now,
+                   bool alternate) {
         _cleanup_free_ char *url = NULL, *auth = NULL;
         struct failsafe_request *q;
         long ms = (long) MAX(timeout / USEC_PER_MSEC, (usec_t) 100);
 
         url = strchr(m->host, ':') ? strdup_printf("http://[%s]:%d/failsafe", m->host, m->failsafe_port)
                                    : strdup_printf("http://%s:%d/failsafe", m->host, m->failsafe_port);
-        auth = strdup_printf("Authorization: Bearer %s", c->token);
+        auth = strdup_printf("Authorization: Bearer %s", alternate ? c->alternate : c->token);
         q = calloc(1, sizeof *q);
         if (!url || !auth || !q) {
                 free(q);
@@ -241,6 +261,7 @@ static int ask_one(struct failsafe_client *c, const struct failsafe_member *m, u
                         explicit_bzero(auth, strlen(auth));
                 return -ENOMEM;
         }
+        q->alternate = alternate;
         q->name = strdup(m->name);
         q->body = strdup_printf("{\"leader\":\"%s\"}", c->self);
         q->easy = curl_easy_init();
@@ -285,7 +306,7 @@ static void ask_round(struct failsafe_client *c, usec_t now) {
 
                 if (streq(m->name, c->self) || isempty(m->host) || m->failsafe_port <= 0 || in_flight(c, m->name))
                         continue;
-                if (ask_one(c, m, c->opt.renew_deadline, now) < 0)
+                if (ask_one(c, m, c->opt.renew_deadline, now, false) < 0)
                         c->refused++;
                 else
                         c->asked++;
@@ -381,6 +402,35 @@ void failsafe_client_tick(struct agent *a, bool asking) {
         (void) curl_multi_wakeup(c->multi);
 }
 
+/* *slot = a copy of value (NULL: none) unless it is that already; the
+ * old string is returned to be erased outside the lock. */
+static char *swap_in(char **slot, const char *value) {
+        char *copy, *old;
+
+        if ((!*slot && !value) || (*slot && value && streq(*slot, value)))
+                return NULL;
+        copy = value ? strdup(value) : NULL;
+        if (value && !copy)
+                return NULL;
+        old = *slot;
+        *slot = copy;
+        return old;
+}
+
+void failsafe_client_set_tokens(struct agent *a, const char *token, const char *alternate) {
+        struct failsafe_client *c = a->failsafe;
+        char *old_token, *old_alternate;
+
+        if (!c || !token)
+                return;
+        pthread_mutex_lock(&c->lock);
+        old_token = swap_in(&c->token, token);
+        old_alternate = swap_in(&c->alternate, alternate);
+        pthread_mutex_unlock(&c->lock);
+        erase_and_free(old_token);
+        erase_and_free(old_alternate);
+}
+
 void failsafe_client_collect(struct agent *a) {
         struct failsafe_client *c = a->failsafe;
 
@@ -412,9 +462,8 @@ static void client_free(struct failsafe_client *c) {
         answers_free(c);
         pthread_mutex_destroy(&c->lock);
         free(c->self);
-        if (c->token)
-                explicit_bzero(c->token, strlen(c->token));
-        free(c->token);
+        c->token = erase_and_free(c->token);
+        c->alternate = erase_and_free(c->alternate);
         free(c);
 }
 

@@ -19,4 +19,8 @@ void failsafe_client_tick(struct agent *a, bool asking);
  * them there). */
 void failsafe_client_collect(struct agent *a);
 
+/* The token the next questions carry and, for a grace period after a
+ * rotation, the alternate one a member that answers 401 is asked with. */
+void failsafe_client_set_tokens(struct agent *a, const char *token, const char *alternate);
+
 #endif

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "agent.h"
+#include "failsafe-client.h"
 #include "failsafe-responder.h"
 #include "httpapi.h"
 #include "util.h"
@@ -21,17 +22,31 @@
  * (from everyone, right token or wrong) is refused. */
 #define FAILSAFE_RATE_LIMIT 20
 #define FAILSAFE_MAX_CONNECTIONS 16
+/* failsafe_token_file is read again this often: a mounted Secret that was
+ * rotated is seen without a restart. */
+#define TOKEN_RECHECK (10 * USEC_PER_SEC)
+/* After a rotation the previous token is still accepted, and still sent as
+ * a leader, this long: the kubelet updates each pod's copy of a Secret at
+ * its own time (its sync period and cache, a minute or two), and until
+ * every member has the new one, only the previous one is known to all. */
+#define TOKEN_GRACE (5 * 60 * USEC_PER_SEC)
 
 struct failsafe_responder {
         struct agent *agent;             /* config, clock and log only: the loop owns the rest */
         struct MHD_Daemon *mhd;
-        char *token;
         char *self;
         uint64_t max_body;
         usec_t request_timeout;
         usec_t lease_duration;
 
         pthread_mutex_t lock;
+        /* The token, and the one it replaced until previous_until (set by
+         * the loop, read by the answers). */
+        char *token;
+        char *previous;
+        usec_t previous_until;
+        usec_t token_checked;            /* the loop's last read of failsafe_token_file */
+        bool token_unreadable;           /* that read failed (logged once) */
         /* From the loop each tick: what decides whether we may promise. */
         enum agent_state_kind kind;
         bool leading;
@@ -79,7 +94,8 @@ static enum MHD_Result answer(struct failsafe_responder *f, struct MHD_Connectio
         struct agent *a = f->agent;
         usec_t now = clock_now(a->clock);
         _cleanup_free_ char *leader = NULL;
-        bool allowed;
+        bool allowed, current, previous;
+        const char *auth;
         int r;
 
         if (!streq(url, "/failsafe"))
@@ -91,10 +107,14 @@ static enum MHD_Result answer(struct failsafe_responder *f, struct MHD_Connectio
         /* Before the token: guessing is as slow as asking. */
         pthread_mutex_lock(&f->lock);
         allowed = httpapi_rate_allow(&f->rate, now, FAILSAFE_RATE_LIMIT);
+        auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+        /* Both compared, always: the time taken says nothing of which. */
+        current = httpapi_token_matches(auth, f->token);
+        previous = f->previous && httpapi_token_matches(auth, f->previous) && now < f->previous_until;
         pthread_mutex_unlock(&f->lock);
         if (!allowed)
                 return refuse(c, MHD_HTTP_TOO_MANY_REQUESTS, "too many requests");
-        if (!httpapi_token_matches(MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION), f->token))
+        if (!current && !previous)
                 return refuse(c, MHD_HTTP_UNAUTHORIZED, "missing or wrong token");
         if (httpapi_failsafe_parse(strempty(rq->body), rq->body ? rq->size : 0, &leader) < 0)
                 return refuse(c, MHD_HTTP_BAD_REQUEST, "the body must be {\\\"leader\\\": NAME}");
@@ -204,9 +224,8 @@ static void responder_free(struct failsafe_responder *f) {
                 MHD_stop_daemon(f->mhd);
         failsafe_promises_done(&f->promises);
         pthread_mutex_destroy(&f->lock);
-        if (f->token)
-                explicit_bzero(f->token, strlen(f->token));
-        free(f->token);
+        f->token = erase_and_free(f->token);
+        f->previous = erase_and_free(f->previous);
         free(f->self);
         free(f);
 }
@@ -244,6 +263,7 @@ int failsafe_responder_attach(struct agent *a, char **reterr_msg) {
                 responder_free(f);
                 return r;
         }
+        f->token_checked = clock_now(a->clock);
         f->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, f,
                                   MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, f,
                                   MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &addr,
@@ -275,15 +295,60 @@ void failsafe_responder_detach(struct agent *a) {
         a->failsafe_responder = NULL;
 }
 
+/* Only the loop writes the tokens: it reads them without the lock. */
 const char *failsafe_responder_token(const struct agent *a) {
-        return a->failsafe_responder ? a->failsafe_responder->token : NULL;
+        const struct failsafe_responder *f = a->failsafe_responder;
+
+        if (!f)
+                return NULL;
+        return f->previous && clock_now(a->clock) < f->previous_until ? f->previous : f->token;
+}
+
+/* failsafe_token_file again, every TOKEN_RECHECK: a rotated Secret. */
+static void reload_token(struct agent *a, struct failsafe_responder *f, usec_t now) {
+        _cleanup_free_ char *err = NULL;
+        char *fresh = NULL, *old;
+        int r;
+
+        if (isempty(a->config.failsafe_token_file) || now < f->token_checked + TOKEN_RECHECK)
+                return;
+        f->token_checked = now;
+        r = load_token(&a->config, &fresh, &err);
+        if (r < 0) {
+                if (!f->token_unreadable)
+                        agent_log(a, LOG_LEVEL_WARNING, "failsafe", "%s; keeping the token read before", strempty(err));
+                f->token_unreadable = true;
+                return;
+        }
+        if (f->token_unreadable)
+                agent_log(a, LOG_LEVEL_INFO, "failsafe", "%s readable again", a->config.failsafe_token_file);
+        f->token_unreadable = false;
+        if (streq(fresh, f->token)) {
+                erase_and_free(fresh);
+                return;
+        }
+        pthread_mutex_lock(&f->lock);
+        old = f->previous;
+        f->previous = f->token;
+        f->previous_until = now + TOKEN_GRACE;
+        f->token = fresh;
+        pthread_mutex_unlock(&f->lock);
+        erase_and_free(old);
+        agent_log(a, LOG_LEVEL_INFO, "failsafe",
+                  "new token in %s: the previous one is still accepted, and sent, for %u s",
+                  a->config.failsafe_token_file, (unsigned) (TOKEN_GRACE / USEC_PER_SEC));
 }
 
 void failsafe_responder_sync(struct agent *a) {
         struct failsafe_responder *f = a->failsafe_responder;
+        const char *send;
 
         if (!f || !a->have_state)
                 return;
+        reload_token(a, f, clock_now(a->clock));
+        send = failsafe_responder_token(a);
+        if (send)
+                failsafe_client_set_tokens(a, send, send == f->token ? NULL : f->token);
         pthread_mutex_lock(&f->lock);
         f->kind = a->state.kind;
         f->leading = a->have_node && a->node.election.leader;

@@ -11,11 +11,15 @@ struct agent;
 int failsafe_responder_attach(struct agent *a, char **reterr_msg);
 void failsafe_responder_detach(struct agent *a);
 
-/* The token this member checks, and sends as a leader (NULL: off). */
+/* The token this member sends as a leader (NULL: off): the one it checks,
+ * or for TOKEN_GRACE after a rotation the previous one, which every member
+ * still accepts whether or not it has seen the new one. */
 const char *failsafe_responder_token(const struct agent *a);
 
-/* Each tick, before observe: our state and leadership to the responder,
- * its promises into the agent's state (decide() obeys them). */
+/* Each tick, before observe: failsafe_token_file read again when due (a
+ * rotated Secret: the previous token stays accepted for a grace period),
+ * the token to send to the client, our state and leadership to the
+ * responder, its promises into the agent's state (decide() obeys them). */
 void failsafe_responder_sync(struct agent *a);
 
 /* node's failsafe_acquire hook (act.c, ACTION_ACQUIRE): begin = true just

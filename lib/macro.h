@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 typedef uint64_t usec_t;
@@ -50,6 +51,14 @@ typedef uint64_t usec_t;
 
 static inline void *mfree(void *p) {
         free(p);
+        return NULL;
+}
+
+/* A secret (a token, a password) wiped before it is freed; NULL. */
+static inline char *erase_and_free(char *s) {
+        if (s)
+                explicit_bzero(s, strlen(s));
+        free(s);
         return NULL;
 }
 

@@ -12,7 +12,9 @@ agent, against the Kubernetes API emulator:
   run-postgres supervisor's lease-expiry watchdog fences PostgreSQL;
 - POST /failsafe without a token, with a wrong one, malformed, oversized,
   slow, or too many: each gets its code, no promise is made, and the
-  leader's renewals keep their cadence.
+  leader's renewals keep their cadence;
+- the token's file rotated on one member at a time (one restarted with the
+  new token only): API cuts in the middle of it cost no write.
 
 With failsafe mode off (the default) the leader cut off from the API fences
 at the renew deadline and a standby takes over: test_failover.py's
@@ -376,3 +378,74 @@ def test_leader_cut_from_the_api_and_one_member_fences(fs_cluster):
     restart_agent(odd)
     fs_cluster.wait_healthy(HEALTHY_TIMEOUT)
     load.stop()
+
+
+def rotated(node, start):
+    """node's agent logged that it read a new token (failsafe_token_file
+    is read again every 10 s)."""
+    return any("new token" in e.get("msg", "")
+               for e in events(node, start, "failsafe"))
+
+
+def keeps_writing_without_the_api(local, leader, seconds):
+    """The API cut from the leader for `seconds` (more than a lease
+    duration): its members' answers keep it the writable primary."""
+    others = [n for n in local.nodes if n is not leader]
+    start = len(leader.agent_log())
+    leader.cut_api()
+    cut = time.monotonic()
+    try:
+        while time.monotonic() - cut < seconds:
+            assert leader.is_primary(), \
+                f"{leader.name} stopped writing {time.monotonic() - cut:.1f}s " \
+                "into the cut"
+            assert not any(n.is_primary() for n in others)
+            time.sleep(0.2)
+    finally:
+        leader.restore_api()
+    assert not events(leader, start, "fence")
+
+
+def test_a_rotated_token_reaches_the_members_one_at_a_time(fs_cluster):
+    """The token's Secret rotated: the kubelet updates each pod's copy at
+    its own time, and a pod restarted meanwhile knows only the new token.
+    Each agent reads its file again without a restart, accepts the
+    previous token for a grace period, and as the leader asks with the
+    previous token and again with the new one where it is refused: an API
+    cut at any point of the rotation costs no write. (Last in the module:
+    the grace period outlives it.)"""
+    load = Load(fs_cluster, "fs_rotate")
+    leader = load.primary
+    late, restarted = [n for n in fs_cluster.nodes if n is not leader]
+    old, new = fs_cluster.failsafe_token, secrets.token_hex(24)
+
+    # The leader's copy first: it accepts both and still asks with the old.
+    start = len(leader.agent_log())
+    write_token(leader, new)
+    _wait(lambda: rotated(leader, start), 20, f"{leader.name} to read it")
+    for token in (old, new):
+        assert post_failsafe(leader, token, late.name) == 409   # it leads
+    assert post_failsafe(leader, "x" + new, late.name) == 401
+    keeps_writing_without_the_api(fs_cluster, leader, 2 * LEASE)
+
+    # One member restarted with the new copy knows nothing else; the other
+    # still has the old one.
+    write_token(restarted, new)
+    restart_agent(restarted)
+    fs_cluster.wait_healthy(HEALTHY_TIMEOUT)
+    assert post_failsafe(restarted, old, "pg-x") == 401
+    assert post_failsafe(late, new, "pg-x") == 401
+    keeps_writing_without_the_api(fs_cluster, leader, 2 * LEASE)
+
+    # The last copy: every member accepts both until the grace ends.
+    start = len(late.agent_log())
+    write_token(late, new)
+    _wait(lambda: rotated(late, start), 20, f"{late.name} to read it")
+    assert post_failsafe(late, old, "pg-x") == 200
+    assert post_failsafe(late, new, "pg-x") == 200
+    assert post_failsafe(late, "x" + old, "pg-x") == 401
+    fs_cluster.failsafe_token = new
+    history = load.stop()
+    assert history.errors == 0, \
+        f"{history.errors} failed writes ({history.last_error})"
+    assert fs_cluster.lease_holder() == leader.name
