@@ -792,7 +792,7 @@ static int leader_sysid_once(struct init_ctx *c, void *userdata, char **reterr_m
 
 struct fork_query {
         const struct dcs_member *leader;
-        bool forked;
+        enum timeline_fork fork;
 };
 
 static int timeline_forked_once(struct init_ctx *c, void *userdata, char **reterr_msg) {
@@ -802,7 +802,7 @@ static int timeline_forked_once(struct init_ctx *c, void *userdata, char **reter
         node_replication_upstream(&c->n, q->leader->host, q->leader->port, &up);
         return replication_timeline_forked(c->n.bindir, c->n.cfg->data_dir, &up,
                                            MAX(MIN(remaining(c), INIT_TOOL_TIMEOUT), USEC_PER_SEC), c->a->clock,
-                                           &q->forked, reterr_msg);
+                                           &q->fork, reterr_msg);
 }
 
 /* rejoin_fallback = clone: the diverged data goes (aside with
@@ -974,7 +974,24 @@ static int rejoin(struct init_ctx *c, const struct dcs_member *leader) {
         if (status != EXIT_OK)
                 return status;
         ensure_slot(c, leader, slot);
-        return fq.forked ? rejoin_rewind(c, leader, slot) : rejoin_follow(c, leader, slot);
+        if (fq.fork == TIMELINE_FORKED_SAME_NUMBER) {
+                /* pg_rewind would find "the same timeline" and change
+                 * nothing: only a new clone repairs it. */
+                if (c->n.cfg->rejoin_fallback == REJOIN_FALLBACK_NONE)
+                        return fail(c, EXIT_FAIL, "the timeline %" PRIu32 " of %s is another branch than the leader %s's "
+                                    "timeline of the same number (two promotions chose it), which pg_rewind cannot "
+                                    "repair, and rejoin_fallback = none: leaving it as it is",
+                                    cd.timeline, datadir, leader->name);
+                say(c, LOG_LEVEL_WARNING, "the timeline %" PRIu32 " of %s is another branch than the leader %s's "
+                    "timeline of the same number (two promotions chose it), which pg_rewind cannot repair: "
+                    "rejoin_fallback = clone: cloning it again", cd.timeline, datadir, leader->name);
+                if (c->dry_run) {
+                        plan(c, "remove %s (or move it aside) and clone it from %s", datadir, leader->name);
+                        return EXIT_OK;
+                }
+                return reclone(c);
+        }
+        return fq.fork == TIMELINE_FORKED ? rejoin_rewind(c, leader, slot) : rejoin_follow(c, leader, slot);
 }
 
 static int init_existing(struct init_ctx *c) {

@@ -191,8 +191,8 @@ static int reclone(struct node *n, const struct logger *log, const struct action
 static int do_rejoin(struct node *n, const struct logger *log, struct agent_state *s, const struct action *a) {
         _cleanup_free_ char *err = NULL, *slot = NULL;
         struct pgctl_controldata cd = {};
+        enum timeline_fork fork = TIMELINE_SAME_HISTORY;
         struct upstream repl;
-        bool forked = false;
         int r;
 
         node_replication_upstream(n, a->target, a->port, &repl);
@@ -204,14 +204,21 @@ static int do_rejoin(struct node *n, const struct logger *log, struct agent_stat
                 /* A standby that crashed: no single-user recovery (it would
                  * write WAL of its own); it recovers as a standby, and the
                  * divergence check stops it cleanly if it cannot stream. */
-                forked = false;
+                fork = TIMELINE_SAME_HISTORY;
         } else {
                 err = mfree(err);
                 r = replication_ensure_clean_shutdown(n->bindir, n->cfg->data_dir, n->cfg->stop_timeout * 4, n->clock, &err);
                 if (r >= 0)
-                        r = replication_timeline_forked(n->bindir, n->cfg->data_dir, &repl, n->cfg->stop_timeout, n->clock, &forked, &err);
+                        r = replication_timeline_forked(n->bindir, n->cfg->data_dir, &repl, n->cfg->stop_timeout, n->clock, &fork, &err);
         }
-        if (r >= 0 && forked) {
+        if (r >= 0 && fork == TIMELINE_FORKED_SAME_NUMBER) {
+                /* pg_rewind would see "the same timeline" and change
+                 * nothing; streaming would then mix two histories. */
+                (void) set_error_msg(&err, "this server's timeline %" PRIu32 " is another branch than the primary's "
+                                     "timeline of the same number (two promotions chose it): pg_rewind cannot repair that",
+                                     cd.timeline);
+                r = -EXDEV;
+        } else if (r >= 0 && fork == TIMELINE_FORKED) {
                 struct rewind_options ro = {
                         .bindir = n->bindir,
                         .datadir = n->cfg->data_dir,

@@ -208,19 +208,60 @@ int replication_parse_history(const char *text, struct timeline_entry **ret, siz
         return 0;
 }
 
-bool replication_fork_decide(uint32_t local_tli, uint64_t local_lsn, uint32_t remote_tli,
-                             const struct timeline_entry *history, size_t n_history) {
+enum timeline_fork replication_fork_decide(uint32_t local_tli, uint64_t local_lsn,
+                                           const struct timeline_entry *local, size_t n_local, uint32_t remote_tli,
+                                           const struct timeline_entry *remote, size_t n_remote) {
+        /* Each ancestor of local_tli must have ended where the primary's
+         * ended: a timeline number says nothing on its own once two
+         * members promoted without seeing each other's history. */
+        for (size_t i = 0; i < n_local; i++) {
+                bool same = false;
+
+                if (local[i].tli >= local_tli)
+                        continue;
+                for (size_t j = 0; j < n_remote; j++)
+                        if (remote[j].tli == local[i].tli)
+                                same = remote[j].switchpoint == local[i].switchpoint;
+                if (!same)
+                        return local_tli == remote_tli ? TIMELINE_FORKED_SAME_NUMBER : TIMELINE_FORKED;
+        }
         if (local_tli == remote_tli)
-                return false;
+                return TIMELINE_SAME_HISTORY;
         if (local_tli > remote_tli)
-                return true;
-        for (size_t i = 0; i < n_history; i++)
-                if (history[i].tli == local_tli)
+                return TIMELINE_FORKED;
+        for (size_t i = 0; i < n_remote; i++)
+                if (remote[i].tli == local_tli)
                         /* The new primary left local_tli at switchpoint; a local
                          * record starting there or later was never part of its
                          * history. */
-                        return local_lsn >= history[i].switchpoint;
-        return true;
+                        return local_lsn >= remote[i].switchpoint ? TIMELINE_FORKED : TIMELINE_SAME_HISTORY;
+        return TIMELINE_FORKED;
+}
+
+/* datadir's own history of tli (its ancestors), NULL when tli is 1 or the
+ * file is not there (a clone of timeline 1, or it was removed by hand). */
+static int local_history(const char *datadir, uint32_t tli, struct timeline_entry **ret, size_t *ret_n,
+                         char **reterr_msg) {
+        _cleanup_free_ char *path = NULL, *text = NULL;
+        size_t size;
+        int r;
+
+        *ret = NULL;
+        *ret_n = 0;
+        if (tli <= 1)
+                return 0;
+        path = strdup_printf("%s/pg_wal/%08" PRIX32 ".history", datadir, tli);
+        if (!path)
+                return -ENOMEM;
+        r = read_full_file(path, &text, &size);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return set_error_msg(reterr_msg, "cannot read %s: %s", path, strerror(-r)), r;
+        r = replication_parse_history(text, ret, ret_n);
+        if (r < 0)
+                return set_error_msg(reterr_msg, "cannot parse %s", path), r;
+        return 0;
 }
 
 /* IDENTIFY_SYSTEM and TIMELINE_HISTORY are replication commands (simple
@@ -259,18 +300,18 @@ static int remote_history(PGconn *conn, uint64_t *ret_sysid, uint32_t *ret_tli, 
 }
 
 int replication_timeline_forked(const char *bindir, const char *datadir, const struct upstream *source,
-                                usec_t timeout, const struct clock_ops *clock, bool *ret_forked,
+                                usec_t timeout, const struct clock_ops *clock, enum timeline_fork *ret_fork,
                                 char **reterr_msg) {
         _cleanup_(control_data_done) struct control_data c = {};
         _cleanup_(pgconn_closep) PGconn *conn = NULL;
-        _cleanup_free_ struct timeline_entry *history = NULL;
+        _cleanup_free_ struct timeline_entry *history = NULL, *local = NULL;
         _cleanup_free_ char *conninfo = NULL, *history_text = NULL;
         uint64_t sysid, local_lsn;
         uint32_t remote_tli;
-        size_t n_history;
+        size_t n_history, n_local;
         int r;
 
-        if (!ret_forked)
+        if (!ret_fork)
                 return -EINVAL;
         r = replication_read_controldata(bindir, datadir, timeout, clock, &c, reterr_msg);
         if (r < 0)
@@ -282,6 +323,9 @@ int replication_timeline_forked(const char *bindir, const char *datadir, const s
         }
         /* A standby's data may reach past its last restartpoint. */
         local_lsn = streq(c.state, "shut down") ? c.checkpoint_lsn : MAX(c.checkpoint_lsn, c.min_recovery_lsn);
+        r = local_history(datadir, c.timeline, &local, &n_local, reterr_msg);
+        if (r < 0)
+                return r;
 
         r = replication_conninfo(source, NULL, true, &conninfo);
         if (r < 0)
@@ -302,7 +346,7 @@ int replication_timeline_forked(const char *bindir, const char *datadir, const s
                 set_error_msg(reterr_msg, "cannot parse the history of timeline %" PRIu32, remote_tli);
                 return r;
         }
-        *ret_forked = replication_fork_decide(c.timeline, local_lsn, remote_tli, history, n_history);
+        *ret_fork = replication_fork_decide(c.timeline, local_lsn, local, n_local, remote_tli, history, n_history);
         return 0;
 }
 

@@ -215,19 +215,34 @@ struct timeline_entry {
 };
 int replication_parse_history(const char *text, struct timeline_entry **ret, size_t *ret_n);
 
-/* The decision: a server that ended on local_tli at local_lsn has diverged
- * from a primary on remote_tli with this history when local_tli is not in
- * that history, or local_lsn is at or past where local_tli ended there. */
-bool replication_fork_decide(uint32_t local_tli, uint64_t local_lsn, uint32_t remote_tli,
-                             const struct timeline_entry *history, size_t n_history);
+enum timeline_fork {
+        TIMELINE_SAME_HISTORY,       /* a prefix of the primary's history: follow it */
+        TIMELINE_FORKED,             /* diverged: pg_rewind repairs it */
+        /* Diverged on a timeline of the same number as the primary's (two
+         * promotions that each picked it): pg_rewind finds "the same
+         * timeline" and would change nothing; only a new clone repairs it. */
+        TIMELINE_FORKED_SAME_NUMBER,
+};
 
-/* Compares the stopped, cleanly shut down datadir (pg_controldata) with
- * the primary's timeline history (IDENTIFY_SYSTEM and TIMELINE_HISTORY over
- * a replication connection as source->user). -ESTALE when datadir was not
- * shut down cleanly (call replication_ensure_clean_shutdown() first),
- * -EXDEV when the two belong to different clusters (system identifier). */
+/* The decision: a server that ended on local_tli at local_lsn, whose own
+ * history of local_tli is local (the file pg_wal/<local_tli>.history;
+ * NULL when local_tli is 1 or the file is missing: not compared), against
+ * a primary on remote_tli with history remote. Forked when an ancestor of
+ * local_tli ended somewhere else in the primary's history (another branch
+ * with the same numbers), when local_tli is not in that history, or when
+ * local_lsn is at or past where local_tli ended there. */
+enum timeline_fork replication_fork_decide(uint32_t local_tli, uint64_t local_lsn,
+                                           const struct timeline_entry *local, size_t n_local, uint32_t remote_tli,
+                                           const struct timeline_entry *remote, size_t n_remote);
+
+/* Compares the stopped, cleanly shut down datadir (pg_controldata and its
+ * own history file) with the primary's timeline history (IDENTIFY_SYSTEM
+ * and TIMELINE_HISTORY over a replication connection as source->user).
+ * -ESTALE when datadir was not shut down cleanly (call
+ * replication_ensure_clean_shutdown() first), -EXDEV when the two belong
+ * to different clusters (system identifier). */
 int replication_timeline_forked(const char *bindir, const char *datadir, const struct upstream *source,
-                                usec_t timeout, const struct clock_ops *clock, bool *ret_forked,
+                                usec_t timeout, const struct clock_ops *clock, enum timeline_fork *ret_fork,
                                 char **reterr_msg);
 
 struct rewind_options {

@@ -220,12 +220,14 @@ static int cmd_slots(const struct args *a) {
 static int cmd_forked(const struct args *a) {
         _cleanup_free_ char *err = NULL;
         struct upstream u = upstream_of(a, "user");
-        bool forked = false;
+        enum timeline_fork fork = TIMELINE_SAME_HISTORY;
         int r;
 
         r = replication_timeline_forked(arg(a, "bindir", NULL), arg(a, "datadir", NULL), &u,
-                                        30 * USEC_PER_SEC, NULL, &forked, &err);
-        return r < 0 ? fail(r, err) : (printf("forked=%d\n", forked), 0);
+                                        30 * USEC_PER_SEC, NULL, &fork, &err);
+        return r < 0 ? fail(r, err) :
+                (printf("forked=%d%s\n", fork != TIMELINE_SAME_HISTORY,
+                        fork == TIMELINE_FORKED_SAME_NUMBER ? " same-number=1" : ""), 0);
 }
 
 static int cmd_clean_shutdown(const struct args *a) {

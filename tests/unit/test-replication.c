@@ -224,14 +224,37 @@ static void test_history_parse_and_fork_decisions(void **state) {
         assert_int_equal(h[1].switchpoint, 0x5000000);
 
         /* Former primary on timeline 1, new primary on 3. */
-        assert_false(replication_fork_decide(1, 0x3000028, 3, h, n)); /* shutdown checkpoint was replayed */
-        assert_true(replication_fork_decide(1, 0x3000060, 3, h, n));  /* it wrote at the switch point */
-        assert_true(replication_fork_decide(1, 0x4000000, 3, h, n));  /* it wrote after the fork */
-        assert_false(replication_fork_decide(2, 0x4000000, 3, h, n));
-        assert_true(replication_fork_decide(4, 0x1000000, 3, h, n));  /* ahead of the primary */
-        assert_true(replication_fork_decide(7, 0x1000000, 9, h, n));  /* not in its history */
-        assert_false(replication_fork_decide(3, 0x9000000, 3, h, n)); /* same timeline */
+        assert_int_equal(replication_fork_decide(1, 0x3000028, NULL, 0, 3, h, n), TIMELINE_SAME_HISTORY); /* shutdown checkpoint was replayed */
+        assert_int_equal(replication_fork_decide(1, 0x3000060, NULL, 0, 3, h, n), TIMELINE_FORKED);  /* it wrote at the switch point */
+        assert_int_equal(replication_fork_decide(1, 0x4000000, NULL, 0, 3, h, n), TIMELINE_FORKED);  /* it wrote after the fork */
+        assert_int_equal(replication_fork_decide(2, 0x4000000, h, 1, 3, h, n), TIMELINE_SAME_HISTORY);
+        assert_int_equal(replication_fork_decide(4, 0x1000000, h, n, 3, h, n), TIMELINE_FORKED);  /* ahead of the primary */
+        assert_int_equal(replication_fork_decide(7, 0x1000000, NULL, 0, 9, h, n), TIMELINE_FORKED);  /* not in its history */
+        assert_int_equal(replication_fork_decide(3, 0x9000000, h, n, 3, h, n), TIMELINE_SAME_HISTORY); /* same timeline */
         free(h);
+
+        /* Two promotions that both chose timeline 2 (neither saw the
+         * other's history file): the same number, other ancestors. */
+        {
+                struct timeline_entry ours[] = { { .tli = 1, .switchpoint = 0x3000060 } };
+                struct timeline_entry theirs[] = { { .tli = 1, .switchpoint = 0x3000100 } };
+                struct timeline_entry theirs3[] = { { .tli = 1, .switchpoint = 0x3000100 },
+                                                    { .tli = 2, .switchpoint = 0x5000000 } };
+
+                assert_int_equal(replication_fork_decide(2, 0x3000200, ours, 1, 2, theirs, 1),
+                                 TIMELINE_FORKED_SAME_NUMBER);
+                /* Behind theirs by LSN, and still another branch. */
+                assert_int_equal(replication_fork_decide(2, 0x3000080, ours, 1, 2, theirs, 1),
+                                 TIMELINE_FORKED_SAME_NUMBER);
+                /* They went on to 3: a rewind finds the common ancestor (it
+                 * compares where each timeline began). */
+                assert_int_equal(replication_fork_decide(2, 0x3000080, ours, 1, 3, theirs3, 2), TIMELINE_FORKED);
+                /* Our own timeline 2 is theirs: follow. */
+                assert_int_equal(replication_fork_decide(2, 0x4000000, theirs, 1, 3, theirs3, 2),
+                                 TIMELINE_SAME_HISTORY);
+                /* Timeline 1 needs no history of its own. */
+                assert_int_equal(replication_fork_decide(1, 0x3000000, NULL, 0, 2, theirs, 1), TIMELINE_SAME_HISTORY);
+        }
 
         assert_int_equal(replication_parse_history("garbage\n", &h, &n), -EBADMSG);
 }
