@@ -16,7 +16,11 @@ backends). Then: every invalid value of INVALID fails with a message naming
 its key; the checksum annotations change when the rendered configuration
 does; the client pod's shell exits on SIGTERM; pglease.conf as rendered
 passes the built agent's --check-config, the probes name agentctl commands
-the build has; yamllint of values.yaml and Chart.yaml.
+the build has; yamllint of values.yaml, values-reference.yaml and
+Chart.yaml. The reference values (charts/pglease/values-reference.yaml)
+render the reference deployment's exact names, and the plain manifests of
+deploy/reference/ (scripts/render-reference) are that rendering, object by
+object.
 
 What needs an API server (server-side dry-run, PSA admission, RBAC
 enforcement) is in docs/kubernetes.md, "What has been verified, and
@@ -46,8 +50,31 @@ PASSWORDS = ["--set", "secrets.superuserPassword=su-pw",
              "--set", "secrets.replicationPassword=repl-pw",
              "--set", "secrets.rewindPassword=rewind-pw"]
 
+# The reference deployment: what charts/pglease/values-reference.yaml must
+# render (with the release and namespace scripts/render-reference uses), and
+# where the plain manifests rendered from it are.
+REFERENCE_LABEL = "reference values (values-reference.yaml)"
+REFERENCE = {
+    "release": "pg",
+    "namespace": "database",
+    "statefulset": "postgres-sts",
+    "replicas": 3,
+    "secret": "postgres-secrets",
+    "superuser key": "postgresql-password",
+    "pgpool service": "pgpool-svc",
+    "port": 5432,
+    "nodeport service": "pgpool-svc-nodeport",
+    "node port": 32000,
+    "client pod": "pg-client",
+    "manifests": os.path.join("deploy", "reference"),
+    "directories": ("postgresql", "pgpool", "client"),
+}
+# Labels saying helm manages an object, left out of the plain manifests.
+HELM_LABELS = ("helm.sh/chart", "app.kubernetes.io/managed-by")
+
 # (name, helm arguments, release, namespace): each is linted and rendered,
-# and every rendering goes through check_rendering().
+# and every rendering goes through check_rendering(). @CHART@ stands for
+# the chart's directory.
 VARIATIONS = [
     ("default values", [], "pg", "default"),
     ("1 replica", ["--set", "postgres.replicas=1"], "pg", "default"),
@@ -72,12 +99,13 @@ VARIATIONS = [
      ["--set", "client.enabled=true", "--set", "networkPolicy.enabled=true",
       "--set", "postgres.podManagementPolicy=Parallel",
       "--set", "postgres.podAntiAffinity=hard"], "pg", "default"),
-    ("reference deployment's names",
-     ["--set", "fullnameOverride=pg", "--set",
-      "postgres.statefulsetName=postgres-sts", "--set",
-      "pgpool.service.name=pgpool-svc", "--set",
-      "secrets.name=postgres-secrets", "--set", "client.enabled=true"],
-     "pg", "database"),
+    ("Secret key names, client Pod",
+     ["--set", "secrets.keys.superuser=postgresql-password",
+      "--set", "secrets.keys.replication=replication-password",
+      "--set", "client.enabled=true", "--set", "client.kind=Pod"],
+     "pg", "default"),
+    (REFERENCE_LABEL, ["-f", "@CHART@/values-reference.yaml"],
+     REFERENCE["release"], REFERENCE["namespace"]),
 ]
 
 # (value arguments, text the error must contain): each must fail to render,
@@ -104,6 +132,10 @@ INVALID = [
      "postgres.terminationGracePeriodSeconds"),
     (["--set", "services.primary.port=70000"], "services/primary/port"),
     (["--set", "pgpool.nodePort.port=80"], "pgpool/nodePort/port"),
+    (["--set", "pgpool.nodePort.name=Not_A_Name"], "pgpool/nodePort/name"),
+    (["--set", "client.kind=Job"], "client/kind"),
+    (["--set", "secrets.keys.superuser=a/b"], "secrets/keys/superuser"),
+    (["--set", "secrets.keys.replication=superuser"], "secrets.keys"),
 ]
 
 # Volume types Pod Security Admission "restricted" allows.
@@ -689,29 +721,34 @@ def agentctl_supports(agentctl, args):
     return result.returncode == 0 and all(o in result.stdout for o in options)
 
 
-def check_probes_and_hooks(docs, values_yaml, agentctl, chart_dir):
+def check_probes_and_hooks(docs, values_yaml, agentctl, chart_dir,
+                           label="default values"):
+    """The probes and pre-stop hooks of a rendering of values_yaml (the
+    values it was rendered with)."""
     sts = the(docs, "StatefulSet")
     spec = sts["spec"]["template"]["spec"]
     by_name = {c["name"]: c for c in spec["containers"]}
     ready = by_name["postgres"]["readinessProbe"]["exec"]["command"]
-    check(ready[0].endswith("/agentctl"), "postgres readiness runs agentctl",
-          f"{ready}")
+    check(ready[0].endswith("/agentctl"),
+          f"{label}: postgres readiness runs agentctl", f"{ready}")
     check(agentctl_supports(agentctl, ready[1:]),
-          f"readiness: agentctl {' '.join(ready[1:])}: the build has it")
+          f"{label}: readiness: agentctl {' '.join(ready[1:])}: the build "
+          "has it")
     # The agent container's probes ask its HTTP API on the named port.
     agent = by_name["agent"]
     ports = {p.get("name"): p["containerPort"] for p in agent.get("ports", [])}
     listen = str(values_yaml["config"]["http_listen"])
     check(ports.get("http") == int(listen.rsplit(":", 1)[1]),
-          f"agent container: port http is config.http_listen's ({listen})",
-          str(ports))
+          f"{label}: agent container: port http is config.http_listen's "
+          f"({listen})", str(ports))
     for kind, path in (("livenessProbe", "/liveness"),
                        ("readinessProbe", "/readiness")):
         get = agent.get(kind, {}).get("httpGet", {})
         check(get.get("path") == path and get.get("port") == "http",
-              f"agent {kind}: GET {path} on port http", str(agent.get(kind)))
+              f"{label}: agent {kind}: GET {path} on port http",
+              str(agent.get(kind)))
     check(agentctl_supports(agentctl, ["demote", "--wait", "--timeout"]),
-          "agentctl demote --wait --timeout: the build has it")
+          f"{label}: agentctl demote --wait --timeout: the build has it")
     hook = by_name["postgres"]["lifecycle"]["preStop"]["exec"]["command"]
     cm = [c for c in objects(docs, "ConfigMap")
           if os.path.basename(hook[-1]) in c.get("data", {})]
@@ -719,7 +756,8 @@ def check_probes_and_hooks(docs, values_yaml, agentctl, chart_dir):
     lines = [l for l in body.splitlines() if l.strip()]
     check(len(lines) == 2 and re.search(r"^exec \S*agentctl demote --wait "
                                         r"--timeout ", lines[1]),
-          "postgres preStop: exec agentctl demote --wait --timeout N", body)
+          f"{label}: postgres preStop: exec agentctl demote --wait --timeout "
+          "N", body)
     # Issue 17, item 3: an isolated primary fails its readiness from
     # renew_deadline after its last renewal; it must have left the
     # Services before anyone may take the Lease (lease_duration).
@@ -729,19 +767,19 @@ def check_probes_and_hooks(docs, values_yaml, agentctl, chart_dir):
         probe = by_name[container]["readinessProbe"]
         window = renew + probe["periodSeconds"] * probe["failureThreshold"]
         check(window < lease,
-              f"{container} readiness: renew_deadline {renew:g} + periodSeconds "
-              f"{probe['periodSeconds']} x failureThreshold "
+              f"{label}: {container} readiness: renew_deadline {renew:g} + "
+              f"periodSeconds {probe['periodSeconds']} x failureThreshold "
               f"{probe['failureThreshold']} < lease_duration {lease:g}")
-    check("--timeout" in ready, "postgres readiness: agentctl with --timeout",
-          f"{ready}")
+    check("--timeout" in ready,
+          f"{label}: postgres readiness: agentctl with --timeout", f"{ready}")
     stop = float(re.match(r"(\d+)",
                           values_yaml["config"]["stop_timeout"]).group(1))
     grace = spec["terminationGracePeriodSeconds"]
     demote = values_yaml["postgres"]["demoteTimeout"]
-    check(grace > demote + stop, f"terminationGracePeriodSeconds {grace} > "
-          f"demoteTimeout {demote} + stop_timeout {stop:g}")
+    check(grace > demote + stop, f"{label}: terminationGracePeriodSeconds "
+          f"{grace} > demoteTimeout {demote} + stop_timeout {stop:g}")
     check("preStop" in by_name["agent"].get("lifecycle", {}),
-          "agent preStop waits for the hand-over")
+          f"{label}: agent preStop waits for the hand-over")
     for script in sorted(os.listdir(os.path.join(chart_dir, "files"))):
         if script.endswith(".sh"):
             result = subprocess.run(
@@ -767,15 +805,33 @@ def group_alive(pgid):
     return False
 
 
-def check_client(docs, label):
-    """The client is a Deployment (helm upgrade replaces its pod) whose
-    shell exits on SIGTERM at once."""
-    dep = the(docs, "Deployment", [name_of(d) for d in objects(
-        docs, "Deployment") if name_of(d).endswith("-client")][0])
-    check(not objects(docs, "Pod") and
-          dep["spec"]["strategy"]["type"] == "Recreate",
-          f"{label}: the client is a Deployment (Recreate), no bare Pod")
-    (c,) = dep["spec"]["template"]["spec"]["containers"]
+def check_client(docs, label, kind):
+    """The client is a Deployment (helm upgrade replaces its pod), or with
+    client.kind=Pod the bare Pod <base name>-client; its shell exits on
+    SIGTERM at once."""
+    clients = [d for d in docs if d["kind"] in ("Deployment", "Pod") and
+               name_of(d).endswith("-client")]
+    if kind == "Pod":
+        if not check(len(clients) == 1 and clients[0]["kind"] == "Pod" and
+                     clients[0]["spec"].get("restartPolicy", "Always") ==
+                     "Always" and not any(d["kind"] == "Deployment"
+                                          for d in clients),
+                     f"{label}: the client is the bare Pod <base "
+                     "name>-client (client.kind=Pod), no Deployment",
+                     str([(d["kind"], name_of(d)) for d in clients])):
+            return
+        spec = clients[0]["spec"]
+    else:
+        if not check(len(clients) == 1 and
+                     clients[0]["kind"] == "Deployment" and
+                     not objects(docs, "Pod") and
+                     clients[0]["spec"]["strategy"]["type"] == "Recreate",
+                     f"{label}: the client is a Deployment (Recreate), no "
+                     "bare Pod",
+                     str([(d["kind"], name_of(d)) for d in clients])):
+            return
+        spec = clients[0]["spec"]["template"]["spec"]
+    (c,) = spec["containers"]
     script = c["command"][-1]
     with tempfile.TemporaryDirectory() as tmp:
         secret = os.path.join(tmp, "superuser")
@@ -823,7 +879,8 @@ def check_client(docs, label):
 
 def check_yamllint(chart_dir):
     config = os.path.join(HERE, "yamllint.yaml")
-    files = [os.path.join(chart_dir, f) for f in ("values.yaml", "Chart.yaml")]
+    files = [os.path.join(chart_dir, f) for f in (
+        "values.yaml", "values-reference.yaml", "Chart.yaml")]
     try:
         result = subprocess.run(["yamllint", "-s", "-c", config, *files],
                                 capture_output=True, text=True, timeout=60,
@@ -831,7 +888,8 @@ def check_yamllint(chart_dir):
     except FileNotFoundError:
         fail("yamllint is not installed (Debian package yamllint)")
         return
-    check(result.returncode == 0, "yamllint values.yaml Chart.yaml",
+    check(result.returncode == 0, "yamllint values.yaml "
+          "values-reference.yaml Chart.yaml",
           result.stdout.strip())
 
 
@@ -892,23 +950,49 @@ def check_passwords(helm):
 
 
 def expected_values(args, release, namespace):
-    """What check_rendering needs to know about a variation's values."""
-    sets = {}
+    """What check_rendering needs to know about a variation's values: its
+    --set values, else its -f files' (the last file first), else the
+    defaults."""
+    sets, files = {}, []
     for flag, value in zip(args[::2], args[1::2]):
         if flag in ("--set", "--set-string"):
             key, _, val = value.partition("=")
             sets[key] = val
-    full = sets.get("fullnameOverride", release)
+        elif flag in ("-f", "--values"):
+            with open(value, encoding="utf-8") as handle:
+                files.insert(0, yaml.safe_load(handle) or {})
+
+    def get(key, default):
+        if key in sets:
+            return sets[key]
+        for tree in files:
+            for part in key.split("."):
+                tree = tree.get(part) if isinstance(tree, dict) else None
+            if tree not in (None, ""):
+                return tree
+        return default
+
+    full = get("fullnameOverride", release)
     return {
         "namespace": namespace,
-        "cluster": sets.get("clusterName", full),
-        "replicas": int(sets.get("postgres.replicas", 3)),
-        "maxReplicas": int(sets.get("postgres.maxReplicas", 9)),
-        "pgpool": sets.get("pgpool.enabled", "true") == "true",
-        "superuser": sets.get("config.superuser", "postgres"),
-        "database": sets.get("config.database", "postgres"),
-        "client": sets.get("client.enabled", "false") == "true",
+        "cluster": get("clusterName", full),
+        "replicas": int(get("postgres.replicas", 3)),
+        "maxReplicas": int(get("postgres.maxReplicas", 9)),
+        "pgpool": str(get("pgpool.enabled", True)).lower() == "true",
+        "superuser": get("config.superuser", "postgres"),
+        "database": get("config.database", "postgres"),
+        "client": str(get("client.enabled", False)).lower() == "true",
+        "clientKind": get("client.kind", "Deployment"),
     }
+
+
+def merged(base, over):
+    """The values base with the values file over on top (helm's merge)."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and \
+            isinstance(out.get(key), dict) else value
+    return out
 
 
 def check_rendering(docs, label, values, source_dir, calls):
@@ -922,24 +1006,222 @@ def check_rendering(docs, label, values, source_dir, calls):
     check(sts["spec"]["replicas"] == values["replicas"],
           f"{label}: {values['replicas']} PostgreSQL pods")
     if values["client"]:
-        check_client(docs, label)
+        check_client(docs, label, values["clientKind"])
     return role
 
 
 def check_reference_names(docs):
+    """The reference deployment's names, exactly as its users type them."""
+    ref = REFERENCE
     names = {(d["kind"], name_of(d)) for d in docs}
-    want = {("StatefulSet", "postgres-sts"), ("Service", "pgpool-svc"),
-            ("Deployment", "pg-client"), ("Secret", "postgres-secrets")}
-    check(want <= names, "the reference deployment's names: postgres-sts, "
-          "pgpool-svc, pg-client, postgres-secrets", str(want - names))
-    mounted = {v["secret"]["secretName"] for _, _, spec in pod_specs(docs)
-               for v in spec.get("volumes", []) if "secret" in v}
-    check("postgres-secrets" in mounted, "the pods mount postgres-secrets")
-    client = the(docs, "Deployment", "pg-client")
+    want = {("StatefulSet", ref["statefulset"]),
+            ("Service", ref["pgpool service"]),
+            ("Service", ref["nodeport service"]),
+            ("Pod", ref["client pod"])}
+    check(want <= names, "reference: StatefulSet, Services and client Pod "
+          "by their names", str(sorted(want - names)))
+    if not want <= names:
+        return
+    sts = the(docs, "StatefulSet", ref["statefulset"])
+    check(sts["spec"]["replicas"] == ref["replicas"],
+          f"reference: {ref['statefulset']} has {ref['replicas']} replicas",
+          str(sts["spec"]["replicas"]))
+    binding = the(docs, "RoleBinding")
+    check([s.get("namespace") for s in binding["subjects"]] ==
+          [ref["namespace"]], f"reference: the release namespace is "
+          f"{ref['namespace']} (the RoleBinding's subject)")
+    svc = the(docs, "Service", ref["pgpool service"])
+    check(svc["spec"]["type"] == "ClusterIP" and
+          [p["port"] for p in svc["spec"]["ports"]] == [ref["port"]] and
+          svc["spec"]["selector"].get("app.kubernetes.io/component") ==
+          "pgpool", f"reference: {ref['pgpool service']}: Pgpool-II on "
+          f"port {ref['port']}", str(svc["spec"]))
+    node = the(docs, "Service", ref["nodeport service"])
+    check(node["spec"]["type"] == "NodePort" and
+          [(p["port"], p.get("nodePort")) for p in node["spec"]["ports"]] ==
+          [(ref["port"], ref["node port"])] and
+          node["spec"]["selector"] == svc["spec"]["selector"],
+          f"reference: {ref['nodeport service']}: NodePort "
+          f"{ref['node port']} to Pgpool-II", str(node["spec"]))
+    client = the(docs, "Pod", ref["client pod"])
     env = {e["name"]: e.get("value") for e in
-           client["spec"]["template"]["spec"]["containers"][0]["env"]}
-    check(env.get("PGHOST") == "pgpool-svc", "pg-client connects to "
-          "pgpool-svc")
+           client["spec"]["containers"][0]["env"]}
+    check((env.get("PGHOST"), env.get("PGPORT")) ==
+          (ref["pgpool service"], str(ref["port"])),
+          f"reference: {ref['client pod']} connects to "
+          f"{ref['pgpool service']}:{ref['port']}", str(env))
+    # The chart makes no Secret of its own: the pods mount the reference
+    # Secret, the superuser's password from its key postgresql-password.
+    check(("Secret", ref["secret"]) not in names, "reference: the chart "
+          f"makes no {ref['secret']} (existingSecret: created beforehand)")
+    mounts = {}
+    for owner, _, spec in pod_specs(docs):
+        for vol in spec.get("volumes", []):
+            if "secret" in vol and any(i["path"] == "superuser" for i in
+                                       vol["secret"].get("items", [])):
+                mounts[owner] = (vol["secret"]["secretName"], [
+                    i["key"] for i in vol["secret"]["items"]
+                    if i["path"] == "superuser"])
+    check(len(mounts) == 3 and all(
+        m == (ref["secret"], [ref["superuser key"]])
+        for m in mounts.values()),
+          f"reference: PostgreSQL, Pgpool-II and the client read the "
+          f"superuser's password from {ref['secret']}, key "
+          f"{ref['superuser key']}", str(mounts))
+
+
+def without_helm_labels(obj):
+    """obj with the labels of HELM_LABELS taken out of every labels map."""
+    if isinstance(obj, dict):
+        return {k: (without_helm_labels(v) if k != "labels" or
+                    not isinstance(v, dict) else
+                    {lk: lv for lk, lv in v.items() if lk not in HELM_LABELS})
+                for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [without_helm_labels(v) for v in obj]
+    return obj
+
+
+def differences(chart, file, path=""):
+    """Where two parsed objects differ, as lines "path: ...", at most a
+    few per object."""
+    where = path or "/"
+    if type(chart) is not type(file):
+        return [f"{where}: chart {chart!r:.80}, file {file!r:.80}"]
+    if isinstance(chart, dict):
+        out = []
+        for key in sorted(set(chart) | set(file), key=str):
+            sub = f"{path}.{key}"
+            if key not in file:
+                out.append(f"{sub}: in the chart, not in the file")
+            elif key not in chart:
+                out.append(f"{sub}: in the file, not in the chart")
+            else:
+                out += differences(chart[key], file[key], sub)
+        return out
+    if isinstance(chart, list):
+        if len(chart) != len(file):
+            return [f"{where}: {len(chart)} items in the chart, "
+                    f"{len(file)} in the file"]
+        return [d for i, (a, b) in enumerate(zip(chart, file))
+                for d in differences(a, b, f"{path}[{i}]")]
+    if chart == file:
+        return []
+    if isinstance(chart, str) and "\n" in chart + file:
+        lines = list(zip(chart.splitlines(), file.splitlines()))
+        line = next((i for i, (a, b) in enumerate(lines) if a != b),
+                    len(lines))
+        pair = (chart.splitlines() + [""])[line], \
+            (file.splitlines() + [""])[line]
+        return [f"{where}, line {line + 1}: chart {pair[0]!r:.80}, file "
+                f"{pair[1]!r:.80}"]
+    return [f"{where}: chart {chart!r:.80}, file {file!r:.80}"]
+
+
+def readme_secrets(readme):
+    """{secret: {keys}} of the `kubectl create secret generic` commands of
+    a README (continuation lines joined)."""
+    text = readme.replace("\\\n", " ")
+    out = {}
+    for line in text.splitlines():
+        found = re.search(r"kubectl\b.*\bcreate secret generic\s+([-a-z0-9]+)"
+                          r"(.*)", line)
+        if found:
+            out.setdefault(found.group(1), set()).update(
+                re.findall(r"--from-literal=([-._a-zA-Z0-9]+)=",
+                           found.group(2)))
+    return out
+
+
+def check_reference_manifests(helm, source_dir):
+    """deploy/reference/ is the chart rendered with values-reference.yaml
+    (scripts/render-reference), object by object: one object per file,
+    the same objects, equal once helm's labels are taken out, no Secret
+    (no password in the repository), each in the directory of its part,
+    and the Secrets they mount created by the README's commands."""
+    ref = REFERENCE
+    top = os.path.join(source_dir, ref["manifests"])
+    rerender = "run scripts/render-reference and commit the result"
+    docs, error = helm.template(["-f", os.path.join(
+        helm.chart, "values-reference.yaml")], ref["release"],
+                                ref["namespace"])
+    if not check(docs is not None, "helm template -f values-reference.yaml "
+                 f"--namespace {ref['namespace']} renders without any "
+                 "password given", error):
+        return
+    check_reference_names(docs)
+    want = {(d["kind"], name_of(d)): without_helm_labels(d)
+            for d in docs if d["kind"] != "Secret"}
+    found, problems = {}, []
+    for sub in ref["directories"]:
+        directory = os.path.join(top, sub)
+        files = sorted(f for f in os.listdir(directory)
+                       if f.endswith(".yaml")) \
+            if os.path.isdir(directory) else []
+        check(bool(files), f"{ref['manifests']}/{sub}/ has manifests")
+        for name in files:
+            rel = os.path.join(ref["manifests"], sub, name)
+            with open(os.path.join(directory, name), encoding="utf-8") as h:
+                text = h.read()
+            objs = [d for d in yaml.safe_load_all(text) if d]
+            if len(objs) != 1:
+                problems.append(f"{rel}: {len(objs)} objects, not one")
+                continue
+            obj = objs[0]
+            key = (obj.get("kind"), obj.get("metadata", {}).get("name"))
+            if "helm.sh/" in text or "managed-by" in text:
+                problems.append(f"{rel}: says helm manages it")
+            if key[0] == "Secret":
+                problems.append(f"{rel}: a Secret in the repository")
+                continue
+            component = (obj["metadata"].get("labels") or {}).get(
+                "app.kubernetes.io/component")
+            home = component if component in ("pgpool", "client") \
+                else "postgresql"
+            if sub != home:
+                problems.append(f"{rel}: {key[0]} {key[1]} belongs in "
+                                f"{home}/")
+            if key in found:
+                problems.append(f"{rel}: {key[0]} {key[1]} again (also "
+                                f"{found[key][0]})")
+            found[key] = (rel, obj)
+    for key in sorted(set(want) - set(found)):
+        problems.append(f"{key[0]} {key[1]}: rendered by the chart, in no "
+                        f"file of {ref['manifests']}/ ({rerender})")
+    for key in sorted(set(found) - set(want)):
+        problems.append(f"{found[key][0]}: {key[0]} {key[1]} is not "
+                        f"rendered by the chart ({rerender})")
+    for key in sorted(set(found) & set(want)):
+        rel, obj = found[key]
+        diff = differences(want[key], obj)
+        if diff:
+            problems.append(f"{rel}: differs from the chart ({rerender}): "
+                            + "; ".join(diff[:5]) +
+                            (f"; and {len(diff) - 5} more" if len(diff) > 5
+                             else ""))
+    check(not problems, f"{ref['manifests']}/: the chart rendered with "
+          "values-reference.yaml, object by object, without helm's labels "
+          "and Secrets", "\n  " + "\n  ".join(problems))
+    # What the manifests mount but do not ship, the README creates.
+    mounted = {}
+    for _, obj in found.values():
+        for _, _, spec in pod_specs([obj]):
+            for vol in spec.get("volumes", []):
+                if "secret" in vol:
+                    mounted.setdefault(vol["secret"]["secretName"], set()) \
+                        .update(i["key"] for i in vol["secret"].get(
+                            "items", []))
+    try:
+        with open(os.path.join(top, "README.md"), encoding="utf-8") as h:
+            created = readme_secrets(h.read())
+    except OSError as exc:
+        created = {"": str(exc)}
+    missing = {s: sorted(k - created.get(s, set()))
+               for s, k in mounted.items() if k - created.get(s, set())}
+    check(mounted and not missing and set(created) == set(mounted),
+          f"{ref['manifests']}/README.md creates every Secret the manifests "
+          f"mount, with their keys ({sorted(mounted)})",
+          f"missing {missing}, README creates {created}")
 
 
 def main():
@@ -980,6 +1262,7 @@ def main():
     check_passwords(helm)
     roles = []
     for label, extra, release, namespace in VARIATIONS:
+        extra = [a.replace("@CHART@", chart_dir) for a in extra]
         lint = helm.lint(PASSWORDS + extra, namespace)
         check(lint.returncode == 0, f"helm lint --strict: {label}",
               lint.stdout + lint.stderr)
@@ -993,10 +1276,15 @@ def main():
             check_values_keys(values_yaml, conf, schema)
             check_probes_and_hooks(docs, values_yaml, agentctl, chart_dir)
             check_pgpool_files(docs, chart_dir, args.source)
-        elif label == "synchronous mode" or label == "non-default superuser":
+        elif label in ("synchronous mode", "non-default superuser"):
             check_config(docs, agent, label)
-        elif label == "reference deployment's names":
-            check_reference_names(docs)
+        elif label == REFERENCE_LABEL:
+            check_config(docs, agent, label)
+            with open(extra[1], encoding="utf-8") as handle:
+                reference = merged(values_yaml, yaml.safe_load(handle))
+            check_probes_and_hooks(docs, reference, agentctl, chart_dir,
+                                   label)
+    check_reference_manifests(helm, args.source)
     want = normalize_rules(docs_role(args.source)["rules"])
     check(roles and all(normalize_rules(r["rules"]) == want for r in roles),
           "the Role is docs/kubernetes.md's RBAC Role in every variation",

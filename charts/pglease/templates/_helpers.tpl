@@ -90,7 +90,7 @@ Call with (dict "root" $ "secret" NAME "key" KEY "value" VALUE "name" VALUE-KEY
 {{- else if $stored -}}
 {{- $stored -}}
 {{- else if and .required (not (include "pglease.lookupWorks" .root)) -}}
-{{- fail (printf "%s is empty and helm cannot read the stored Secret %s here (helm template, --dry-run=client, Argo CD and other tools without lookup): a generated password would change at every render while PGDATA keeps the old one. Set secrets.existingSecret to a Secret you manage (keys superuser, replication, rewind), or give secrets.superuserPassword, secrets.replicationPassword and secrets.rewindPassword" .name .secret) -}}
+{{- fail (printf "%s is empty and helm cannot read the stored Secret %s here (helm template, --dry-run=client, Argo CD and other tools without lookup): a generated password would change at every render while PGDATA keeps the old one. Set secrets.existingSecret to a Secret you manage (keys %s, %s and %s: secrets.keys), or give secrets.superuserPassword, secrets.replicationPassword and secrets.rewindPassword" .name .secret .root.Values.secrets.keys.superuser .root.Values.secrets.keys.replication .root.Values.secrets.keys.rewind) -}}
 {{- else if and .required .root.Release.IsUpgrade -}}
 {{- fail (printf "%s is empty and the Secret %s has no key %s on this upgrade: PGDATA has the old password. Restore the Secret, or set secrets.existingSecret or %s" .name .secret .key .name) -}}
 {{- else -}}
@@ -144,6 +144,10 @@ agents patch these pods and no others. A JSON list.
 {{- printf "%s-client" (include "pglease.fullname" .) -}}
 {{- end -}}
 
+{{- define "pglease.pgpoolNodePortName" -}}
+{{- default (printf "%s-pgpool-nodeport" (include "pglease.fullname" .)) .Values.pgpool.nodePort.name -}}
+{{- end -}}
+
 {{/*
 The rules that values.schema.json cannot say (they relate two keys), each
 failing with the keys it names. Included by every template through
@@ -161,6 +165,11 @@ pglease.labels, so that any render checks them.
 {{- end -}}
 {{- if and .Values.client.enabled (eq .Values.client.target "pgpool") (not .Values.pgpool.enabled) -}}
 {{- fail "client.target is \"pgpool\" but pgpool.enabled is false: set client.target=primary" -}}
+{{- end -}}
+{{- $keys := .Values.secrets.keys -}}
+{{- $keyNames := list $keys.superuser $keys.replication $keys.rewind $keys.failsafeToken -}}
+{{- if ne (len (uniq $keyNames)) (len $keyNames) -}}
+{{- fail (printf "secrets.keys must name four different keys of the Secret, got %s" (join ", " $keyNames)) -}}
 {{- end -}}
 {{- $grace := int .Values.postgres.terminationGracePeriodSeconds -}}
 {{- if le $grace (int .Values.postgres.demoteTimeout) -}}
