@@ -494,10 +494,13 @@ static int act_one(struct node *n, const struct logger *log, struct agent_state 
                 break;
         case ACTION_PROMOTE:
                 r = do_promote(n, log, &err);
-                if (r < 0)
+                if (r < 0) {
                         event_emit(n, log, LOG_LEVEL_ERROR, "promote", "pg_promote() failed: %s", err ? err : strerror(-r));
-                else
+                        s->promote_failures++;
+                } else {
+                        s->promote_failures = 0;
                         *redecide = true;
+                }
                 break;
         case ACTION_FENCE:
                 renewer_stop(n->renewer, &n->election);

@@ -9,6 +9,10 @@
 #include "decide.h"
 #include "util.h"
 
+/* pg_promote() failures in a row before a holder hands the lease to a
+ * member that may do better (decide_holder_standby). */
+#define PROMOTE_FAILURES_BEFORE_HANDOVER 3u
+
 static const char *const state_names[_AGENT_STATE_MAX] = {
         [AGENT_STARTING] = "starting",
         [AGENT_REPLICA] = "replica",
@@ -159,6 +163,9 @@ static void emit(struct action_list *l, enum log_level level, const char *event,
 static void set_state(struct agent_state *s, struct action_list *l, enum agent_state_kind k, usec_t now) {
         if (s->kind == k)
                 return;
+        /* Failed promotions count within one attempt at leading. */
+        if (k != AGENT_PROMOTING && k != AGENT_CANDIDATE)
+                s->promote_failures = 0;
         emit(l, LOG_LEVEL_INFO, "state", "%s -> %s", agent_state_to_string(s->kind), agent_state_to_string(k));
         s->kind = k;
         s->since = now;
@@ -613,6 +620,18 @@ static int decide_holder_standby(const struct observation *o, struct agent_state
                 best = decide_best_successor(o, s);
                 emit(l, LOG_LEVEL_WARNING, "release", "this node may not be promoted (nofailover, priority 0, not synchronous or too far behind); handing the lease to %s",
                      best ? best : "nobody fit");
+                release(l, best, o->successor_lsn);
+                set_state(s, l, AGENT_REPLICA, now);
+                return 0;
+        }
+        /* Our server cannot finish a promotion (its volume full: the
+         * startup process dies writing the new timeline's history, and
+         * PostgreSQL restarts as a standby every time): a member that can
+         * takes over rather than nobody for as long as it lasts. Without
+         * one we keep trying. */
+        if (s->promote_failures >= PROMOTE_FAILURES_BEFORE_HANDOVER && (best = decide_best_successor(o, s))) {
+                emit(l, LOG_LEVEL_WARNING, "release", "pg_promote() failed %u times in a row; handing the lease to %s",
+                     s->promote_failures, best);
                 release(l, best, o->successor_lsn);
                 set_state(s, l, AGENT_REPLICA, now);
                 return 0;

@@ -3,14 +3,21 @@ size-limited tmpfs, as a pod's PersistentVolume is a filesystem of its
 own), so that the `disk_full` fault can fill one node's volume without
 touching the machine's disks or the other nodes:
 
-    volumes = Volumes(size_mb=1024)
+    volumes = Volumes(size_mb=3072)
     volumes.mount(node)        # before the cluster starts: node.data_dir
                                # becomes <node dir>/volume/data
     volumes.fill(node)         # a ballast file takes every free block
     volumes.free(node)         # the ballast is deleted
     volumes.unmount_all()      # after every process has stopped
 
-Needs root (mount). tmpfs takes memory only for what is written."""
+Needs root (mount). tmpfs takes memory only for what is written.
+
+The size holds what the product's defaults keep in pg_wal on a busy
+member, as a PersistentVolume must (docs/replication.md, "The volume"):
+recycled segments up to PostgreSQL's max_wal_size (1 GB), wal_keep_size
+(512 MB) and the data. The first 2-hour run had 1 GB volumes: after 25
+minutes every member's pg_wal held 977 MB, every volume was full, and the
+run could only stop (a promotion died writing its history file)."""
 
 import os
 import subprocess
@@ -33,7 +40,7 @@ def _run(argv):
 
 
 class Volumes:
-    def __init__(self, size_mb=1024):
+    def __init__(self, size_mb=3072):
         self.size_mb = size_mb
         self.mounted = {}           # node name -> mount point
 

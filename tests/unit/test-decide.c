@@ -242,6 +242,48 @@ static void test_holder_promotes_only_after_comparing_with_peers(void **state) {
         agent_state_done(&s);
 }
 
+/* Our server cannot finish a promotion (its volume full: the startup
+ * process dies at the new timeline and PostgreSQL restarts as a standby):
+ * after three failed pg_promote() calls the lease goes to a member that
+ * may do better; without one we keep trying. */
+static void test_holder_whose_promotions_fail_hands_the_lease_over(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+        const struct action *a;
+
+        state_for(&s, "pg-1");
+        failover_view(&o, 0x3000100, 0x3000000);
+        o.lease_held_by_us = true;
+        o.lease_leader = true;
+        for (unsigned i = 0; i < 3; i++) {
+                decide(&o, &s, T0 + i * SEC, &l);
+                assert_true(action_list_has(&l, ACTION_PROMOTE));
+                assert_false(action_list_has(&l, ACTION_RELEASE));
+                action_list_done(&l);
+                s.promote_failures++;     /* act.c: pg_promote() failed */
+        }
+        decide(&o, &s, T0 + 3 * SEC, &l);
+        assert_false(action_list_has(&l, ACTION_PROMOTE));
+        a = action_list_find(&l, ACTION_RELEASE);
+        assert_non_null(a);
+        assert_string_equal(a->target, "pg-2");
+        assert_int_equal(s.kind, AGENT_REPLICA);
+        assert_int_equal(s.promote_failures, 0);
+        action_list_done(&l);
+
+        /* Nobody else may take it (pg-2 priority 0): keep trying. */
+        s.kind = AGENT_PROMOTING;
+        s.promote_failures = 5;
+        o.peers[1].priority = 0;
+        decide(&o, &s, T0 + 4 * SEC, &l);
+        assert_true(action_list_has(&l, ACTION_PROMOTE));
+        assert_false(action_list_has(&l, ACTION_RELEASE));
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
 static void test_promoted_primary_records_history_and_renews(void **state) {
         struct agent_state s;
         struct observation o;
@@ -1739,6 +1781,7 @@ int main(void) {
                 cmocka_unit_test(test_nofailover_and_priority_zero_never_promote),
                 cmocka_unit_test(test_lagging_candidate_never_promotes),
                 cmocka_unit_test(test_holder_promotes_only_after_comparing_with_peers),
+                cmocka_unit_test(test_holder_whose_promotions_fail_hands_the_lease_over),
                 cmocka_unit_test(test_promoted_primary_records_history_and_renews),
                 cmocka_unit_test(test_lost_renewal_fences_at_once),
                 cmocka_unit_test(test_primary_without_lease_is_fenced),
