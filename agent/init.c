@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 
 #include "bootstrap.h"
@@ -994,6 +995,37 @@ static int rejoin(struct init_ctx *c, const struct dcs_member *leader) {
         return fq.fork == TIMELINE_FORKED ? rejoin_rewind(c, leader, slot) : rejoin_follow(c, leader, slot);
 }
 
+/* PostgreSQL's max_wal_size default: what recycled segments may take. */
+#define PG_MAX_WAL_SIZE ((uint64_t) 1 << 30)
+
+/* The data volume must hold what pg_wal may keep on a busy member
+ * (docs/replication.md, "The volume"); a smaller one fills up with WAL
+ * and no member can promote. Said once, at init: not an error (the volume
+ * may grow, the settings may be right for a quiet cluster). */
+static void check_volume_size(struct init_ctx *c) {
+        _cleanup_free_ char *dir = strdup(c->n.cfg->data_dir);
+        uint64_t need = PG_MAX_WAL_SIZE + c->n.cfg->wal_keep_size, have;
+        struct statvfs st;
+
+        if (!dir)
+                return;
+        /* The data directory, or the nearest parent that exists. */
+        while (statvfs(dir, &st) < 0) {
+                char *slash = strrchr(dir, '/');
+
+                if (errno != ENOENT || !slash || slash == dir)
+                        return;
+                *slash = '\0';
+        }
+        have = (uint64_t) st.f_blocks * st.f_frsize;
+        if (have >= need + need / 4)
+                return;
+        say(c, LOG_LEVEL_WARNING, "the volume of %s holds %" PRIu64 " MB, less than what pg_wal may keep on a busy "
+            "member and some room for data: max_wal_size %" PRIu64 " MB + wal_keep_size %" PRIu64 " MB (+25%%); "
+            "when it fills up no member can promote: give it more room or lower wal_keep_size",
+            dir, have >> 20, PG_MAX_WAL_SIZE >> 20, c->n.cfg->wal_keep_size >> 20);
+}
+
 static int init_existing(struct init_ctx *c) {
         const char *datadir = c->n.cfg->data_dir;
         _cleanup_(view_done) struct view v = {};
@@ -1083,5 +1115,6 @@ int agent_init_main(struct agent *a, bool dry_run) {
         c.deadline = clock_now(a->clock) + a->config.clone_timeout;
         say(&c, LOG_LEVEL_INFO, "%sinit of %s in cluster %s: data directory %s", dry_run ? "dry run: " : "",
             a->config.node_name, a->config.cluster_name, a->config.data_dir);
+        check_volume_size(&c);
         return init_dispatch(&c);
 }

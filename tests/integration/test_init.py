@@ -194,6 +194,24 @@ def test_dry_run_on_an_empty_cluster_plans_bootstrap_and_changes_nothing(cl):
     assert member_record(cl, pg0) is None
 
 
+def test_a_volume_too_small_for_the_wal_is_said_at_init(cl):
+    """The data volume must hold what pg_wal may keep (max_wal_size 1 GB
+    and wal_keep_size): a smaller one fills up with WAL and no member can
+    promote. init warns; here wal_keep_size is larger than any disk."""
+    pg0 = cl.nodes[0]
+    res = run_init(pg0, "--dry-run")
+    assert "less than what pg_wal may keep" not in res.stdout + res.stderr
+    env = dict(_agent_env(), PGLEASE_WAL_KEEP_SIZE="100TB")
+    res = pg0.cluster.reaper.run(
+        [pg0.cluster.binaries.agent, "-c", pg0.conf_path, "init",
+         "--dry-run"], timeout=90, check=False, cwd=pg0.dir, env=env)
+    assert res.returncode == EXIT_OK, res.stderr
+    out = res.stdout + res.stderr
+    assert "less than what pg_wal may keep on a busy member" in out, out
+    assert "wal_keep_size 104857600 MB" in out, out
+    assert not os.path.exists(pg0.data_dir)
+
+
 def test_bootstrap_is_checked_before_the_lease_is_created(cl):
     """A member that would take the lease and then fail to bootstrap (here:
     local connections need a password and there is none) leaves the cluster
