@@ -302,9 +302,14 @@ int supervisor_on_signal(struct supervisor *s, int signo, usec_t now) {
                 return 0;
         }
         s->phase = SUPERVISOR_STOPPING;
-        /* Every stop signal goes on: the postmaster itself turns a smart
-         * shutdown into a fast one on a later SIGINT. */
-        return signo;
+        /* SIGTERM (docker stop, the kubelet stopping the container) goes on
+         * as SIGINT, a fast shutdown, as the official PostgreSQL image's
+         * STOPSIGNAL SIGINT: a smart one waits for every session to end,
+         * and Pgpool-II's pooled connections and the agent's own never do
+         * (the container then lasts its whole grace period and is killed).
+         * Fast ends the sessions, checkpoints and exits cleanly. SIGINT and
+         * SIGQUIT go on as they are. */
+        return signo == SIGTERM ? SIGINT : signo;
 }
 
 void supervisor_started(struct supervisor *s, pid_t pid, usec_t now) {

@@ -455,3 +455,25 @@ def test_frozen_agent_of_the_primary_is_fenced_before_anyone_acquires(
         assert primary.postmaster_pid() is None
     finally:
         os.kill(agent, signal.SIGCONT)
+
+
+def test_sigterm_is_a_fast_shutdown_with_sessions_open(cluster):
+    """docker stop, or the kubelet stopping the postgres container: SIGTERM
+    to run-postgres while sessions are open (the agent's own, a pooler's
+    that never close). A smart shutdown would wait for them for good (the
+    container killed after its grace period, crash recovery at the next
+    start); the supervisor asks for a fast one: sessions end, checkpoint,
+    a clean exit."""
+    primary = cluster.wait_healthy(60)
+    standby = next(n for n in cluster.nodes if n is not primary)
+    pooled = standby.connect()
+    try:
+        assert standby.stop_supervisor(timeout=20) == 0
+    finally:
+        pooled.close()
+    with open(standby.supervisor_log, encoding="utf-8") as handle:
+        log = handle.read()
+    assert "received fast shutdown request" in log, log[-2000:]
+    assert "database system is shut down" in log, log[-2000:]
+    standby.start_supervisor()
+    cluster.wait_healthy(60)

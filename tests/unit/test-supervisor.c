@@ -261,7 +261,7 @@ static void test_ready_server_stopped_or_held_is_not_restarted(void **state) {
         assert_int_equal(tick(f, true, NULL, NULL), SUPERVISOR_ACTION_WAIT);
         start(f, 101);
         supervisor_on_ready(&f->s, 101);
-        assert_int_equal(supervisor_on_signal(&f->s, SIGTERM, now(f)), SIGTERM);
+        assert_int_equal(supervisor_on_signal(&f->s, SIGTERM, now(f)), SIGINT);
         supervisor_on_exit(&f->s, EXITED(0), false, now(f));
         assert_int_equal(f->s.phase, SUPERVISOR_STOPPED);
         assert_int_equal(tick(f, false, NULL, NULL), SUPERVISOR_ACTION_EXIT);
@@ -296,7 +296,8 @@ static void test_sigterm_forwards_and_exits_without_restart(void **state) {
         struct fixture *f = *state;
 
         start(f, 100);
-        assert_int_equal(supervisor_on_signal(&f->s, SIGTERM, now(f)), SIGTERM);
+        /* A fast shutdown: a smart one waits for every session. */
+        assert_int_equal(supervisor_on_signal(&f->s, SIGTERM, now(f)), SIGINT);
         assert_int_equal(f->s.phase, SUPERVISOR_STOPPING);
         assert_int_equal(tick(f, false, NULL, NULL), SUPERVISOR_ACTION_WAIT);
         supervisor_on_exit(&f->s, EXITED(0), false, now(f));
@@ -319,9 +320,10 @@ static void test_every_stop_signal_is_forwarded(void **state) {
         struct fixture *f = *state;
 
         start(f, 100);
-        assert_int_equal(supervisor_on_signal(&f->s, SIGTERM, now(f)), SIGTERM);
-        /* A later SIGINT turns the postmaster's smart shutdown into fast. */
+        assert_int_equal(supervisor_on_signal(&f->s, SIGTERM, now(f)), SIGINT);
         assert_int_equal(supervisor_on_signal(&f->s, SIGINT, now(f)), SIGINT);
+        /* A later SIGQUIT makes it immediate. */
+        assert_int_equal(supervisor_on_signal(&f->s, SIGQUIT, now(f)), SIGQUIT);
         assert_int_equal(f->s.stop_signal, SIGTERM);
 }
 
@@ -353,7 +355,7 @@ static void test_stop_timeout_escalates_to_sigquit_once(void **state) {
 
         f->config.stop_timeout = 5 * USEC_PER_SEC;
         start(f, 100);
-        assert_int_equal(supervisor_on_signal(&f->s, SIGTERM, now(f)), SIGTERM);
+        assert_int_equal(supervisor_on_signal(&f->s, SIGTERM, now(f)), SIGINT);
         clock_scripted_advance(&f->clock, USEC_PER_SEC);
         assert_int_equal(tick(f, false, &sig, &wait_until), SUPERVISOR_ACTION_WAIT);
         assert_true(wait_until == now(f) + 4 * USEC_PER_SEC);
@@ -630,7 +632,7 @@ static void test_stopping_postgres_is_fenced_when_lease_expires(void **state) {
         f->config.stop_timeout = 60 * USEC_PER_SEC;
         start(f, 100);
         supervisor_on_lease(&f->s, 0, now(f) + 2 * USEC_PER_SEC, now(f));
-        assert_int_equal(supervisor_on_signal(&f->s, SIGTERM, now(f)), SIGTERM);
+        assert_int_equal(supervisor_on_signal(&f->s, SIGTERM, now(f)), SIGINT);
         assert_int_equal(tick(f, false, NULL, &wait_until), SUPERVISOR_ACTION_WAIT);
         assert_true(wait_until == now(f) + 2 * USEC_PER_SEC);
         clock_scripted_advance(&f->clock, 2 * USEC_PER_SEC);
