@@ -133,7 +133,16 @@ class Run:
         binaries = cluster_daemon.stage_binaries(
             self.args.build_dir, os.path.join(self.workdir, "bin"))
         binaries.build_dir = os.path.abspath(self.args.build_dir)
-        settings = {"synchronous_mode": self.args.sync}
+        # wal_keep_size: the nemesis changes the timeline about twice a
+        # minute, and each change leaves a 16 MB segment of the old
+        # timeline in every member's pg_wal for as long as it is within
+        # wal_keep_size of WAL. At this load 512 MB (the default) is 90
+        # minutes of WAL: some 180 such segments, 2.9 GB, which filled the
+        # second 2-hour run's 3 GB volumes (docs/resilience.md). 256 MB
+        # keeps the protection it was made for (a member rewound right
+        # after a failover finds its WAL) at half the cost.
+        settings = {"synchronous_mode": self.args.sync,
+                    "wal_keep_size": "256MB"}
         if self.args.kube == "real":
             # LocalCluster then uses tests/k8s/realkube.py: a namespace of
             # its own with the chart's RBAC, rotated tokens, a TCP proxy

@@ -3,7 +3,7 @@ size-limited tmpfs, as a pod's PersistentVolume is a filesystem of its
 own), so that the `disk_full` fault can fill one node's volume without
 touching the machine's disks or the other nodes:
 
-    volumes = Volumes(size_mb=3072)
+    volumes = Volumes(size_mb=4096)
     volumes.mount(node)        # before the cluster starts: node.data_dir
                                # becomes <node dir>/volume/data
     volumes.fill(node)         # a ballast file takes every free block
@@ -12,12 +12,15 @@ touching the machine's disks or the other nodes:
 
 Needs root (mount). tmpfs takes memory only for what is written.
 
-The size holds what the product's defaults keep in pg_wal on a busy
-member, as a PersistentVolume must (docs/replication.md, "The volume"):
-recycled segments up to PostgreSQL's max_wal_size (1 GB), wal_keep_size
-(512 MB) and the data. The first 2-hour run had 1 GB volumes: after 25
-minutes every member's pg_wal held 977 MB, every volume was full, and the
-run could only stop (a promotion died writing its history file)."""
+The size holds what pg_wal keeps on a member of this run, as a
+PersistentVolume must (docs/replication.md, "The volume"): recycled
+segments up to PostgreSQL's max_wal_size (1 GB), the run's wal_keep_size
+(256 MB, driver.py) and one 16 MB segment per timeline change within it
+(about two a minute here), and the data. The first 2-hour run had 1 GB
+volumes: after 25 minutes every member's pg_wal held 977 MB, every volume
+was full, and no member could promote. The second had 3 GB volumes and the
+default wal_keep_size (512 MB): 1.9 GB of pg_wal after 53 minutes, 100
+timelines' segments of it."""
 
 import os
 import subprocess
@@ -40,7 +43,7 @@ def _run(argv):
 
 
 class Volumes:
-    def __init__(self, size_mb=3072):
+    def __init__(self, size_mb=4096):
         self.size_mb = size_mb
         self.mounted = {}           # node name -> mount point
 
