@@ -205,6 +205,9 @@ class Node:
         self.want_agent = False
         self.want_supervisor = False
         self._stopped = set()       # pids held by sigstop()
+        # Variables for every process of this node only (the resilience
+        # suite's clock_step fault preloads its clock there).
+        self.extra_env = {}
 
     def __repr__(self):
         return f"Node({self.name!r}, port={self.port})"
@@ -260,6 +263,10 @@ class Node:
 
     # -- processes -----------------------------------------------------------
 
+    def env(self):
+        """The environment of this node's processes (see _child_env)."""
+        return dict(_child_env(), **self.extra_env)
+
     def _agent_argv(self, *args):
         return [self.cluster.binaries.agent, "-c", self.conf_path, *args]
 
@@ -270,7 +277,7 @@ class Node:
         reaper = self.cluster.reaper
         try:
             result = reaper.run(self._agent_argv("init"), timeout=timeout,
-                                check=False, cwd=self.dir, env=_child_env())
+                                check=False, cwd=self.dir, env=self.env())
         except subprocess.TimeoutExpired as exc:
             raise ClusterError(f"{self.name}: pglease-agent init did not "
                                f"finish within {timeout}s") from exc
@@ -302,7 +309,7 @@ class Node:
         self.want_supervisor = True
         self.supervisor_proc = self.cluster.reaper.spawn(
             self.supervisor_argv(), logfile=self.supervisor_log, cwd=self.dir,
-            env=_child_env())
+            env=self.env())
         return self.supervisor_proc
 
     def start_agent(self):
@@ -311,7 +318,7 @@ class Node:
         self.want_agent = True
         self.agent_proc = self.cluster.reaper.spawn(
             self._agent_argv(), logfile=self.agent_log_path, cwd=self.dir,
-            env=_child_env())
+            env=self.env())
         return self.agent_proc
 
     def start_pod(self, init=False):
@@ -599,7 +606,7 @@ class Node:
         CompletedProcess (text)."""
         return self.cluster.reaper.run(
             [self.cluster.binaries.agentctl, "-c", self.conf_path, *args],
-            timeout=timeout, check=check, cwd=self.dir, env=_child_env())
+            timeout=timeout, check=check, cwd=self.dir, env=self.env())
 
     def pod(self):
         return self.cluster.pods().get(self.name)

@@ -398,3 +398,18 @@ def check_reloads(faults):
                  f"{len(reloads)} reloads ("
                  + ", ".join(f"{k} {v}" for k, v in sorted(variants.items()))
                  + f"), {len(bad)} misbehaved", details)
+
+
+def check_clock_steps(faults):
+    """A node's wall clock stepped forward or back (clock_step) must not
+    make any agent fence, release, promote or rejoin: the Lease's timing
+    rests on the monotonic clock alone (docs/design.md)."""
+    steps = [f for f in faults if getattr(f, "clock", None)]
+    bad = [f for f in steps if f.clock["alarms"]]
+    details = [f"{_fault_name(f)} {f.clock['step']:+g}s: "
+               + "; ".join(f.clock["alarms"]) for f in bad]
+    ahead = sum(1 for f in steps if f.clock["step"] > 0)
+    return Check("clock steps change nothing", not bad,
+                 f"{len(steps)} clock steps ({ahead} forward, "
+                 f"{len(steps) - ahead} back), {len(bad)} set off a "
+                 "fence, release, promotion or rejoin", details)

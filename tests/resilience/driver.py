@@ -28,6 +28,7 @@ for _path in (HERE, os.path.join(SOURCE_DIR, "tests", "integration"),
 import psycopg2  # noqa: E402  pylint: disable=wrong-import-position
 
 import checker  # noqa: E402  pylint: disable=wrong-import-position
+import clocks as clocks_mod  # noqa: E402  pylint: disable=wrong-import-position
 import controlplane  # noqa: E402  pylint: disable=wrong-import-position
 import clients  # noqa: E402  pylint: disable=wrong-import-position
 import cluster as cluster_mod  # noqa: E402  pylint: disable=wrong-import-position
@@ -71,7 +72,7 @@ def parse_args(argv):
     parser.add_argument("--faults", default=None,
                         help="comma-separated subset of the faults: "
                              + ",".join(sorted(nemesis_mod.FAULTS))
-                             + ",disk_full (emulator); "
+                             + ",disk_full,clock_step (emulator); "
                              + ",".join(sorted(nemesis_mod.REAL_FAULTS))
                              + " (--kube real)")
     parser.add_argument("--keep", action="store_true",
@@ -86,10 +87,10 @@ def parse_args(argv):
         args.build_dir = os.environ.get("PGLEASE_BUILD_DIR") or \
             os.path.join(SOURCE_DIR, "build")
     if args.faults:
-        # disk_full is not in the emulator's default schedule (the seeds
-        # of earlier runs keep theirs) but may be named.
+        # disk_full and clock_step are not in the emulator's default
+        # schedule (the seeds of earlier runs keep theirs) but may be named.
         known = nemesis_mod.REAL_FAULTS if args.kube == "real" else \
-            dict(nemesis_mod.FAULTS, disk_full=1)
+            dict(nemesis_mod.FAULTS, disk_full=1, clock_step=1)
         names = [n.strip() for n in args.faults.split(",") if n.strip()]
         unknown = [n for n in names if n not in known]
         if unknown:
@@ -115,6 +116,7 @@ class Run:
         self.nemesis = None
         self.control_plane = None
         self.volumes = None
+        self.clocks = None
         self.final = {}
         self.final_rows = set()
         self.sanitizer_hits = []
@@ -161,6 +163,15 @@ class Run:
                 self.volumes = volumes_mod.Volumes()
                 for node in self.cluster.nodes:
                     self.volumes.mount(node)
+        if "clock_step" in wanted:
+            why_not = clocks_mod.Clocks.possible(self.args.build_dir)
+            if why_not:
+                self.log(f"no clocks of their own ({why_not}): "
+                         "no clock_step fault")
+            else:
+                self.clocks = clocks_mod.Clocks(self.args.build_dir)
+                for node in self.cluster.nodes:
+                    self.clocks.attach(node)
         self.log(f"starting the cluster in {self.workdir}")
         primary = self.cluster.start(timeout=180)
         if self.args.kube == "real":
@@ -182,7 +193,7 @@ class Run:
             self.cluster, rng, self.log,
             healthy_bound=self.args.healthy_bound,
             faults=self.args.faults, control_plane=self.control_plane,
-            volumes=self.volumes)
+            volumes=self.volumes, clocks=self.clocks)
         until = time.monotonic() + self.args.minutes * 60
         self.log(f"load started; faults for {self.args.minutes:g} min")
         self.nemesis.run(until)
@@ -355,6 +366,7 @@ class Run:
             checker.check_reads(writes, self.reads(), sync, faults),
             checker.check_planned(faults),
             checker.check_reloads(faults),
+            checker.check_clock_steps(faults),
         ]
         if self.control_plane is not None:
             settings = self.cluster.settings

@@ -60,6 +60,7 @@ REAL_FAULTS = dict(
     compact_etcd=1,             # etcd compaction: old watches get 410
     expire_token=1,             # a node's token stops being valid (401)
     disk_full=1,                # a node's data volume filled (volumes.py)
+    clock_step=1,               # a node's wall clock stepped (clocks.py)
 )
 
 # What the agent logs for each variant of the reload fault.
@@ -91,6 +92,7 @@ class FaultRecord:
         self.error = None
         self.planned = None         # a planned operation that did not succeed
         self.reload = None          # the reload fault: variant, logged, alarms
+        self.clock = None           # clock_step: step, held, alarms
         self.relapses = []          # (seconds after healthy, seconds to heal)
         # A fault of the whole real API (sigstop_apiserver,
         # restart_apiserver, restart_etcd): when the server was known to be
@@ -160,7 +162,8 @@ class Nemesis:
 
     def __init__(self, cluster, rng, log, healthy_bound=60.0,
                  rescue_bound=120.0, min_gap=1.0, max_gap=8.0,
-                 faults=None, control_plane=None, volumes=None):
+                 faults=None, control_plane=None, volumes=None,
+                 clocks=None):
         self.cluster = cluster
         # controlplane.ControlPlane with --kube real, else None (the
         # emulator).
@@ -174,10 +177,16 @@ class Nemesis:
         self.rescue_bound = rescue_bound
         self.min_gap = min_gap
         self.max_gap = max_gap
+        # clocks.Clocks when each node's processes read a wall clock of
+        # their own, else None: no clock_step.
+        self.clocks = clocks
         self.faults = dict(faults or (REAL_FAULTS if control_plane
                                       else FAULTS))
         if volumes is None:
             self.faults.pop("disk_full", None)
+        if clocks is None:
+            self.faults.pop("clock_step", None)
+        self.created = time.monotonic()
         self._expired = set()       # nodes whose token expire_token broke
         self.lease = cluster_mod._seconds(  # pylint: disable=protected-access
             cluster.settings["lease_duration"])
@@ -391,6 +400,8 @@ class Nemesis:
             node.sigcont()
         if self.volumes is not None:
             self.volumes.free_all()
+        if self.clocks is not None:
+            self.clocks.reset_all()
         if self.control_plane is not None:
             self._heal_control_plane()
         elif not self.cluster.emulator.running():
@@ -923,3 +934,43 @@ class Nemesis:
         finally:
             self.volumes.free(node)
             record.healed = time.monotonic()
+
+    def _fault_clock_step(self, record, primary, standbys):
+        """A node's wall clock stepped (as `date -s` or an NTP client's
+        step does) forward by up to 10 minutes or back by up to 5, for
+        1 s to 3 lease durations, then stepped back in line. The monotonic
+        clock, on which the Lease's timing rests, does not move: nobody
+        may fence, promote or lose a write for it. PostgreSQL's own
+        timeouts read the wall clock: a replication connection may be
+        dropped (wal_sender_timeout, wal_receiver_timeout) and must come
+        back. A step back stays within the age of the API's certificates
+        (made before the run): further back the node's TLS client would
+        refuse them as not yet valid, which is cut_api's fault, not this
+        one."""
+        node = self.rng.choice([primary] + standbys)
+        held = self.rng.uniform(1.0, 3 * self.lease)
+        back_room = min(300.0, time.monotonic() - self.created - 5.0)
+        if self.rng.random() < 0.5 or back_room < 1.0:
+            step = self.rng.uniform(1.0, 600.0)
+        else:
+            step = -self.rng.uniform(1.0, back_room)
+        marks = {n.name: len(n.agent_log()) for n in self.cluster.nodes}
+        self._start(record, node, "primary" if node is primary else "standby",
+                    f"{step:+.0f}s for {held:.1f}s")
+        try:
+            self.clocks.step(node, step)
+            self._hold(held)
+        finally:
+            self.clocks.step(node, 0)
+            record.healed = time.monotonic()
+        # What a step could set off (a fence at the renew deadline, a
+        # promotion once the Lease looks expired) shows within a lease
+        # duration of the step back.
+        self._hold(self.lease)
+        alarms = [f"{n.name} {e.get('event')}: {e.get('msg')}"
+                  for n in self.cluster.nodes
+                  for e in n.agent_log()[marks[n.name]:]
+                  if e.get("event") in RELOAD_ALARMS]
+        record.clock = {"step": round(step, 1), "held": round(held, 1),
+                        "alarms": alarms[:5]}
+        record.notes.extend(f"after the clock step: {a}" for a in alarms[:3])

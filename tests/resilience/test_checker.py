@@ -150,6 +150,22 @@ def test_reloads_must_be_answered_and_change_nothing_else():
     assert any("fencing failed" in d for d in check.details)
 
 
+def test_clock_steps_must_set_off_nothing():
+    quiet = fault(1, "clock_step", 0.0, 3.0)
+    quiet.clock = {"step": 412.0, "held": 2.0, "alarms": []}
+    back = fault(2, "clock_step", 10.0, 13.0)
+    back.clock = {"step": -90.0, "held": 5.0, "alarms": []}
+    fenced = fault(3, "clock_step", 20.0, 23.0)
+    fenced.clock = {"step": -30.0, "held": 1.0,
+                    "alarms": ["pg-0 fence: renew deadline passed"]}
+    other = fault(4, "kill_postmaster", 30.0, 33.0)
+    check = checker.check_clock_steps([quiet, back, other])
+    assert check.ok and "2 clock steps (1 forward, 1 back)" in check.summary
+    check = checker.check_clock_steps([quiet, back, fenced, other])
+    assert not check.ok and "1 set off" in check.summary
+    assert "-30s" in check.details[0] and "renew deadline" in check.details[0]
+
+
 def test_api_outage_bound_counts_from_the_api_return():
     """A fault of the whole API: nobody can lead until it answers again,
     so its bound counts from then; a node fault with the same times is
