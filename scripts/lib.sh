@@ -18,6 +18,7 @@ PGLEASE_PACKAGES=(
 	libcmocka-dev scdoc python3-pytest python3-yaml
 	yamllint pgpool2 spin curl iproute2 prometheus
 	clang libclang-rt-14-dev debootstrap
+	containerd runc containernetworking-plugins iptables
 )
 
 # Debian's python3 (with pytest and psycopg2) must win over a private one
