@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "pgctl.h"
 #include "proc.h"
@@ -320,6 +321,28 @@ int pgctl_has_standby_marker(const char *datadir) {
         if (isempty(datadir))
                 return -EINVAL;
         return file_exists_in(datadir, PGCTL_STANDBY_MARKER);
+}
+
+int pgctl_data_dir_fix_mode(const char *datadir, mode_t *ret_old) {
+        struct stat st;
+        mode_t mode;
+
+        if (isempty(datadir))
+                return -EINVAL;
+        if (stat(datadir, &st) < 0)
+                return errno == ENOENT ? 0 : -errno;
+        if (!S_ISDIR(st.st_mode))
+                return -ENOTDIR;
+        mode = st.st_mode & 07777;
+        if (mode == 0700 || mode == 0750)
+                return 0;
+        if (st.st_uid != geteuid())
+                return -EPERM;
+        if (chmod(datadir, 0700) < 0)
+                return -errno;
+        if (ret_old)
+                *ret_old = mode;
+        return 1;
 }
 
 static const char *const db_state_names[_PGCTL_DB_MAX] = {

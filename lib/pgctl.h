@@ -73,6 +73,15 @@ int pgctl_write_standby_marker(const char *datadir);
 int pgctl_remove_standby_marker(const char *datadir);
 int pgctl_has_standby_marker(const char *datadir);
 
+/* PostgreSQL refuses a data directory whose mode is not 0700 or 0750. A
+ * kubelet applying a pod's fsGroup to the volume (recursively, at each pod
+ * start unless fsGroupChangePolicy is OnRootMismatch) makes it 2770, as a
+ * restore with a careless umask may: set 0700 then, as the official image's
+ * entrypoint does, when the directory is ours. Returns 1 and the old mode in
+ * *ret_old when it changed the mode, 0 when it was fine (or missing: initdb
+ * or a clone makes it), -errno otherwise (-EPERM: owned by another user). */
+int pgctl_data_dir_fix_mode(const char *datadir, mode_t *ret_old);
+
 /* What pg_controldata says of a data directory. */
 enum pgctl_db_state {
         PGCTL_DB_STARTING_UP,

@@ -1012,6 +1012,23 @@ static void loop_done(struct supervisor_loop *l) {
         (void) sigprocmask(SIG_SETMASK, &l->old_mask, NULL);
 }
 
+/* Before each start: a data directory PostgreSQL would refuse for its mode
+ * (a pod's fsGroup applied by the kubelet) is made 0700, and said so. */
+static void fix_data_dir_mode(struct supervisor_loop *l) {
+        const char *data_dir = l->s.config->data_dir;
+        mode_t old = 0;
+        int r;
+
+        if (isempty(data_dir))
+                return;
+        r = pgctl_data_dir_fix_mode(data_dir, &old);
+        if (r > 0)
+                slog(&l->s, "data directory %s had mode %04o, which PostgreSQL refuses (a pod's fsGroup "
+                     "applied to the volume?): set to 0700", data_dir, (unsigned) old);
+        else if (r < 0 && r != -EPERM)
+                slog(&l->s, "cannot check the mode of the data directory %s: %s", data_dir, strerror(-r));
+}
+
 /* Acts on one decision; returns true when the loop should poll next. */
 static bool loop_act(struct supervisor_loop *l, usec_t now, usec_t *wait_until, bool *done) {
         int sig = 0, r;
@@ -1023,6 +1040,7 @@ static bool loop_act(struct supervisor_loop *l, usec_t now, usec_t *wait_until, 
                         *wait_until = now + ORPHAN_POLL_INTERVAL;
                         return true;
                 }
+                fix_data_dir_mode(l);
                 r = spawn_postgres(l, &pid);
                 if (r < 0) {
                         slog(&l->s, "cannot execute %s: %s", l->s.config->argv[0], strerror(-r));

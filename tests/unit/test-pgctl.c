@@ -305,6 +305,33 @@ static void test_standby_marker_is_written_and_removed(void **state) {
         remove_temp_dir(dir);
 }
 
+static void test_data_dir_mode_is_made_what_postgres_accepts(void **state) {
+        _cleanup_free_ char *dir = make_temp_dir(), *missing = NULL;
+        mode_t old = 0;
+        struct stat st;
+
+        /* What a kubelet's fsGroup leaves: setgid, group rwx. */
+        assert_int_equal(chmod(dir, 02770), 0);
+        assert_int_equal(pgctl_data_dir_fix_mode(dir, &old), 1);
+        assert_int_equal(old, 02770);
+        assert_int_equal(stat(dir, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0700);
+        assert_int_equal(pgctl_data_dir_fix_mode(dir, &old), 0);
+        /* 0750 is accepted by PostgreSQL (group read): left alone. */
+        assert_int_equal(chmod(dir, 0750), 0);
+        assert_int_equal(pgctl_data_dir_fix_mode(dir, NULL), 0);
+        assert_int_equal(stat(dir, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0750);
+        assert_int_equal(chmod(dir, 0777), 0);
+        assert_int_equal(pgctl_data_dir_fix_mode(dir, NULL), 1);
+        /* Missing: initdb or a clone makes it; not an error. */
+        missing = strdup_printf("%s/none", dir);
+        assert_int_equal(pgctl_data_dir_fix_mode(missing, NULL), 0);
+        assert_int_equal(pgctl_data_dir_fix_mode(NULL, NULL), -EINVAL);
+        assert_int_equal(pgctl_data_dir_fix_mode("/dev/null", NULL), -ENOTDIR);
+        remove_temp_dir(dir);
+}
+
 /* A fake backend that records what fence asked of it. */
 struct fake_backend {
         int stops;
@@ -417,6 +444,7 @@ static void test_init_validates_backend_and_paths(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_stop_modes_map_to_postmaster_signals),
+                cmocka_unit_test(test_data_dir_mode_is_made_what_postgres_accepts),
                 cmocka_unit_test(test_pidfile_of_a_ready_server_parses),
                 cmocka_unit_test(test_pidfile_while_starting_has_no_status),
                 cmocka_unit_test(test_pidfile_truncated_keeps_only_complete_lines),

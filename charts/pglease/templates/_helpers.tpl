@@ -124,6 +124,17 @@ seccompProfile:
 {{- end -}}
 
 {{/*
+The PostgreSQL pods' security context: the kubelet gives the data volume to
+the fsGroup only when its root does not have it yet, not at every pod start
+(slow on a large volume, and PGDATA left 2770, which PostgreSQL refuses).
+Only there: the client is a bare Pod, whose spec helm upgrade cannot change.
+*/}}
+{{- define "pglease.postgresPodSecurityContext" -}}
+{{ include "pglease.podSecurityContext" . }}
+fsGroupChangePolicy: OnRootMismatch
+{{- end -}}
+
+{{/*
 The StatefulSet's pod names up to postgres.maxReplicas: the Role lets the
 agents patch these pods and no others. A JSON list.
 */}}
