@@ -10,7 +10,19 @@ into the namespace `database`, its commands verbatim where they can be
   `pgpool-svc`: the kubelet runs the pre-stop hook, the Lease is handed to
   a standby, the deleted pod comes back as a standby, no acknowledged row
   is lost, and Pgpool-II routes the writes to the new primary by itself.
-  The longest write gap is printed (a figure, not a bound).
+  The longest write gap is printed (a figure, not a bound);
+- the primary's postgres and agent containers killed (SIGKILL through
+  containerd, as `crictl stop` would without its grace): the kubelet
+  restarts them at once, mostly before the Lease expires, and then the
+  restarted agent, still the holder, keeps leading once PostgreSQL is back
+  from crash recovery (docs/design.md: a restarted holder gets
+  primary_start_timeout); else a standby takes the Lease and the pod
+  rejoins as a standby. Either way writes through `pgpool-svc` resume
+  within the bound (lease duration + primary_start_timeout + the
+  kubelet's first restart); which one happened and when is printed. The
+  chart's default is asynchronous mode, so rows acknowledged just before
+  the kill may be lost: counted, not failed. Marked xfail while Pgpool-II
+  may hold writes for its 2-minute search (docs/kubernetes.md, Pgpool-II).
 
 The images come from the Docker engine (scripts/images) into the node's
 containerd (`scripts/k8s load-images`). Skipped without a real node or
@@ -119,6 +131,19 @@ helm install pg charts/pglease -n database -f charts/pglease/values-reference.ya
 """)
     try:
         wait_all_ready(env)
+        # Pgpool-II's pod is Ready before each backend takes connections,
+        # and a session fails while one does not: wait, as a user would,
+        # for three answers in a row through pgpool-svc.
+        deadline, good = time.monotonic() + 180, 0
+        while good < 3:
+            try:
+                psql(env, "SELECT 1")
+                good += 1
+            except AssertionError:
+                good = 0
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(2)
         yield env
     finally:
         sh(env, "helm uninstall pg -n database --wait --timeout 5m; "
@@ -157,63 +182,173 @@ def test_rows_through_pgpool_reach_every_standby(cluster):
 
 
 WRITER = r"""
-psql -h pgpool-svc -p 5432 -U postgres -d testdb -qAtX -c \
-  'CREATE TABLE IF NOT EXISTS w (id int PRIMARY KEY)' >/dev/null
 end=$(( $(date +%s) + SECONDS_ ))
 i=0
 while [ "$(date +%s)" -lt "$end" ]; do
   i=$((i + 1))
-  if timeout 10 psql -h pgpool-svc -p 5432 -U postgres -d testdb -qAtX \
-      -c "INSERT INTO w VALUES ($i)" >/dev/null 2>&1; then
+  if err=$(timeout 10 psql -h pgpool-svc -p 5432 -U postgres -d postgres \
+      -qAtX -c "INSERT INTO TABLE_ VALUES ($i)" 2>&1 >/dev/null); then
     echo "ok $i $(date +%s.%N)"
   else
-    echo "failed $i $(date +%s.%N)"
+    echo "failed $i $(date +%s.%N) $(echo "$err" | head -n 1)"
     sleep 0.2
   fi
 done
 """
 
 
+class Writer(threading.Thread):
+    """The writer in pg-client: a row per psql through pgpool-svc into
+    `table` for `seconds`; each outcome with the pod's wall clock."""
+
+    def __init__(self, env, table, seconds=60):
+        super().__init__()
+        self.env, self.table, self.seconds = env, table, seconds
+        self.result = None
+        self.failures = []
+
+    def start(self):
+        # The table first (the writer's rows only say ok or failed).
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                psql(self.env, f"CREATE TABLE IF NOT EXISTS {self.table} "
+                     "(id int PRIMARY KEY)")
+                break
+            except AssertionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(2)
+        super().start()
+
+    def run(self):
+        script = WRITER.replace("SECONDS_", str(self.seconds)).replace(
+            "TABLE_", self.table)
+        self.result = kubectl(self.env, "exec", "pg-client", "-n", NS, "--",
+                              "sh", "-c", script,
+                              timeout=self.seconds + 120, check=False)
+
+    def outcomes(self):
+        self.join(self.seconds + 150)
+        assert not self.is_alive()
+        lines = [line.split(None, 3) for line in
+                 self.result.stdout.splitlines()
+                 if line.startswith(("ok ", "failed "))]
+        acked = [(int(f[1]), float(f[2])) for f in lines if f[0] == "ok"]
+        assert len(acked) > 10, self.result.stdout + self.result.stderr
+        self.failures = [(float(f[2]), f[3] if len(f) > 3 else "")
+                         for f in lines if f[0] == "failed"]
+        return acked, len(self.failures)
+
+    def reasons(self):
+        """The distinct reasons of the failed writes, with their counts."""
+        counts = {}
+        for _, why in self.failures:
+            counts[why] = counts.get(why, 0) + 1
+        return "; ".join(f"{n} x {why or '(timeout)'}"
+                         for why, n in sorted(counts.items()))
+
+    def lost(self, acked):
+        rows = {int(r[0]) for r in psql(self.env,
+                                        f"SELECT id FROM {self.table}")}
+        return sorted(i for i, _ in acked if i not in rows)
+
+
+def rejoined(env, old, new):
+    """Every pod Ready, `old` (if any) a standby, every other pod
+    streaming from the primary `new`."""
+    current = wait_all_ready(env, timeout=300)
+    if old is not None:
+        old_ip = current[old]["status"]["podIP"]
+        assert psql(env, "SELECT pg_is_in_recovery()", host=old_ip) == \
+            [["t"]]
+    deadline = time.monotonic() + 60
+    want = sorted(n for n in current if n.startswith("postgres-sts-")
+                  and n != new)
+    while True:
+        streaming = psql(env, "SELECT application_name FROM "
+                         "pg_stat_replication WHERE state = 'streaming' "
+                         "ORDER BY 1")
+        if sorted(n for n, in streaming) == want or \
+                time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert sorted(n for n, in streaming) == want
+
+
 def test_deleting_the_primary_pod_hands_over_without_losing_rows(cluster):
     env = cluster
     old = lease_holder(env)
     assert old.startswith("postgres-sts-")
-    out = {}
-
-    def write():
-        out["result"] = kubectl(env, "exec", "pg-client", "-n", NS, "--",
-                                "sh", "-c", WRITER.replace("SECONDS_", "60"),
-                                timeout=180, check=False)
-
-    writer = threading.Thread(target=write)
+    writer = Writer(env, "w_delete")
     writer.start()
     time.sleep(8)
-    started = time.monotonic()
+    started, deleting = time.monotonic(), time.time()
     # Verbatim: the pre-stop hook hands the Lease over.
     sh(env, f"kubectl delete pod {old} -n database", timeout=180)
     deleted_after = time.monotonic() - started
-    writer.join(200)
-    assert not writer.is_alive()
-    lines = [line.split() for line in out["result"].stdout.splitlines()
-             if line.startswith(("ok ", "failed "))]
-    acked = [(int(i), float(t)) for what, i, t in lines if what == "ok"]
-    assert len(acked) > 10, out["result"].stdout + out["result"].stderr
+    acked, failed = writer.outcomes()
     new = lease_holder(env)
     assert new != old and new.startswith("postgres-sts-")
-    current = wait_all_ready(env, timeout=300)
-    assert ready(current[old])
-    old_ip = current[old]["status"]["podIP"]
-    assert psql(env, "SELECT pg_is_in_recovery()", host=old_ip) == [["t"]]
-    rows = {int(r[0]) for r in psql(env, "SELECT id FROM w", db="testdb")}
-    lost = sorted(i for i, _ in acked if i not in rows)
+    rejoined(env, old, new)
+    lost = writer.lost(acked)
     assert not lost, f"acknowledged rows lost: {lost[:20]}"
-    streaming = psql(env, "SELECT application_name, state FROM "
-                     "pg_stat_replication ORDER BY 1")
-    assert sorted(n for n, _ in streaming) == sorted(
-        n for n in current if n.startswith("postgres-sts-") and n != new)
     times = sorted(t for _, t in acked)
-    gap = max(b - a for a, b in zip(times, times[1:]))
-    failed = sum(1 for what, _, _ in lines if what == "failed")
+    assert times[-1] > deleting + deleted_after, \
+        "no write acknowledged through pgpool-svc after the delete: " + \
+        writer.reasons()
+    before = max([t for t in times if t <= deleting] or [deleting])
+    later = [t for t in times if t > before]
+    gap = max(b - a for a, b in zip([before] + later, later))
     print(f"\nwalkthrough: {old} deleted in {deleted_after:.1f}s, primary "
           f"now {new}; {len(acked)} writes acknowledged through pgpool-svc, "
-          f"{failed} failed, 0 lost; longest write gap {gap:.2f}s")
+          f"{failed} failed ({writer.reasons()}), 0 lost; longest time "
+          f"without an acknowledged write from the delete {gap:.2f}s")
+
+
+@pytest.mark.xfail(reason="open (issue 20, docs/kubernetes.md, Pgpool-II): "
+                   "Pgpool-II may detach the restarted primary and then "
+                   "searches the standbys for 2 minutes before anything "
+                   "attaches it again", strict=False)
+def test_killed_primary_containers_fail_over(cluster):
+    env = cluster
+    old = lease_holder(env)
+    pod = pods(env)[old]
+    ids = {c["name"]: c["containerID"].split("://", 1)[1]
+           for c in pod["status"]["containerStatuses"]}
+    writer = Writer(env, "w_kill", seconds=75)
+    writer.start()
+    time.sleep(8)
+    killed = time.time()
+    for name in ("agent", "postgres"):
+        subprocess.run(["ctr", "--address", env["PGLEASE_K8S_CONTAINERD"],
+                        "--namespace", "k8s.io", "tasks", "kill", "--signal",
+                        "SIGKILL", ids[name]], capture_output=True, text=True,
+                       timeout=60, check=True)
+    acked, failed = writer.outcomes()
+    new = lease_holder(env)
+    times = sorted(t for _, t in acked)
+    assert times[-1] > killed, "no write acknowledged after the kill"
+    # The outage: the longest time without an acknowledged write from the
+    # last one before the kill.
+    start = max([t for t in times if t <= killed] or [killed])
+    later = [t for t in times if t > start]
+    outage = max(b - a for a, b in zip([start] + later, later))
+    # lease_duration 10 s + primary_start_timeout 10 s (the chart's) and
+    # the kubelet's restart and Pgpool-II's health check on two busy cores.
+    assert outage < 45, f"no acknowledged write for {outage:.1f}s"
+    if new == old:
+        rejoined(env, None, new)
+    else:
+        rejoined(env, old, new)
+    restarts = {c["name"]: c["restartCount"] for c in
+                pods(env)[old]["status"]["containerStatuses"]}
+    assert restarts["agent"] >= 1 and restarts["postgres"] >= 1, restarts
+    lost = writer.lost(acked)
+    print(f"\ncontainers of {old} killed (restarted by the kubelet: "
+          f"{restarts}): the Lease is {new}'s"
+          + (" (the restarted agent kept it)" if new == old else "")
+          + f"; longest time without an acknowledged write through "
+          f"pgpool-svc {outage:.1f}s; {len(acked)} "
+          f"acknowledged, {failed} failed ({writer.reasons()}), {len(lost)} "
+          "lost (asynchronous mode)")
