@@ -141,12 +141,16 @@ def test_services_resolve_and_route(node, namespace):
     realkube.wait_for(
         lambda: dns_query(node, f"svc.{namespace}.svc.cluster.local")
         == cluster_ip, 30, "the Service's name in CoreDNS", interval=0.5)
-    # kube-proxy's rule for the ClusterIP, in the node's namespace.
-    rules = subprocess.run(
-        ["nsenter", f"--net=/run/netns/{node['PGLEASE_K8S_NETNS']}",
-         "iptables", "-t", "nat", "-S", "KUBE-SERVICES"],
-        capture_output=True, text=True, timeout=30, check=True).stdout
-    assert f"-d {cluster_ip}/32" in rules and f"{namespace}/svc" in rules
+    # kube-proxy's rule for the ClusterIP, in the node's namespace: written
+    # at its next sync, which may come after CoreDNS answers.
+    def rule():
+        rules = subprocess.run(
+            ["nsenter", f"--net=/run/netns/{node['PGLEASE_K8S_NETNS']}",
+             "iptables", "-t", "nat", "-S", "KUBE-SERVICES"],
+            capture_output=True, text=True, timeout=30, check=True).stdout
+        return f"-d {cluster_ip}/32" in rules and f"{namespace}/svc" in rules
+    realkube.wait_for(rule, 30, "kube-proxy's rule for the ClusterIP",
+                      interval=0.5)
 
 
 def test_a_claim_binds_to_a_local_volume_that_outlives_its_pod(node,
