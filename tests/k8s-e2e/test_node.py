@@ -41,12 +41,16 @@ def node():
     return env
 
 
+_admins = {}
+
+
 def kubectl(env, *args, stdin=None, check=True, timeout=60):
-    result = subprocess.run(
-        [os.path.join(env["PGLEASE_K8S_BIN"], "kubectl"),
-         "--kubeconfig", env["KUBECONFIG"], "--request-timeout=30s", *args],
-        input=stdin, capture_output=True, text=True, timeout=timeout,
-        check=False)
+    """kubectl as the control plane's admin (realkube.Admin), failing on a
+    non-zero exit unless check=False."""
+    admin = _admins.get(env["KUBECONFIG"])
+    if admin is None:
+        admin = _admins[env["KUBECONFIG"]] = realkube.Admin(env)
+    result = admin.kubectl(*args, stdin=stdin, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"kubectl {' '.join(args)}: exit "
                              f"{result.returncode}: {result.stderr.strip()}")
@@ -100,14 +104,9 @@ r, _ = s.recvfrom(512)
 count, rcode = struct.unpack(">H", r[6:8])[0], r[3] & 15
 print(f"{rcode} " + (".".join(str(b) for b in r[-4:]) if count else "-"))
 """
-    kubelet_conf = os.path.join(env["PGLEASE_K8S_STATE"], "node",
-                                "kubelet.yaml")
-    with open(kubelet_conf, encoding="utf-8") as handle:
-        server = next(line.split("[", 1)[1].split("]", 1)[0]
-                      for line in handle if line.startswith("clusterDNS:"))
     result = subprocess.run(
         ["nsenter", f"--net=/run/netns/{env['PGLEASE_K8S_NETNS']}",
-         sys.executable, "-c", script, name, server],
+         sys.executable, "-c", script, name, env["PGLEASE_K8S_CLUSTER_DNS"]],
         capture_output=True, text=True, timeout=30, check=True)
     rcode, address = result.stdout.split()
     return None if rcode != "0" or address == "-" else address
