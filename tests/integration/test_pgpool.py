@@ -478,3 +478,49 @@ def test_pgpool_checks_the_backends_as_a_non_default_superuser(
         assert all(n["status"] == "up" for n in nodes), pgpool.describe()
         time.sleep(0.5)
     pgpool.stop()
+
+
+def test_pgpool_session_needs_the_database_on_every_backend(
+        cluster_factory, workdir, reaper):
+    """Pgpool-II opens a connection to every attached backend for each
+    session, so a session on a database that a standby has not replayed
+    yet fails ("kind does not match between main ... slot[N]"): right after
+    CREATE DATABASE in asynchronous mode, for as long as the standby lags.
+    docs/kubernetes.md tells users; the k8s-e2e walkthrough waits for the
+    standbys' replay. This pins the behaviour (replay paused on one standby)
+    and that the session works once the standby has replayed."""
+    local = cluster_factory()
+    primary = local.wait_healthy(60)
+    pgpool = Pgpool(os.path.join(workdir, "pgpool"), local, reaper).start()
+
+    def all_up():
+        nodes = pgpool.try_pool_nodes() or []
+        return len(nodes) == len(local.nodes) and all(
+            n["status"] == "up" for n in nodes) and \
+            (_node_state(pgpool, primary.port) or {}).get("role") == "primary"
+
+    _wait(all_up, 30, "pgpool up with every backend, the primary known",
+          pgpool)
+    lagging = next(n for n in local if n is not primary)
+    lagging.sql("SELECT pg_wal_replay_pause()")
+
+    def session_on_lagdb():
+        conn = psycopg2.connect(host="127.0.0.1", port=pgpool.port,
+                                user=pgpool.superuser,
+                                password=pgpool.password, dbname="lagdb",
+                                connect_timeout=5)
+        conn.close()
+
+    try:
+        pgpool.sql("CREATE DATABASE lagdb")
+        with pytest.raises(psycopg2.OperationalError,
+                           match="kind does not match"):
+            session_on_lagdb()
+    finally:
+        lagging.sql("SELECT pg_wal_replay_resume()")
+    _wait(lambda: lagging.sql("SELECT count(*) FROM pg_database "
+                              "WHERE datname = 'lagdb'") == [(1,)], 30,
+          f"{lagging.name} to replay CREATE DATABASE", pgpool)
+    session_on_lagdb()
+    pgpool.check_alive()
+    pgpool.stop()

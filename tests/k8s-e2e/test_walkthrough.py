@@ -160,13 +160,24 @@ def test_rows_through_pgpool_reach_every_standby(cluster):
                   'base64 --decode); echo "$PASSWORD"').stdout.strip()
     assert len(password) == 40
     psql(env, "CREATE DATABASE testdb")
-    psql(env, "CREATE TABLE t (id int PRIMARY KEY, v text); "
-         "INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'c')", db="testdb")
     holder = lease_holder(env)
     current = pods(env)
-    for name in (n for n in current if n.startswith("postgres-sts-")
-                 and n != holder):
-        ip = current[name]["status"]["podIP"]
+    standbys = {n: p["status"]["podIP"] for n, p in current.items()
+                if n.startswith("postgres-sts-") and n != holder}
+    # Pgpool-II opens every attached backend for a session: one on testdb
+    # fails until each standby has replayed CREATE DATABASE (asynchronous
+    # mode; docs/kubernetes.md, Pgpool-II). A user typing the next command
+    # never sees it; the test waits for it, by pod IP.
+    for name, ip in standbys.items():
+        deadline = time.monotonic() + 30
+        while psql(env, "SELECT count(*) FROM pg_database WHERE datname = "
+                   "'testdb'", host=ip) != [["1"]]:
+            assert time.monotonic() < deadline, \
+                f"{name} ({ip}) has not replayed CREATE DATABASE testdb"
+            time.sleep(0.2)
+    psql(env, "CREATE TABLE t (id int PRIMARY KEY, v text); "
+         "INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'c')", db="testdb")
+    for name, ip in standbys.items():
         deadline = time.monotonic() + 30
         while True:
             rows = psql(env, "SELECT count(*) FROM t", host=ip, db="testdb")
