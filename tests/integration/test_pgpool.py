@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import time
 
 import psycopg2
@@ -260,6 +261,23 @@ class Pgpool:
                 return [dict(zip(names, row)) for row in cur.fetchall()]
         finally:
             conn.close()
+
+    def pcp_nodes(self):
+        """Each node's status as Pgpool-II has it ("up", "waiting",
+        "down"), by port, over PCP as pgpool-follow.sh asks: answered while
+        Pgpool-II searches for a primary, when SHOW pool_nodes is not.
+        None when PCP does not answer."""
+        result = subprocess.run(
+            ["pcp_node_info", "-h", self.run_dir, "-p", str(self.pcp_port),
+             "-U", "pcpadmin", "-w", "-a"], capture_output=True, text=True,
+            timeout=10, check=False,
+            env=dict(os.environ, PCPPASSFILE=os.path.join(self.run_dir,
+                                                          "pcppass")))
+        if result.returncode != 0:
+            return None
+        return {int(f[1]): f[4] for f in
+                (line.split() for line in result.stdout.splitlines())
+                if len(f) > 4}
 
     def try_pool_nodes(self):
         try:
@@ -524,3 +542,110 @@ def test_pgpool_session_needs_the_database_on_every_backend(
     session_on_lagdb()
     pgpool.check_alive()
     pgpool.stop()
+
+
+def test_pgpool_follows_a_restarted_primary_that_kept_its_lease(
+        cluster_factory, workdir, reaper):
+    """A primary whose containers are killed is restarted by the kubelet
+    before its Lease runs out, and its restarted agent, still the holder,
+    leads again (docs/design.md: primary_start_timeout). Pgpool-II's health
+    check saw it down meanwhile and detached it, then looked among the
+    attached standbys for a primary that is not there. Writes through
+    Pgpool-II must resume once the server is back: within the health
+    check, the search and pgpool-follow's interval, not after minutes
+    (found on the real kubelet: 2 minutes with search_primary_node_timeout
+    = 2min)."""
+    local = cluster_factory(settings={
+        "lease_duration": "30s", "renew_deadline": "20s",
+        "retry_period": "2s", "primary_start_timeout": "30s"})
+    primary = local.wait_healthy(60)
+    pgpool = Pgpool(os.path.join(workdir, "pgpool"), local, reaper).start()
+    settings = pgpool.settings
+
+    def all_up():
+        nodes = pgpool.try_pool_nodes() or []
+        return len(nodes) == len(local.nodes) and all(
+            n["status"] == "up" for n in nodes) and \
+            (_node_state(pgpool, primary.port) or {}).get("role") == "primary"
+
+    _wait(all_up, 30, "pgpool up with every backend, the primary known",
+          pgpool)
+    pgpool.sql("CREATE TABLE pgpool_it (id serial PRIMARY KEY, v text)")
+    primary.kill_pod()
+    detection = (seconds(settings["health_check_period"])
+                 + seconds(settings["health_check_max_retries"])
+                 * (seconds(settings["health_check_retry_delay"])
+                    + seconds(settings["connect_timeout"]) / 1000) + 5)
+    _wait(lambda: (pgpool.pcp_nodes() or {}).get(primary.port) == "down",
+          detection, f"pgpool to detach {primary.name}", pgpool)
+    restarted_at = time.monotonic()
+    primary.start_pod()
+
+    def write_resumed():
+        try:
+            return _write_through(pgpool, "after")
+        except psycopg2.Error:
+            return None
+
+    # The agent's start and crash recovery, then one search (the
+    # promotion of nobody) and pgpool-follow's attach.
+    budget = (seconds(settings["search_primary_node_timeout"])
+              + 3 * int(FOLLOW_INTERVAL) + 15)
+    port = _wait(write_resumed, budget,
+                 "a write through pgpool after the primary's restart", pgpool)
+    resumed = time.monotonic() - restarted_at
+    assert port == primary.port, \
+        f"the write went to {port}, not the restarted holder {primary.port}"
+    assert local.wait_primary(5).name == primary.name
+    pgpool.check_alive()
+    pgpool.stop()
+    print(f"\npgpool: writes resumed {resumed:.1f}s after the restart "
+          f"(budget {budget:.0f}s)")
+
+
+def test_pgpool_started_before_its_backends(cluster_factory, workdir,
+                                            reaper):
+    """Pgpool-II's Deployment often starts before the StatefulSet's pods
+    answer (helm install, a node restart): Pgpool-II finds no primary
+    within search_primary_node_timeout and goes on without one. Once the
+    cluster is up, writes through it must work (pgpool-follow names the
+    primary, auto_failback attaches the standbys), within the follower's
+    interval and the checks' periods."""
+    local = cluster_factory(start=False)
+    pgpool = Pgpool(os.path.join(workdir, "pgpool"), local, reaper).start()
+    settings = pgpool.settings
+    # Longer than the search: Pgpool-II has given up looking.
+    deadline = time.monotonic() + \
+        seconds(settings["search_primary_node_timeout"]) + 2
+    while time.monotonic() < deadline:
+        pgpool.check_alive()
+        time.sleep(0.5)
+    local.start(timeout=120)
+    primary = local.wait_healthy(60)
+    started_at = time.monotonic()
+
+    def ready():
+        try:
+            pgpool.sql("CREATE TABLE IF NOT EXISTS pgpool_it "
+                       "(id serial PRIMARY KEY, v text)")
+            return _write_through(pgpool, "x")
+        except psycopg2.Error:
+            return None
+
+    budget = (seconds(settings["health_check_period"])
+              + seconds(settings["sr_check_period"])
+              + seconds(settings["auto_failback_interval"])
+              + 3 * int(FOLLOW_INTERVAL) + 15)
+    port = _wait(ready, budget, "a write through pgpool after the cluster "
+                 "came up", pgpool)
+    assert port == primary.port
+
+    def all_up():
+        nodes = pgpool.try_pool_nodes() or []
+        return len(nodes) == len(local.nodes) and all(
+            n["status"] == "up" for n in nodes)
+
+    _wait(all_up, budget, "every backend attached", pgpool)
+    pgpool.stop()
+    print(f"\npgpool: writable {time.monotonic() - started_at:.1f}s after "
+          f"the cluster was healthy (budget {budget:.0f}s)")

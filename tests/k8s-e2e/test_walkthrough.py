@@ -21,8 +21,9 @@ into the namespace `database`, its commands verbatim where they can be
   within the bound (lease duration + primary_start_timeout + the
   kubelet's first restart); which one happened and when is printed. The
   chart's default is asynchronous mode, so rows acknowledged just before
-  the kill may be lost: counted, not failed. Marked xfail while Pgpool-II
-  may hold writes for its 2-minute search (docs/kubernetes.md, Pgpool-II).
+  the kill may be lost: counted, not failed. (Pgpool-II may have detached
+  the restarted primary: pgpool-follow attaches it after Pgpool-II's 5 s
+  search; docs/kubernetes.md, Pgpool-II.)
 
 The images come from the Docker engine (scripts/images) into the node's
 containerd (`scripts/k8s load-images`). Skipped without a real node or
@@ -317,10 +318,6 @@ def test_deleting_the_primary_pod_hands_over_without_losing_rows(cluster):
           f"without an acknowledged write from the delete {gap:.2f}s")
 
 
-@pytest.mark.xfail(reason="open (issue 20, docs/kubernetes.md, Pgpool-II): "
-                   "Pgpool-II may detach the restarted primary and then "
-                   "searches the standbys for 2 minutes before anything "
-                   "attaches it again", strict=False)
 def test_killed_primary_containers_fail_over(cluster):
     env = cluster
     old = lease_holder(env)
