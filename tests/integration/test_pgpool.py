@@ -308,6 +308,18 @@ def _wait(predicate, timeout, what, pgpool):
         describe=pgpool.describe, interval=0.2)
 
 
+def _wait_all_up(pgpool, timeout, what, primary=None):
+    """Wait until Pgpool-II has every backend of its cluster up and, with
+    `primary`, names that node the primary."""
+    def all_up():
+        nodes = pgpool.try_pool_nodes() or []
+        return len(nodes) == len(pgpool.cluster.nodes) and all(
+            n["status"] == "up" for n in nodes) and (
+                primary is None or (_node_state(pgpool, primary.port)
+                                    or {}).get("role") == "primary")
+    _wait(all_up, timeout, what, pgpool)
+
+
 def _rows(pgpool):
     """The values in pgpool_it, read through Pgpool-II (load-balanced)."""
     return sorted(v for (v,) in pgpool.sql("SELECT v FROM pgpool_it"))
@@ -449,14 +461,9 @@ def test_pgpool_follows_a_switchover(cluster_factory, workdir, reaper):
           f"a write through pgpool to land on {target.name}", pgpool)
     local.wait_healthy(60)
 
-    def all_up():
-        nodes = pgpool.try_pool_nodes() or []
-        return len(nodes) == len(local.nodes) and \
-            all(n["status"] == "up" for n in nodes)
-
-    _wait(all_up, seconds(settings["sr_check_period"])
-          + seconds(settings["health_check_period"]) + 15,
-          "every backend attached after the switchover", pgpool)
+    _wait_all_up(pgpool, seconds(settings["sr_check_period"])
+                 + seconds(settings["health_check_period"]) + 15,
+                 "every backend attached after the switchover")
     pgpool.stop()
 
 
@@ -511,14 +518,8 @@ def test_pgpool_session_needs_the_database_on_every_backend(
     primary = local.wait_healthy(60)
     pgpool = Pgpool(os.path.join(workdir, "pgpool"), local, reaper).start()
 
-    def all_up():
-        nodes = pgpool.try_pool_nodes() or []
-        return len(nodes) == len(local.nodes) and all(
-            n["status"] == "up" for n in nodes) and \
-            (_node_state(pgpool, primary.port) or {}).get("role") == "primary"
-
-    _wait(all_up, 30, "pgpool up with every backend, the primary known",
-          pgpool)
+    _wait_all_up(pgpool, 30, "pgpool up with every backend, the primary "
+                 "known", primary)
     lagging = next(n for n in local if n is not primary)
     lagging.sql("SELECT pg_wal_replay_pause()")
 
@@ -562,14 +563,8 @@ def test_pgpool_follows_a_restarted_primary_that_kept_its_lease(
     pgpool = Pgpool(os.path.join(workdir, "pgpool"), local, reaper).start()
     settings = pgpool.settings
 
-    def all_up():
-        nodes = pgpool.try_pool_nodes() or []
-        return len(nodes) == len(local.nodes) and all(
-            n["status"] == "up" for n in nodes) and \
-            (_node_state(pgpool, primary.port) or {}).get("role") == "primary"
-
-    _wait(all_up, 30, "pgpool up with every backend, the primary known",
-          pgpool)
+    _wait_all_up(pgpool, 30, "pgpool up with every backend, the primary "
+                 "known", primary)
     pgpool.sql("CREATE TABLE pgpool_it (id serial PRIMARY KEY, v text)")
     primary.kill_pod()
     detection = (seconds(settings["health_check_period"])
@@ -640,12 +635,7 @@ def test_pgpool_started_before_its_backends(cluster_factory, workdir,
                  "came up", pgpool)
     assert port == primary.port
 
-    def all_up():
-        nodes = pgpool.try_pool_nodes() or []
-        return len(nodes) == len(local.nodes) and all(
-            n["status"] == "up" for n in nodes)
-
-    _wait(all_up, budget, "every backend attached", pgpool)
+    _wait_all_up(pgpool, budget, "every backend attached")
     pgpool.stop()
     print(f"\npgpool: writable {time.monotonic() - started_at:.1f}s after "
           f"the cluster was healthy (budget {budget:.0f}s)")
