@@ -29,6 +29,7 @@ struct agent {
         struct http_server *http;   /* the HTTP API (http-server.c); NULL when off */
         struct failsafe_client *failsafe; /* POST /failsafe to the members (failsafe-client.c); NULL when off */
         struct failsafe_responder *failsafe_responder; /* answers them (failsafe-responder.c); NULL when off */
+        struct rollout_worker *rollout; /* the leader's rolling updates (rollout-worker.h); NULL when off */
 
         sd_event *event;
         sd_event_source *tick_source;

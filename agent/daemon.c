@@ -16,6 +16,7 @@
 #include "http-server.h"
 #include "lease-watch.h"
 #include "pglease-build.h"
+#include "rollout-worker.h"
 #include "util.h"
 
 void agent_log(const struct agent *a, enum log_level level, const char *event, const char *fmt, ...) {
@@ -330,6 +331,46 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
         }
 }
 
+/* The rolling-update worker, when the configuration names the StatefulSet:
+ * a thread with its own API client (rollout-worker.h). */
+static int rollout_attach(struct agent *a, char **reterr_msg) {
+        struct dcs_kube_options o;
+
+        if (a->election_only || isempty(a->config.statefulset))
+                return 0;
+        node_dcs_kube_options(&a->node, &o);
+        return rollout_worker_new(&(struct rollout_worker_options) {
+                                          .clock = a->clock,
+                                          .log = &a->log,
+                                          .kube = &o,
+                                          .statefulset = a->config.statefulset,
+                                  }, &a->rollout, reterr_msg);
+}
+
+/* Each tick, after act: the worker acts only for a primary holding the
+ * lease in good standing, not while paused, a switchover is asked for or
+ * a hand-over is under way (its own pod's pre-stop included). */
+static void rollout_tick(struct agent *a, const struct observation *o) {
+        const char *hold = NULL;
+
+        if (!a->rollout)
+                return;
+        if (o->paused)
+                hold = "the cluster is paused (agentctl resume)";
+        else if (!isempty(o->switchover))
+                hold = "a switchover is pending";
+        else if (!isempty(o->handover) || !isempty(o->successor))
+                hold = "a hand-over is under way";
+        rollout_worker_feed(a->rollout, &(struct rollout_worker_feed) {
+                .enabled = a->config.rolling_update,
+                .leading = o->lease_leader && !o->lease_lost && a->state.kind == AGENT_PRIMARY && !a->state.demote_requested,
+                .hold = hold,
+                .interval = a->config.rolling_update_interval,
+                .api_timeout = a->config.api_timeout,
+                .fresh_for = a->config.renew_deadline,
+        });
+}
+
 /* A clean stop as the leader: stop PostgreSQL first (so that it cannot
  * stay a primary without an agent), then hand the lease over. */
 static void agent_shutdown(struct agent *a) {
@@ -443,6 +484,11 @@ int agent_run(struct agent *a) {
                 if (r < 0)
                         agent_log(a, LOG_LEVEL_ERROR, "failsafe", "failsafe mode cannot ask the members (the primary fences when the API server is unreachable): %s",
                                   err ? err : strerror(-r));
+                err = mfree(err);
+                r = rollout_attach(a, &err);
+                if (r < 0)
+                        agent_log(a, LOG_LEVEL_ERROR, "rollout", "no rolling updates of StatefulSet %s (its pods stay at their revision until deleted): %s",
+                                  a->config.statefulset, err ? err : strerror(-r));
         }
 
         agent_log(a, LOG_LEVEL_INFO, "start", "pglease-agent %s starting: cluster %s, retry_period %" PRIu64 "ms",
@@ -451,6 +497,8 @@ int agent_run(struct agent *a) {
 
         r = sd_event_loop(a->event);
         status = r < 0 ? EXIT_FAIL : r;
+        /* First: no pod deletion may start once the agent stops. */
+        a->rollout = rollout_worker_free(a->rollout);
         agent_shutdown(a);
         watch_detach(a);
         failsafe_client_detach(a);
@@ -502,6 +550,7 @@ void agent_tick(struct agent *a, usec_t now, usec_t late) {
                 (void) act(&a->node, &a->log, &a->state, &o, &l, &redecide);
                 if (!redecide || round == TICK_ROUNDS - 1) {
                         failsafe_client_tick(a, action_list_has(&l, ACTION_FAILSAFE_ASK));
+                        rollout_tick(a, &o);
                         control_handlers_observed(a, &o);
                         http_server_observed(a, &o);
                         if (!redecide)

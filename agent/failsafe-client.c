@@ -7,7 +7,6 @@
 #include <curl/curl.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -470,7 +469,6 @@ static void client_free(struct failsafe_client *c) {
 int failsafe_client_attach(struct agent *a, char **reterr_msg) {
         const char *token = failsafe_responder_token(a);
         struct failsafe_client *c;
-        sigset_t all, old;
         int r;
 
         if (!a->config.failsafe_mode || !a->have_node)
@@ -491,17 +489,12 @@ int failsafe_client_attach(struct agent *a, char **reterr_msg) {
                 client_free(c);
                 return -ENOMEM;
         }
-        /* Process signals are the loop's (signalfd). */
-        sigfillset(&all);
-        (void) pthread_sigmask(SIG_BLOCK, &all, &old);
-        r = pthread_create(&c->thread, NULL, client_main, c);
-        (void) pthread_sigmask(SIG_SETMASK, &old, NULL);
-        if (r != 0) {
+        r = thread_start(&c->thread, client_main, c, "pglease-failsafe");
+        if (r < 0) {
                 client_free(c);
-                return set_error_msg(reterr_msg, "cannot start its thread: %s", strerror(r)), -r;
+                return set_error_msg(reterr_msg, "cannot start its thread: %s", strerror(-r)), r;
         }
         c->have_thread = true;
-        (void) pthread_setname_np(c->thread, "pglease-failsafe");
         a->failsafe = c;
         return 0;
 }

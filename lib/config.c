@@ -52,6 +52,12 @@ static const struct config_key keys[] = {
             "Followers watch the leader Lease instead of reading it every retry_period; no: read it every tick."),
         KEY(member_watch, CONFIG_BOOL, "yes", 0, 0, false,
             "Watch the member Pods instead of listing them every status_interval; no: list them."),
+        KEY(statefulset, CONFIG_STRING, "", 0, 0, false,
+            "The StatefulSet of the cluster's pods; with it the leader carries out its OnDelete rolling updates (rolling_update). Empty: no rolling updates by the agents."),
+        KEY(rolling_update, CONFIG_BOOL, "yes", 0, 0, true,
+            "The leader rolls an OnDelete StatefulSet's pods to their new revision: standbys one at a time, highest ordinal first, when every pod is Ready, its own pod last (needs statefulset)."),
+        KEY(rolling_update_interval, CONFIG_DURATION, "5s", SEC(1), SEC(600), true,
+            "Interval between two looks of the leader at the StatefulSet and its pods during rolling updates."),
         KEY(data_dir, CONFIG_PATH, "/var/lib/postgresql/data", 0, 0, false,
             "The PostgreSQL data directory (PGDATA)."),
         KEY(pg_bindir, CONFIG_PATH, "", 0, 0, false,
@@ -656,6 +662,9 @@ static int validate_names(const struct config *c, char **reterr_msg) {
                                    "must be a DNS label (a-z, 0-9, '-', at most 63 characters)", reterr_msg);
         if (!isempty(c->namespace_) && !valid_dns_label(c->namespace_, 63))
                 return key_invalid(c, "namespace", c->namespace_, "must be a DNS label", reterr_msg);
+        if (!isempty(c->statefulset) && !valid_dns_label(c->statefulset, 63))
+                return key_invalid(c, "statefulset", c->statefulset, "must be a DNS label (a-z, 0-9, '-', at most 63 characters)",
+                                   reterr_msg);
         for (size_t i = 0; i < ELEMENTSOF(roles); i++) {
                 const char *v = *FIELD(c, config_key_find(roles[i], NULL), char *);
 

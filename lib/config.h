@@ -46,6 +46,10 @@ struct config {
         usec_t status_interval;
         bool lease_watch;
         bool member_watch;
+        /* rolling updates of an OnDelete StatefulSet (docs/kubernetes.md) */
+        char *statefulset;
+        bool rolling_update;
+        usec_t rolling_update_interval;
         /* local PostgreSQL */
         char *data_dir;
         char *pg_bindir;

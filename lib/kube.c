@@ -1,5 +1,6 @@
 /* kube.c: a small Kubernetes API client over libcurl and cJSON: in-cluster
- * and kubeconfig auth, Lease, Pod and Event calls, bounded retries. */
+ * and kubeconfig auth, Lease, Pod, StatefulSet and Event calls, bounded
+ * retries. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -409,6 +410,7 @@ static int object_path(const char *group_prefix, const char *ns, const char *res
 
 #define LEASE_API "/apis/coordination.k8s.io/v1"
 #define CORE_API "/api/v1"
+#define APPS_API "/apis/apps/v1"
 
 int kube_lease_get(struct kube *k, const char *ns, const char *name, usec_t deadline,
                    cJSON **ret, char **reterr_msg) {
@@ -554,6 +556,39 @@ int kube_pod_merge_patch(struct kube *k, const char *ns, const char *name, const
         if (r < 0)
                 return r;
         return kube_request(k, "PATCH", path, "application/merge-patch+json", patch, deadline, ret, reterr_msg);
+}
+
+int kube_pod_delete(struct kube *k, const char *ns, const char *name, const char *uid, usec_t deadline,
+                    char **reterr_msg) {
+        _cleanup_(cjson_deletep) cJSON *options = NULL;
+        _cleanup_free_ char *path = NULL;
+        cJSON *pre;
+        int r;
+
+        if (isempty(uid)) {
+                (void) set_error_msg(reterr_msg, "refusing to delete pod %s without its uid", strempty(name));
+                return -EINVAL;
+        }
+        r = object_path(CORE_API, ns, "pods", name, &path, reterr_msg);
+        if (r < 0)
+                return r;
+        options = cJSON_CreateObject();
+        if (!options || !cJSON_AddStringToObject(options, "apiVersion", "v1") ||
+            !cJSON_AddStringToObject(options, "kind", "DeleteOptions") ||
+            !(pre = cJSON_AddObjectToObject(options, "preconditions")) || !cJSON_AddStringToObject(pre, "uid", uid))
+                return -ENOMEM;
+        return kube_request(k, "DELETE", path, "application/json", options, deadline, NULL, reterr_msg);
+}
+
+int kube_statefulset_get(struct kube *k, const char *ns, const char *name, usec_t deadline,
+                         cJSON **ret, char **reterr_msg) {
+        _cleanup_free_ char *path = NULL;
+        int r;
+
+        r = object_path(APPS_API, ns, "statefulsets", name, &path, reterr_msg);
+        if (r < 0)
+                return r;
+        return kube_request(k, "GET", path, NULL, NULL, deadline, ret, reterr_msg);
 }
 
 /* metav1.Time: RFC 3339 with whole seconds. */

@@ -1,5 +1,6 @@
 /* kube.h: a small Kubernetes API client over libcurl and cJSON: in-cluster
- * and kubeconfig auth, Lease, Pod and Event calls, bounded retries. */
+ * and kubeconfig auth, Lease, Pod, StatefulSet and Event calls, bounded
+ * retries. */
 #ifndef PGLEASE_KUBE_H
 #define PGLEASE_KUBE_H
 
@@ -12,7 +13,7 @@
 #include "macro.h"
 
 struct kube_http_request {
-        const char *method;          /* "GET", "POST", "PUT", "PATCH" */
+        const char *method;          /* "GET", "POST", "PUT", "PATCH", "DELETE" */
         const char *url;             /* server + path */
         const char *path;            /* path and query alone, for fakes and messages */
         const char *content_type;    /* NULL when there is no body */
@@ -127,6 +128,15 @@ int kube_pod_list(struct kube *k, const char *ns, const char *label_selector, us
 int kube_pod_list_path(const char *ns, const char *label_selector, char **ret, char **reterr_msg);
 int kube_pod_merge_patch(struct kube *k, const char *ns, const char *name, const cJSON *patch,
                          usec_t deadline, cJSON **ret, char **reterr_msg);
+/* Deletes the pod (gracefully: its pre-stop hooks run) only if it is still
+ * the object uid (DeleteOptions preconditions.uid): a pod recreated under
+ * the same name since the caller looked answers -ESTALE (409). */
+int kube_pod_delete(struct kube *k, const char *ns, const char *name, const char *uid, usec_t deadline,
+                    char **reterr_msg);
+
+/* apps/v1 StatefulSet. */
+int kube_statefulset_get(struct kube *k, const char *ns, const char *name, usec_t deadline,
+                         cJSON **ret, char **reterr_msg);
 
 /* core/v1 Event about a Pod, source.component "pglease-agent", a unique name. */
 struct kube_event {

@@ -4,7 +4,6 @@
  * renew deadline, whatever the agent's loop is waiting for. */
 #include <inttypes.h>
 #include <pthread.h>
-#include <signal.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -322,20 +321,10 @@ int renewer_new(const struct renewer_options *o, struct election *e, struct rene
         pthread_condattr_destroy(&attr);
         pthread_cond_init(&r->done, NULL);
         if (!o->no_thread) {
-                sigset_t all, old;
-
-                /* Process signals are the loop's (signalfd): a thread born
-                 * with them unblocked would take SIGTERM's default action,
-                 * whenever it was created before the loop blocked them. */
-                sigfillset(&all);
-                (void) pthread_sigmask(SIG_BLOCK, &all, &old);
-                k = pthread_create(&r->thread, NULL, renewer_main, r);
-                (void) pthread_sigmask(SIG_SETMASK, &old, NULL);
-                if (k != 0)
-                        return -k;
+                k = thread_start(&r->thread, renewer_main, r, "pglease-renew");
+                if (k < 0)
+                        return k;
                 r->have_thread = true;
-                /* Named, so that ps -L and top show (and renice) it. */
-                (void) pthread_setname_np(r->thread, "pglease-renew");
         }
         *ret = TAKE_PTR(r);
         return 0;

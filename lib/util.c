@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <libgen.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -397,4 +398,20 @@ bool valid_dns_label(const char *s, size_t max) {
                 if (!islower((unsigned char) s[i]) && !isdigit((unsigned char) s[i]) && s[i] != '-')
                         return false;
         return true;
+}
+
+int thread_start(pthread_t *ret, void *(*fn)(void *), void *arg, const char *name) {
+        sigset_t all, old;
+        pthread_t t;
+        int k;
+
+        sigfillset(&all);
+        (void) pthread_sigmask(SIG_BLOCK, &all, &old);
+        k = pthread_create(&t, NULL, fn, arg);
+        (void) pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (k != 0)
+                return -k;
+        (void) pthread_setname_np(t, name);
+        *ret = t;
+        return 0;
 }

@@ -3,6 +3,7 @@
 #ifndef PGLEASE_UTIL_H
 #define PGLEASE_UTIL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -49,6 +50,13 @@ int strv_extend(char ***l, const char *s);
 char *strstrip(char *s);
 
 bool path_is_absolute(const char *p);
+
+/* Starts fn(arg) on a thread of its own, named name (ps -L and top show,
+ * and renice, it), with every signal blocked: process signals are the
+ * agent loop's (signalfd), and a thread born with them unblocked would
+ * take SIGTERM's default action whenever it was created before the loop
+ * blocked them. Returns 0 or a negative errno. */
+int thread_start(pthread_t *ret, void *(*fn)(void *), void *arg, const char *name);
 
 /* Removes a tree without following symlinks or crossing into other file
  * systems; the top directory itself only when it is not a mount point (a

@@ -10,7 +10,8 @@ PATH); without it this fails and says how to get it. It runs `helm lint
 VARIATIONS, and on every rendering checks names, labels and selectors,
 what Pod Security Admission's "restricted" level requires of every pod and
 container, mounts and keys, the Role against the API calls the agent
-makes (read from lib/kube.c and lib/dcs-kube.c) and against
+makes (read from lib/kube.c, lib/dcs-kube.c, lib/node-watch.c and
+lib/rollout-worker.c) and against
 docs/kubernetes.md, Pgpool-II's configuration (the checks' user, the
 backends). Then: every invalid value of INVALID fails with a message naming
 its key; the checksum annotations change when the rendered configuration
@@ -79,6 +80,8 @@ VARIATIONS = [
     ("default values", [], "pg", "default"),
     ("1 replica", ["--set", "postgres.replicas=1"], "pg", "default"),
     ("5 replicas", ["--set", "postgres.replicas=5"], "pg", "default"),
+    ("RollingUpdate strategy",
+     ["--set", "postgres.updateStrategy=RollingUpdate"], "pg", "default"),
     ("synchronous mode", ["--set", "config.synchronous_mode=on",
                           "--set-string", "config.synchronous_node_count=2"],
      "pg", "default"),
@@ -134,6 +137,7 @@ INVALID = [
     (["--set", "pgpool.nodePort.port=80"], "pgpool/nodePort/port"),
     (["--set", "pgpool.nodePort.name=Not_A_Name"], "pgpool/nodePort/name"),
     (["--set", "client.kind=Job"], "client/kind"),
+    (["--set", "postgres.updateStrategy=Never"], "postgres/updateStrategy"),
     (["--set", "secrets.keys.superuser=a/b"], "secrets/keys/superuser"),
     (["--set", "secrets.keys.replication=superuser"], "secrets.keys"),
 ]
@@ -390,22 +394,27 @@ def check_mounts(docs, label):
 
 def agent_calls(source_dir):
     """(verb, apiGroup, resource, named) of every API call the agent makes:
-    the kube_* functions lib/dcs-kube.c calls, each read in lib/kube.c (its
-    object_path() resource and name, its kube_request() method), and the
-    watches lib/node-watch.c starts: a list and a watch of each collection
-    path it builds (kube_lease_list_path: the Lease by field selector,
-    named as RBAC sees it; kube_pod_list_path: the pods by label)."""
+    the kube_* functions lib/dcs-kube.c and lib/rollout-worker.c call on
+    their client, each read in lib/kube.c (its object_path() resource and
+    name, its kube_request() method), and the watches lib/node-watch.c
+    starts: a list and a watch of each collection path it builds
+    (kube_lease_list_path: the Lease by field selector, named as RBAC sees
+    it; kube_pod_list_path: the pods by label)."""
     with open(os.path.join(source_dir, "lib", "kube.c"),
               encoding="utf-8") as handle:
         kube = handle.read()
-    with open(os.path.join(source_dir, "lib", "dcs-kube.c"),
-              encoding="utf-8") as handle:
-        used = set(re.findall(r"\b(kube_\w+)\(d->kube\b", handle.read()))
+    used = set()
+    for caller in ("dcs-kube.c", "rollout-worker.c"):
+        with open(os.path.join(source_dir, "lib", caller),
+                  encoding="utf-8") as handle:
+            used |= set(re.findall(r"\b(kube_\w+)\(\w+->kube\b",
+                                   handle.read()))
     with open(os.path.join(source_dir, "lib", "node-watch.c"),
               encoding="utf-8") as handle:
         watched = set(re.findall(r"\b(kube_\w+_list_path)\(",
                                  handle.read()))
-    groups = {"LEASE_API": "coordination.k8s.io", "CORE_API": ""}
+    groups = {"LEASE_API": "coordination.k8s.io", "CORE_API": "",
+              "APPS_API": "apps"}
     verbs = {"POST": "create", "PUT": "update", "PATCH": "patch",
              "DELETE": "delete"}
     calls = {}
@@ -470,10 +479,10 @@ def check_rbac(docs, label, source_dir, values, calls):
     sts_name = name_of(sts)
     leader = f"{values['cluster']}-leader"
     pods = [f"{sts_name}-{i}" for i in range(values["maxReplicas"])]
+    by_name = {"leases": [leader], "statefulsets": [sts_name]}
     used = set()
     for func, (verb, group, resource, named) in sorted(calls.items()):
-        names = ([leader] if resource == "leases" else pods) if named \
-            else [None]
+        names = by_name.get(resource, pods) if named else [None]
         denied = [n for n in names if not allowed(role, verb, group,
                                                   resource, n)]
         check(not denied, f"{label}: the Role grants {func}: {verb} "
@@ -495,7 +504,13 @@ def check_rbac(docs, label, source_dir, values, calls):
         ("patch", "", "pods", f"{sts_name}-{values['maxReplicas']}"),
         ("get", "", "pods", f"{sts_name}-0"),
         ("update", "", "pods", f"{sts_name}-0"),
-        ("delete", "", "pods", f"{sts_name}-0"),
+        ("delete", "", "pods", "some-other-pod"),
+        ("delete", "", "pods", f"{sts_name}-{values['maxReplicas']}"),
+        ("get", "apps", "statefulsets", "other-sts"),
+        ("list", "apps", "statefulsets", None),
+        ("update", "apps", "statefulsets", sts_name),
+        ("patch", "apps", "statefulsets", sts_name),
+        ("delete", "apps", "statefulsets", sts_name),
         ("get", "coordination.k8s.io", "leases", "other-leader"),
         ("update", "coordination.k8s.io", "leases", "other-leader"),
         ("delete", "coordination.k8s.io", "leases", leader),
@@ -525,10 +540,13 @@ def docs_role(source_dir):
 
 
 def normalize_rules(rules):
-    """Rules with the Lease's name and the pod names made generic."""
+    """Rules with the Lease's, the StatefulSet's and the pods' names made
+    generic."""
     out = []
     for rule in rules:
-        names = sorted({"<cluster>-leader" if n.endswith("-leader") else
+        sts = "statefulsets" in rule.get("resources", [])
+        names = sorted({"<statefulset>" if sts else
+                        "<cluster>-leader" if n.endswith("-leader") else
                         "<statefulset>-<i>" if re.search(r"-\d+$", n) else n
                         for n in rule.get("resourceNames", [])})
         out.append((tuple(sorted(rule.get("apiGroups", []))),
@@ -983,6 +1001,7 @@ def expected_values(args, release, namespace):
         "database": get("config.database", "postgres"),
         "client": str(get("client.enabled", False)).lower() == "true",
         "clientKind": get("client.kind", "Deployment"),
+        "updateStrategy": get("postgres.updateStrategy", "OnDelete"),
     }
 
 
@@ -995,6 +1014,22 @@ def merged(base, over):
     return out
 
 
+def check_rolling_update(sts, label, values):
+    """The StatefulSet's updateStrategy is postgres.updateStrategy, and
+    every container of its pods names the StatefulSet to the agent (the
+    leader's rolling update reads and deletes by that name)."""
+    check(sts["spec"]["updateStrategy"] == {"type": values["updateStrategy"]},
+          f"{label}: StatefulSet updateStrategy {values['updateStrategy']}",
+          str(sts["spec"]["updateStrategy"]))
+    named = {c["name"]: {e["name"]: e.get("value") for e in c.get("env", [])
+                         }.get("PGLEASE_STATEFULSET")
+             for c in containers(sts["spec"]["template"]["spec"])
+             if c["name"] != "install-agent"}
+    check(set(named.values()) == {name_of(sts)},
+          f"{label}: PGLEASE_STATEFULSET is the StatefulSet's name in the "
+          "init, postgres and agent containers", str(named))
+
+
 def check_rendering(docs, label, values, source_dir, calls):
     sts = check_workloads(docs, label)
     check_services(docs, label)
@@ -1005,6 +1040,7 @@ def check_rendering(docs, label, values, source_dir, calls):
     check_pgpool(docs, label, values, sts)
     check(sts["spec"]["replicas"] == values["replicas"],
           f"{label}: {values['replicas']} PostgreSQL pods")
+    check_rolling_update(sts, label, values)
     if values["client"]:
         check_client(docs, label, values["clientKind"])
     return role

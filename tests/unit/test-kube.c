@@ -10,157 +10,29 @@
 #include <cmocka.h>
 
 #include "dcs-kube.h"
+#include "fake-kube.h"
 #include "kube.h"
 #include "util.h"
 
-#define MAX_CALLS 64
-
-struct canned {
-        long status;
-        const char *body;
-        usec_t retry_after;
-        int error;                   /* a transport error instead of an answer */
-        usec_t takes;                /* how long the attempt lasts on the clock */
-};
-
-struct fake {
-        struct clock_scripted clock;
-        struct clock_ops clock_ops;
-        const struct canned *script;
-        size_t n_script;
-        unsigned calls;
-        char *method[MAX_CALLS], *path[MAX_CALLS], *body[MAX_CALLS], *token[MAX_CALLS], *ctype[MAX_CALLS];
-        usec_t at[MAX_CALLS], timeout[MAX_CALLS];
-        unsigned sleeps;
-        usec_t slept[MAX_CALLS];
-        char dir[64];
-        struct kube *kube;
-};
-
-static char *dup_or_null(const char *s) {
-        return s ? strdup(s) : NULL;
-}
-
-static int fake_perform(void *userdata, const struct kube_http_request *req, usec_t timeout,
-                        struct kube_http_response *ret, char **reterr_msg) {
-        struct fake *f = userdata;
-        const struct canned *c;
-        unsigned i = f->calls++;
-
-        assert_true(i < MAX_CALLS);
-        if (i >= f->n_script)
-                fail_msg("unexpected request %u: %s %s", i, req->method, req->path);
-        c = &f->script[i];
-        f->method[i] = strdup(req->method);
-        f->path[i] = strdup(req->path);
-        f->body[i] = dup_or_null(req->body);
-        f->token[i] = dup_or_null(req->token);
-        f->ctype[i] = dup_or_null(req->content_type);
-        f->at[i] = clock_now(&f->clock_ops);
-        f->timeout[i] = timeout;
-        if (c->takes > timeout) {
-                clock_scripted_advance(&f->clock, timeout);
-                (void) set_error_msg(reterr_msg, "Operation timed out");
-                return -ETIMEDOUT;
-        }
-        clock_scripted_advance(&f->clock, c->takes);
-        if (c->error)
-                return c->error;
-        *ret = (struct kube_http_response) {
-                .status = c->status,
-                .body = strdup(strempty(c->body)),
-                .body_size = strlen(strempty(c->body)),
-                .retry_after = c->retry_after,
-        };
-        return 0;
-}
-
-static const struct kube_transport_ops fake_transport = { .perform = fake_perform };
-
-static void fake_sleep(void *userdata, usec_t usec) {
-        struct fake *f = userdata;
-
-        assert_true(f->sleeps < MAX_CALLS);
-        f->slept[f->sleeps++] = usec;
-        clock_scripted_advance(&f->clock, usec);
-}
-
-static void write_file(const char *dir, const char *name, const char *content) {
-        _cleanup_free_ char *p = strdup_printf("%s/%s", dir, name);
-
-        assert_int_equal(write_file_atomic(p, content, 0600), 0);
-}
-
-static void remove_file(const char *dir, const char *name) {
-        _cleanup_free_ char *p = strdup_printf("%s/%s", dir, name);
-
-        (void) unlink(p);
-}
-
-static void fake_options(struct fake *f, struct kube_options *o) {
-        *o = (struct kube_options) {
-                .serviceaccount_dir = f->dir,
-                .server = "https://k8s.test:6443",
-                .transport = &fake_transport,
-                .transport_userdata = f,
-                .sleep = fake_sleep,
-                .sleep_userdata = f,
-        };
-}
-
 static int setup(void **state) {
-        struct fake *f = calloc(1, sizeof(*f));
+        struct fake_kube *f = fake_kube_new();
         struct kube_options o;
 
-        assert_non_null(f);
-        f->clock = (struct clock_scripted) { .monotonic = 1000 * USEC_PER_SEC, .realtime = 1764102771ULL * USEC_PER_SEC };
-        clock_scripted_init(&f->clock, &f->clock_ops);
-        strcpy(f->dir, "/tmp/test-kube-XXXXXX");
-        assert_non_null(mkdtemp(f->dir));
-        write_file(f->dir, "token", "tok-1\n");
-        write_file(f->dir, "namespace", "db\n");
-        unsetenv("KUBECONFIG");
-        fake_options(f, &o);
+        fake_kube_options(f, &o);
         assert_int_equal(kube_new(&o, &f->clock_ops, &f->kube, NULL), 0);
         *state = f;
         return 0;
 }
 
 static int teardown(void **state) {
-        struct fake *f = *state;
-
-        kube_free(f->kube);
-        for (unsigned i = 0; i < f->calls && i < MAX_CALLS; i++) {
-                free(f->method[i]);
-                free(f->path[i]);
-                free(f->body[i]);
-                free(f->token[i]);
-                free(f->ctype[i]);
-        }
-        remove_file(f->dir, "token");
-        remove_file(f->dir, "namespace");
-        (void) rmdir(f->dir);
-        free(f);
+        fake_kube_free(*state);
         return 0;
 }
 
-#define SCRIPT(f, ...)                                                          \
-        do {                                                                    \
-                static const struct canned _s[] = { __VA_ARGS__ };              \
-                (f)->script = _s;                                               \
-                (f)->n_script = ELEMENTSOF(_s);                                 \
-        } while (0)
-
-static usec_t in(struct fake *f, usec_t d) {
-        return clock_now(&f->clock_ops) + d;
-}
-
 #define LEASE_BODY "{\"kind\":\"Lease\",\"metadata\":{\"name\":\"main-leader\",\"resourceVersion\":\"5\"},\"spec\":{\"holderIdentity\":\"pg-0\"}}"
-#define STATUS(code, reason, msg) \
-        "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"status\":\"Failure\",\"message\":\"" msg "\",\"reason\":\"" reason "\",\"code\":" #code "}"
 
 static void test_lease_get_sends_token_and_returns_object(void **state) {
-        struct fake *f = *state;
+        struct fake_kube *f = *state;
         _cleanup_(cjson_deletep) cJSON *lease = NULL;
 
         SCRIPT(f, { 200, LEASE_BODY });
@@ -190,7 +62,7 @@ static void test_status_codes_map_to_errno_without_retry(void **state) {
                 { { 418, "" }, -EIO, "418 HTTP error: (no message)" },
         };
         static struct canned script[ELEMENTSOF(cases)];
-        struct fake *f = *state;
+        struct fake_kube *f = *state;
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++)
                 script[i] = cases[i].c;
@@ -218,7 +90,7 @@ static void test_malformed_or_truncated_body_is_ebadmsg(void **state) {
                 { 200, "{\"a\":1} trailing" },
                 { 200, "\"just a string\"" },
         };
-        struct fake *f = *state;
+        struct fake_kube *f = *state;
 
         f->script = bodies;
         f->n_script = ELEMENTSOF(bodies);
@@ -233,11 +105,11 @@ static void test_malformed_or_truncated_body_is_ebadmsg(void **state) {
 }
 
 static void test_401_rereads_token_file_and_retries_once(void **state) {
-        struct fake *f = *state;
+        struct fake_kube *f = *state;
         _cleanup_(cjson_deletep) cJSON *ret = NULL;
 
         SCRIPT(f, { 401, STATUS(401, "Unauthorized", "Unauthorized") }, { 200, LEASE_BODY });
-        write_file(f->dir, "token", "tok-2\n");
+        fake_kube_write_file(f->dir, "token", "tok-2\n");
         assert_int_equal(kube_lease_get(f->kube, "db", "x", in(f, USEC_PER_SEC), &ret, NULL), 0);
         assert_int_equal(f->calls, 2);
         assert_string_equal(f->token[0], "tok-1");
@@ -246,7 +118,7 @@ static void test_401_rereads_token_file_and_retries_once(void **state) {
 }
 
 static void test_401_twice_is_eacces(void **state) {
-        struct fake *f = *state;
+        struct fake_kube *f = *state;
         _cleanup_free_ char *err = NULL;
         cJSON *ret = NULL;
 
@@ -257,10 +129,10 @@ static void test_401_twice_is_eacces(void **state) {
 }
 
 static void test_token_file_is_reread_every_60s(void **state) {
-        struct fake *f = *state;
+        struct fake_kube *f = *state;
 
         SCRIPT(f, { 200, "{}" }, { 200, "{}" }, { 200, "{}" });
-        write_file(f->dir, "token", "tok-2\n");
+        fake_kube_write_file(f->dir, "token", "tok-2\n");
         assert_int_equal(kube_pod_get(f->kube, "db", "p", in(f, USEC_PER_SEC), NULL, NULL), 0);
         clock_scripted_advance(&f->clock, 59 * USEC_PER_SEC);
         assert_int_equal(kube_pod_get(f->kube, "db", "p", in(f, USEC_PER_SEC), NULL, NULL), 0);
@@ -272,7 +144,7 @@ static void test_token_file_is_reread_every_60s(void **state) {
 }
 
 static void test_5xx_retried_with_growing_jittered_backoff(void **state) {
-        struct fake *f = *state;
+        struct fake_kube *f = *state;
         _cleanup_(cjson_deletep) cJSON *ret = NULL;
 
         SCRIPT(f, { 503, "" }, { 500, STATUS(500, "InternalError", "etcd") }, { 502, "" }, { 504, "" },
@@ -289,7 +161,7 @@ static void test_5xx_retried_with_growing_jittered_backoff(void **state) {
 /* docs/design.md retries 403 inside the deadline (an authorizer that is
  * briefly failing); a lasting refusal ends as -EPERM with the message. */
 static void test_403_is_retried_inside_the_deadline(void **state) {
-        struct fake *f = *state;
+        struct fake_kube *f = *state;
         _cleanup_(cjson_deletep) cJSON *ret = NULL;
 
         SCRIPT(f, { 403, STATUS(403, "Forbidden", "webhook down") }, { 200, LEASE_BODY });
@@ -299,7 +171,7 @@ static void test_403_is_retried_inside_the_deadline(void **state) {
 }
 
 static void test_lasting_403_ends_as_eperm(void **state) {
-        struct fake *f = *state;
+        struct fake_kube *f = *state;
         _cleanup_free_ char *err = NULL;
         cJSON *ret = NULL;
 
@@ -313,7 +185,7 @@ static void test_lasting_403_ends_as_eperm(void **state) {
 }
 
 static void test_429_retry_after_is_honoured(void **state) {
-        struct fake *f = *state;
+        struct fake_kube *f = *state;
 
         SCRIPT(f, { 429, STATUS(429, "TooManyRequests", "slow down"), 3 * USEC_PER_SEC }, { 200, "{}" });
         assert_int_equal(kube_pod_get(f->kube, "db", "p", in(f, 10 * USEC_PER_SEC), NULL, NULL), 0);
@@ -323,7 +195,7 @@ static void test_429_retry_after_is_honoured(void **state) {
 }
 
 static void test_retry_after_past_deadline_gives_up_at_once(void **state) {
-        struct fake *f = *state;
+        struct fake_kube *f = *state;
         _cleanup_free_ char *err = NULL;
 
         SCRIPT(f, { 429, STATUS(429, "TooManyRequests", "slow down"), 5 * USEC_PER_SEC });
@@ -335,7 +207,7 @@ static void test_retry_after_past_deadline_gives_up_at_once(void **state) {
 
 static void test_no_attempt_starts_or_lasts_past_the_deadline(void **state) {
         static struct canned always_503[MAX_CALLS];
-        struct fake *f = *state;
+        struct fake_kube *f = *state;
         _cleanup_free_ char *err = NULL;
         usec_t deadline = in(f, 1500 * USEC_PER_MSEC);
 
@@ -354,7 +226,7 @@ static void test_no_attempt_starts_or_lasts_past_the_deadline(void **state) {
 }
 
 static void test_connection_errors_are_retried(void **state) {
-        struct fake *f = *state;
+        struct fake_kube *f = *state;
 
         SCRIPT(f, { .error = -ECONNREFUSED }, { .error = -ECONNRESET }, { 200, "{}" });
         assert_int_equal(kube_pod_get(f->kube, "db", "p", in(f, 5 * USEC_PER_SEC), NULL, NULL), 0);
@@ -363,7 +235,7 @@ static void test_connection_errors_are_retried(void **state) {
 }
 
 static void test_hung_attempt_ends_at_the_deadline(void **state) {
-        struct fake *f = *state;
+        struct fake_kube *f = *state;
         usec_t deadline = in(f, 2 * USEC_PER_SEC);
 
         SCRIPT(f, { 200, "{}", .takes = 60 * USEC_PER_SEC });
@@ -373,7 +245,7 @@ static void test_hung_attempt_ends_at_the_deadline(void **state) {
 }
 
 static void test_passed_deadline_sends_nothing(void **state) {
-        struct fake *f = *state;
+        struct fake_kube *f = *state;
         _cleanup_free_ char *err = NULL;
 
         SCRIPT(f, { 200, "{}" });
@@ -383,7 +255,7 @@ static void test_passed_deadline_sends_nothing(void **state) {
 }
 
 static void test_lease_replace_puts_the_resource_version(void **state) {
-        struct fake *f = *state;
+        struct fake_kube *f = *state;
         _cleanup_(cjson_deletep) cJSON *lease = cJSON_Parse(LEASE_BODY), *bare = cJSON_Parse("{\"metadata\":{\"name\":\"x\"}}");
         _cleanup_(cjson_deletep) cJSON *ret = NULL;
 
@@ -398,7 +270,7 @@ static void test_lease_replace_puts_the_resource_version(void **state) {
 }
 
 static void test_pod_list_escapes_selector_and_patch_is_merge_patch(void **state) {
-        struct fake *f = *state;
+        struct fake_kube *f = *state;
         _cleanup_(cjson_deletep) cJSON *patch = cJSON_Parse("{\"metadata\":{\"labels\":{\"a\":null}}}");
 
         SCRIPT(f, { 200, "{\"items\":[]}" }, { 200, "{}" });
@@ -413,8 +285,38 @@ static void test_pod_list_escapes_selector_and_patch_is_merge_patch(void **state
         assert_int_equal(f->calls, 2);
 }
 
+static void test_pod_delete_names_the_uid_and_statefulset_get_is_apps_v1(void **state) {
+        struct fake_kube *f = *state;
+        _cleanup_(cjson_deletep) cJSON *body = NULL, *sts = NULL;
+        _cleanup_free_ char *err = NULL;
+
+        SCRIPT(f, { 200, "{\"kind\":\"Pod\",\"metadata\":{\"name\":\"pg-2\"}}" },
+               { 409, STATUS(409, "Conflict", "Precondition failed: UID in precondition: u-2, UID in object meta: u-3") },
+               { 200, "{\"kind\":\"StatefulSet\",\"metadata\":{\"name\":\"pg\"}}" });
+        assert_int_equal(kube_pod_delete(f->kube, "db", "pg-2", "u-2", in(f, USEC_PER_SEC), NULL), 0);
+        assert_string_equal(f->method[0], "DELETE");
+        assert_string_equal(f->path[0], "/api/v1/namespaces/db/pods/pg-2");
+        assert_string_equal(f->ctype[0], "application/json");
+        body = cJSON_Parse(f->body[0]);
+        assert_string_equal(cJSON_GetObjectItem(body, "kind")->valuestring, "DeleteOptions");
+        assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(body, "preconditions"), "uid")->valuestring, "u-2");
+        /* A pod recreated under the name since: 409, never retried. */
+        assert_int_equal(kube_pod_delete(f->kube, "db", "pg-2", "u-2", in(f, USEC_PER_SEC), &err), -ESTALE);
+        assert_non_null(strstr(err, "Precondition failed"));
+        /* Without a uid, or with a name that would change the URL, nothing is sent. */
+        assert_int_equal(kube_pod_delete(f->kube, "db", "pg-2", NULL, in(f, USEC_PER_SEC), NULL), -EINVAL);
+        assert_int_equal(kube_pod_delete(f->kube, "db", "../x", "u-2", in(f, USEC_PER_SEC), NULL), -EINVAL);
+        assert_int_equal(f->calls, 2);
+        assert_int_equal(kube_statefulset_get(f->kube, "db", "pg", in(f, USEC_PER_SEC), &sts, NULL), 0);
+        assert_string_equal(f->method[2], "GET");
+        assert_string_equal(f->path[2], "/apis/apps/v1/namespaces/db/statefulsets/pg");
+        assert_string_equal(cJSON_GetObjectItem(sts, "kind")->valuestring, "StatefulSet");
+        assert_int_equal(kube_statefulset_get(f->kube, "db", "pg?x", in(f, USEC_PER_SEC), NULL, NULL), -EINVAL);
+        assert_int_equal(f->calls, 3);
+}
+
 static void test_event_is_a_core_event_about_the_pod_with_unique_name(void **state) {
-        struct fake *f = *state;
+        struct fake_kube *f = *state;
         struct kube_event e = { .pod = "pg-0", .pod_uid = "u-1", .type = "Warning", .reason = "Fenced", .message = "lost lease" };
         _cleanup_(cjson_deletep) cJSON *a = NULL, *b = NULL;
         const cJSON *obj;
@@ -438,7 +340,7 @@ static void test_event_is_a_core_event_about_the_pod_with_unique_name(void **sta
                                 cJSON_GetObjectItem(cJSON_GetObjectItem(b, "metadata"), "name")->valuestring);
 }
 
-static char *write_temp(struct fake *f, const char *name, const char *content) {
+static char *write_temp(struct fake_kube *f, const char *name, const char *content) {
         char *p = strdup_printf("%s/%s", f->dir, name);
 
         assert_int_equal(write_file_atomic(p, content, 0600), 0);
@@ -446,7 +348,7 @@ static char *write_temp(struct fake *f, const char *name, const char *content) {
 }
 
 static void test_kubeconfig_yaml_as_kubectl_writes_it(void **state) {
-        struct fake *f = *state;
+        struct fake_kube *f = *state;
         _cleanup_free_ char *path = write_temp(f, "config",
                 "apiVersion: v1\n"
                 "kind: Config\n"
@@ -486,7 +388,7 @@ static void test_kubeconfig_yaml_as_kubectl_writes_it(void **state) {
 }
 
 static void test_kubeconfig_json_with_client_certificate_data(void **state) {
-        struct fake *f = *state;
+        struct fake_kube *f = *state;
         _cleanup_free_ char *path = write_temp(f, "config.json",
                 "{\"current-context\":\"c\",\"contexts\":[{\"name\":\"c\",\"context\":{\"cluster\":\"k\",\"user\":\"u\"}}],"
                 "\"clusters\":[{\"name\":\"k\",\"cluster\":{\"server\":\"https://[::1]:8443\",\"certificate-authority\":\"/etc/ca.pem\"}}],"
@@ -507,7 +409,7 @@ static void test_kubeconfig_json_with_client_certificate_data(void **state) {
 }
 
 static void test_incluster_brackets_ipv6_and_reads_the_service_account(void **state) {
-        struct fake *f = *state;
+        struct fake_kube *f = *state;
         _cleanup_free_ char *ca = write_temp(f, "ca.crt", "PEM");
         _cleanup_free_ char *err = NULL;
         struct kube_config c = {};
@@ -530,10 +432,10 @@ static void test_incluster_brackets_ipv6_and_reads_the_service_account(void **st
         (void) unlink(ca);
 }
 
-static void dcs_new(struct fake *f, struct dcs *ret) {
+static void dcs_new(struct fake_kube *f, struct dcs *ret) {
         struct dcs_kube_options o = { .cluster = "main", .pod_name = "pg-0" };
 
-        fake_options(f, &o.kube);
+        fake_kube_options(f, &o.kube);
         assert_int_equal(dcs_kube_new(&o, &f->clock_ops, ret, NULL), 0);
 }
 
@@ -543,7 +445,7 @@ static void dcs_new(struct fake *f, struct dcs *ret) {
         "\"renewTime\":\"2025-11-25T20:32:51.123456Z\",\"preferredHolder\":\"pg-9\"}}"
 
 static void test_dcs_leader_update_puts_back_what_it_read(void **state) {
-        struct fake *f = *state;
+        struct fake_kube *f = *state;
         _cleanup_(dcs_leader_freep) struct dcs_leader *l = NULL, *after = NULL, *stale = NULL;
         _cleanup_free_ char *err = NULL;
         struct dcs d;
@@ -574,7 +476,7 @@ static void test_dcs_leader_update_puts_back_what_it_read(void **state) {
 }
 
 static void test_dcs_leader_create_posts_a_fresh_lease(void **state) {
-        struct fake *f = *state;
+        struct fake_kube *f = *state;
         struct dcs_leader want = { .holder = (char *) "pg-0", .lease_duration = 10 * USEC_PER_SEC,
                                    .acquire_time = 1764102771ULL * USEC_PER_SEC, .version = (char *) "99" };
         _cleanup_(dcs_leader_freep) struct dcs_leader *got = NULL, *lost = NULL;
@@ -593,7 +495,7 @@ static void test_dcs_leader_create_posts_a_fresh_lease(void **state) {
 }
 
 static void test_dcs_member_publish_patches_own_pod(void **state) {
-        struct fake *f = *state;
+        struct fake_kube *f = *state;
         struct dcs_member m = { .name = (char *) "pg-0", .role = MEMBER_ROLE_PRIMARY, .state = (char *) "running",
                                 .timeline = 2, .lsn = 0x3000060, .port = 5432 };
         _cleanup_(cjson_deletep) cJSON *p0 = NULL, *p1 = NULL, *ev = NULL;
@@ -623,7 +525,7 @@ static void test_dcs_member_publish_patches_own_pod(void **state) {
 }
 
 static void test_dcs_member_list_reads_pods_of_the_cluster(void **state) {
-        struct fake *f = *state;
+        struct fake_kube *f = *state;
         _cleanup_(dcs_member_list_freep) struct dcs_member_list *l = NULL;
         struct dcs d;
 
@@ -668,6 +570,7 @@ int main(void) {
                 T(test_passed_deadline_sends_nothing),
                 T(test_lease_replace_puts_the_resource_version),
                 T(test_pod_list_escapes_selector_and_patch_is_merge_patch),
+                T(test_pod_delete_names_the_uid_and_statefulset_get_is_apps_v1),
                 T(test_event_is_a_core_event_about_the_pod_with_unique_name),
                 T(test_kubeconfig_yaml_as_kubectl_writes_it),
                 T(test_kubeconfig_json_with_client_certificate_data),

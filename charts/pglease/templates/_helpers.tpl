@@ -210,6 +210,8 @@ demote timeout of the pre-stop scripts. No password is ever set here.
   value: {{ include "pglease.clusterName" . }}
 - name: PGLEASE_CONNECT_ADDRESS
   value: $(POD_NAME).{{ include "pglease.headlessName" . }}.$(PGLEASE_NAMESPACE).svc.{{ .Values.clusterDomain }}
+- name: PGLEASE_STATEFULSET
+  value: {{ include "pglease.statefulsetName" . }}
 - name: PGDATA
   value: {{ .Values.config.data_dir }}
 - name: DEMOTE_TIMEOUT
