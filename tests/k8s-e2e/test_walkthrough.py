@@ -196,7 +196,7 @@ def test_rows_through_pgpool_reach_every_standby(cluster):
 WRITER = r"""
 end=$(( $(date +%s) + SECONDS_ ))
 i=0
-while [ "$(date +%s)" -lt "$end" ]; do
+while [ "$(date +%s)" -lt "$end" ] && [ ! -e /tmp/stop-TABLE_ ]; do
   i=$((i + 1))
   if err=$(timeout 10 psql -h pgpool-svc -p 5432 -U postgres -d postgres \
       -qAtX -c "INSERT INTO TABLE_ VALUES ($i)" 2>&1 >/dev/null); then
@@ -240,6 +240,11 @@ class Writer(threading.Thread):
                               "sh", "-c", script,
                               timeout=self.seconds + 120, check=False)
 
+    def stop(self):
+        """Ends the writer before its time (the file its loop looks for)."""
+        kubectl(self.env, "exec", "pg-client", "-n", NS, "--", "touch",
+                f"/tmp/stop-{self.table}")
+
     def outcomes(self):
         self.join(self.seconds + 150)
         assert not self.is_alive()
@@ -259,6 +264,24 @@ class Writer(threading.Thread):
             counts[why] = counts.get(why, 0) + 1
         return "; ".join(f"{n} x {why or '(timeout)'}"
                          for why, n in sorted(counts.items()))
+
+    @staticmethod
+    def longest_gap(acked, since):
+        """The longest time without an acknowledged write, from the last
+        one acknowledged before `since` (a wall-clock time)."""
+        times = sorted(t for _, t in acked)
+        start = max([t for t in times if t <= since] or [since])
+        later = [t for t in times if t > start]
+        return max(b - a for a, b in zip([start] + later, later))
+
+    def check_none_lost(self, acked, after, what):
+        """No acknowledged row lost, and a write acknowledged after
+        `after` (a wall-clock time)."""
+        lost = self.lost(acked)
+        assert not lost, f"acknowledged rows lost: {lost[:20]}"
+        assert max(t for _, t in acked) > after, \
+            f"no write acknowledged through pgpool-svc after {what}: " + \
+            self.reasons()
 
     def lost(self, acked):
         rows = {int(r[0]) for r in psql(self.env,
@@ -303,15 +326,8 @@ def test_deleting_the_primary_pod_hands_over_without_losing_rows(cluster):
     new = lease_holder(env)
     assert new != old and new.startswith("postgres-sts-")
     rejoined(env, old, new)
-    lost = writer.lost(acked)
-    assert not lost, f"acknowledged rows lost: {lost[:20]}"
-    times = sorted(t for _, t in acked)
-    assert times[-1] > deleting + deleted_after, \
-        "no write acknowledged through pgpool-svc after the delete: " + \
-        writer.reasons()
-    before = max([t for t in times if t <= deleting] or [deleting])
-    later = [t for t in times if t > before]
-    gap = max(b - a for a, b in zip([before] + later, later))
+    writer.check_none_lost(acked, deleting + deleted_after, "the delete")
+    gap = writer.longest_gap(acked, deleting)
     print(f"\nwalkthrough: {old} deleted in {deleted_after:.1f}s, primary "
           f"now {new}; {len(acked)} writes acknowledged through pgpool-svc, "
           f"{failed} failed ({writer.reasons()}), 0 lost; longest time "
@@ -339,9 +355,7 @@ def test_killed_primary_containers_fail_over(cluster):
     assert times[-1] > killed, "no write acknowledged after the kill"
     # The outage: the longest time without an acknowledged write from the
     # last one before the kill.
-    start = max([t for t in times if t <= killed] or [killed])
-    later = [t for t in times if t > start]
-    outage = max(b - a for a, b in zip([start] + later, later))
+    outage = writer.longest_gap(acked, killed)
     # lease_duration 10 s + primary_start_timeout 10 s (the chart's) and
     # the kubelet's restart and Pgpool-II's health check on two busy cores.
     assert outage < 45, f"no acknowledged write for {outage:.1f}s"
@@ -360,3 +374,65 @@ def test_killed_primary_containers_fail_over(cluster):
           f"pgpool-svc {outage:.1f}s; {len(acked)} "
           f"acknowledged, {failed} failed ({writer.reasons()}), {len(lost)} "
           "lost (asynchronous mode)")
+
+
+def test_rolling_update_restarts_the_primary_last(cluster):
+    """`helm upgrade` with a changed pod template (an annotation) under a
+    writer: the StatefulSet is OnDelete, and the leader deletes the
+    outdated standbys one at a time, highest ordinal first, then its own
+    pod, whose pre-stop hook hands the Lease over: every pod at the new
+    revision, the old primary's pod recreated last, at most one hand-over,
+    no acknowledged row lost. The longest write gap is printed."""
+    env = cluster
+    before = {n: p for n, p in pods(env).items()
+              if n.startswith("postgres-sts-")}
+    old = lease_holder(env)
+    transitions = int(kubectl(env, "get", "lease", "pg-leader", "-n", NS,
+                              "-o", "jsonpath={.spec.leaseTransitions}")
+                      .stdout or 0)
+    writer = Writer(env, "w_rollout", seconds=600)
+    writer.start()
+    time.sleep(5)
+    upgraded = time.time()
+    sh(env, "helm upgrade pg charts/pglease -n database "
+       "-f charts/pglease/values-reference.yaml "
+       f"--set-string postgres.podAnnotations.rollout={int(upgraded)}")
+    deadline = time.monotonic() + 600
+    while True:
+        sts = json.loads(kubectl(env, "get", "statefulset", "postgres-sts",
+                                 "-n", NS, "-o", "json").stdout)
+        revision = sts["status"].get("updateRevision")
+        current = {n: p for n, p in pods(env).items()
+                   if n.startswith("postgres-sts-")}
+        if len(current) == 3 and all(
+                p["metadata"]["uid"] != before[n]["metadata"]["uid"]
+                and p["metadata"]["labels"].get("controller-revision-hash")
+                == revision and ready(p) for n, p in current.items()):
+            break
+        assert time.monotonic() < deadline, \
+            "the rolling update did not finish in 600 s:\n" + sh(
+                env, f"kubectl get pods -n {NS} -L controller-revision-hash",
+                check=False).stdout
+        time.sleep(2)
+    done = time.time()
+    rejoined(env, None, lease_holder(env))
+    writer.stop()
+    acked, failed = writer.outcomes()
+    new = lease_holder(env)
+    after = int(kubectl(env, "get", "lease", "pg-leader", "-n", NS, "-o",
+                        "jsonpath={.spec.leaseTransitions}").stdout or 0)
+    created = sorted(current, key=lambda n: current[n]["metadata"]
+                     ["creationTimestamp"])
+    assert created[-1] == old, \
+        f"pods recreated in the order {created}; the primary was {old}"
+    assert after - transitions <= 1, \
+        f"{after - transitions} hand-overs during the rolling update"
+    assert new != old
+    writer.check_none_lost(acked, done - 5, "the rolling update")
+    gap = writer.longest_gap(acked, upgraded)
+    print(f"\nrolling update: pods recreated in the order {created} in "
+          f"{done - upgraded:.0f}s, the Lease from {old} to {new} "
+          f"({after - transitions} hand-over); {len(acked)} writes "
+          f"acknowledged through pgpool-svc, {failed} failed "
+          f"({writer.reasons()}), 0 lost; longest time without an "
+          f"acknowledged write {gap:.2f}s")
