@@ -107,9 +107,9 @@ def wait_all_ready(env, timeout=600):
         time.sleep(1)
 
 
-@pytest.fixture(scope="module")
-def cluster(node):  # noqa: F811  pylint: disable=redefined-outer-name
-    env = node
+def load_images(env):
+    """The project's images from the Docker engine into the node's
+    containerd (fails, or skips unless REQUIRED, when one is missing)."""
     missing = [i for i in IMAGES + (agent_image(),) if subprocess.run(
         ["docker", "image", "inspect", i], capture_output=True, timeout=60,
         check=False).returncode != 0]
@@ -118,10 +118,42 @@ def cluster(node):  # noqa: F811  pylint: disable=redefined-outer-name
             pytest.fail(f"images missing in the Docker engine: {missing} "
                         "(scripts/images build)")
         pytest.skip(f"images missing: {missing} (scripts/images build)")
-    k8s = f"PGLEASE_K8S_STATE={env['PGLEASE_K8S_STATE']} scripts/k8s"
-    sh(env, f"{k8s} load-images {' '.join(IMAGES + (agent_image(),))}",
-       timeout=900)
-    # As values-reference.yaml's header says it, verbatim.
+    sh(env, f"{k8s_script(env)} load-images "
+       f"{' '.join(IMAGES + (agent_image(),))}", timeout=900)
+
+
+def k8s_script(env):
+    return f"PGLEASE_K8S_STATE={env['PGLEASE_K8S_STATE']} scripts/k8s"
+
+
+def wait_ready_and_answering(env):
+    """Every pod Ready, then three answers in a row through pgpool-svc:
+    Pgpool-II's pod is Ready before each backend takes connections, and a
+    session fails while one does not; a user would wait the same way."""
+    wait_all_ready(env)
+    deadline, good = time.monotonic() + 180, 0
+    while good < 3:
+        try:
+            psql(env, "SELECT 1")
+            good += 1
+        except AssertionError:
+            good = 0
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+
+
+def remove_namespace(env, before=""):
+    """`before` (e.g. helm uninstall), then the namespace database, and the
+    local volumes it released made Available again."""
+    sh(env, f"{before}kubectl delete namespace database --wait --timeout=5m",
+       timeout=700, check=False)
+    sh(env, f"{k8s_script(env)} recycle-volumes", check=False)
+
+
+def helm_install(env):
+    """The namespace, the Secret and the release, as values-reference.yaml's
+    header says it, verbatim."""
     sh(env, """
 kubectl create namespace database
 kubectl -n database create secret generic postgres-secrets \\
@@ -130,27 +162,19 @@ kubectl -n database create secret generic postgres-secrets \\
   --from-literal=rewind-password="$(openssl rand -hex 20)"
 helm install pg charts/pglease -n database -f charts/pglease/values-reference.yaml
 """)
+
+
+@pytest.fixture(scope="module")
+def cluster(node):  # noqa: F811  pylint: disable=redefined-outer-name
+    env = node
+    load_images(env)
+    helm_install(env)
     try:
-        wait_all_ready(env)
-        # Pgpool-II's pod is Ready before each backend takes connections,
-        # and a session fails while one does not: wait, as a user would,
-        # for three answers in a row through pgpool-svc.
-        deadline, good = time.monotonic() + 180, 0
-        while good < 3:
-            try:
-                psql(env, "SELECT 1")
-                good += 1
-            except AssertionError:
-                good = 0
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(2)
+        wait_ready_and_answering(env)
         yield env
     finally:
-        sh(env, "helm uninstall pg -n database --wait --timeout 5m; "
-           "kubectl delete namespace database --wait --timeout=5m",
-           timeout=700, check=False)
-        sh(env, f"{k8s} recycle-volumes", check=False)
+        remove_namespace(env, "helm uninstall pg -n database --wait "
+                         "--timeout 5m; ")
 
 
 def test_rows_through_pgpool_reach_every_standby(cluster):
