@@ -94,21 +94,10 @@ def delete_primary(env):
 def kill_primary(env):
     def act(old):
         pod = e2e.pods(env)[old]
-        for status in pod["status"]["containerStatuses"]:
-            if status["name"] in ("agent", "postgres"):
-                subprocess.run(
-                    ["ctr", "--address", env["PGLEASE_K8S_CONTAINERD"],
-                     "--namespace", "k8s.io", "tasks", "kill", "--signal",
-                     "SIGKILL", status["containerID"].split("://", 1)[1]],
-                    capture_output=True, timeout=60, check=True)
-        # Until the kubelet has restarted both.
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            statuses = e2e.pods(env)[old]["status"]["containerStatuses"]
-            if all(s.get("restartCount", 0) >= 1 and s.get("ready")
-                   for s in statuses if s["name"] in ("agent", "postgres")):
-                return
-            time.sleep(1)
+        ids = {c["name"]: c["containerID"].split("://", 1)[1]
+               for c in pod["status"]["containerStatuses"]}
+        e2e.kill_containers(env, old, ids)
+        e2e.wait_restarted(env, old)
     return act
 
 

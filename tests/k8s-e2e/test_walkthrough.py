@@ -217,6 +217,34 @@ def test_rows_through_pgpool_reach_every_standby(cluster):
         streaming
 
 
+def test_agentctl_switchover_as_the_readme_types_it(cluster):
+    """deploy/reference/README.md's planned switchover, verbatim, from
+    whichever member postgres-sts-0 is: the Lease moves, the old primary
+    streams from the new one, and a write through pgpool-svc lands on the
+    new primary (pgpool-follow tells Pgpool-II)."""
+    env = cluster
+    old = lease_holder(env)
+    sh(env, "kubectl exec postgres-sts-0 -c agent -n database -- "
+       "/pglease/bin/agentctl switchover --wait", timeout=180)
+    new = lease_holder(env)
+    assert new != old and new.startswith("postgres-sts-")
+    rejoined(env, old, new)
+    new_ip = pods(env)[new]["status"]["podIP"]
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            rows = psql(env, "CREATE TABLE IF NOT EXISTS switched (x int); "
+                        "INSERT INTO switched VALUES (1) "
+                        "RETURNING host(inet_server_addr())")
+        except AssertionError:
+            rows = None
+        if rows == [[new_ip]]:
+            break
+        assert time.monotonic() < deadline, \
+            f"writes through pgpool-svc do not reach {new} ({new_ip}): {rows}"
+        time.sleep(1)
+
+
 WRITER = r"""
 end=$(( $(date +%s) + SECONDS_ ))
 i=0
@@ -313,6 +341,32 @@ class Writer(threading.Thread):
         return sorted(i for i, _ in acked if i not in rows)
 
 
+def kill_containers(env, pod, ids, names=("agent", "postgres")):
+    """SIGKILL of the containers names of pod (ids: name -> containerd
+    id) through containerd, as `crictl stop` without its grace."""
+    for name in names:
+        subprocess.run(["ctr", "--address", env["PGLEASE_K8S_CONTAINERD"],
+                        "--namespace", "k8s.io", "tasks", "kill", "--signal",
+                        "SIGKILL", ids[name]], capture_output=True, text=True,
+                       timeout=60, check=True)
+
+
+def wait_restarted(env, pod, names=("agent", "postgres"), timeout=300):
+    """Until the kubelet has restarted the containers names of pod and
+    they are Ready again."""
+    deadline = time.monotonic() + timeout
+    while True:
+        statuses = [c for c in pods(env)[pod]["status"]["containerStatuses"]
+                    if c["name"] in names]
+        if len(statuses) == len(names) and all(
+                c.get("restartCount", 0) >= 1 and c.get("ready")
+                for c in statuses):
+            return
+        assert time.monotonic() < deadline, \
+            f"{pod}'s {names} not restarted and Ready after {timeout}s"
+        time.sleep(1)
+
+
 def rejoined(env, old, new):
     """Every pod Ready, `old` (if any) a standby, every other pod
     streaming from the primary `new`."""
@@ -339,17 +393,19 @@ def test_deleting_the_primary_pod_hands_over_without_losing_rows(cluster):
     env = cluster
     old = lease_holder(env)
     assert old.startswith("postgres-sts-")
-    writer = Writer(env, "w_delete")
+    writer = Writer(env, "w_delete", seconds=600)
     writer.start()
     time.sleep(8)
     started, deleting = time.monotonic(), time.time()
     # Verbatim: the pre-stop hook hands the Lease over.
     sh(env, f"kubectl delete pod {old} -n database", timeout=180)
     deleted_after = time.monotonic() - started
-    acked, failed = writer.outcomes()
     new = lease_holder(env)
     assert new != old and new.startswith("postgres-sts-")
     rejoined(env, old, new)
+    time.sleep(3)
+    writer.stop()
+    acked, failed = writer.outcomes()
     writer.check_none_lost(acked, deleting + deleted_after, "the delete")
     gap = writer.longest_gap(acked, deleting)
     print(f"\nwalkthrough: {old} deleted in {deleted_after:.1f}s, primary "
@@ -364,17 +420,17 @@ def test_killed_primary_containers_fail_over(cluster):
     pod = pods(env)[old]
     ids = {c["name"]: c["containerID"].split("://", 1)[1]
            for c in pod["status"]["containerStatuses"]}
-    writer = Writer(env, "w_kill", seconds=75)
+    writer = Writer(env, "w_kill", seconds=600)
     writer.start()
     time.sleep(8)
     killed = time.time()
-    for name in ("agent", "postgres"):
-        subprocess.run(["ctr", "--address", env["PGLEASE_K8S_CONTAINERD"],
-                        "--namespace", "k8s.io", "tasks", "kill", "--signal",
-                        "SIGKILL", ids[name]], capture_output=True, text=True,
-                       timeout=60, check=True)
-    acked, failed = writer.outcomes()
+    kill_containers(env, old, ids)
+    wait_restarted(env, old)
     new = lease_holder(env)
+    rejoined(env, None if new == old else old, new)
+    time.sleep(3)
+    writer.stop()
+    acked, failed = writer.outcomes()
     times = sorted(t for _, t in acked)
     assert times[-1] > killed, "no write acknowledged after the kill"
     # The outage: the longest time without an acknowledged write from the
@@ -383,10 +439,6 @@ def test_killed_primary_containers_fail_over(cluster):
     # lease_duration 10 s + primary_start_timeout 10 s (the chart's) and
     # the kubelet's restart and Pgpool-II's health check on two busy cores.
     assert outage < 45, f"no acknowledged write for {outage:.1f}s"
-    if new == old:
-        rejoined(env, None, new)
-    else:
-        rejoined(env, old, new)
     restarts = {c["name"]: c["restartCount"] for c in
                 pods(env)[old]["status"]["containerStatuses"]}
     assert restarts["agent"] >= 1 and restarts["postgres"] >= 1, restarts
