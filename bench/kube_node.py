@@ -47,10 +47,12 @@ import realkube  # noqa: E402  pylint: disable=wrong-import-position
 SETTINGS = "1 node, reference values (lease 10 s, asynchronous), 2 cores"
 
 
-def k8s(state, *args, check=True):
+def k8s(state, *args, check=True, quiet=False):
     return subprocess.run([os.path.join(SOURCE_DIR, "scripts", "k8s")]
                           + list(args), cwd=SOURCE_DIR, check=check,
                           env=dict(os.environ, PGLEASE_K8S_STATE=state),
+                          stdout=subprocess.DEVNULL if quiet else None,
+                          stderr=subprocess.DEVNULL if quiet else None,
                           timeout=3600)
 
 
@@ -157,7 +159,8 @@ def main():
 
     own_state = None
     state = os.environ.get("PGLEASE_K8S_STATE")
-    if not state or k8s(state, "status", check=False).returncode != 0:
+    if not state or k8s(state, "status", check=False,
+                         quiet=True).returncode != 0:
         own_state = state = tempfile.mkdtemp(prefix="pglease-bench-k8s-")
         os.environ["PGLEASE_K8S_STATE"] = state
         k8s(state, "up", "--nodes")

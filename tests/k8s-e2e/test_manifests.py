@@ -176,7 +176,7 @@ def test_network_cut_fences_before_another_takes_the_lease(plain):
         deadline = time.monotonic() + 120
         while True:
             try:
-                psql(env, "INSERT INTO w_cut VALUES (-1)")
+                psql(env, "INSERT INTO w_cut VALUES (-1)", timeout=25)
                 break
             except AssertionError:
                 assert time.monotonic() < deadline, \

@@ -68,8 +68,12 @@ def sh(env, script, timeout=300, check=True):
 
 
 def psql(env, sql, host="pgpool-svc", db="postgres", timeout=60):
-    """psql in pg-client (its ~/.pgpass has the password); rows as lists."""
-    out = kubectl(env, "exec", "pg-client", "-n", NS, "--", "psql", "-h", host,
+    """psql in pg-client (its ~/.pgpass has the password); rows as lists.
+    psql itself is bounded by `timeout` 10 s short of kubectl's (a session
+    through Pgpool-II can hang on a backend that drops packets), so that a
+    slow answer is an AssertionError like a refused one."""
+    out = kubectl(env, "exec", "pg-client", "-n", NS, "--", "timeout",
+                  str(max(timeout - 10, 5)), "psql", "-h", host,
                   "-p", "5432", "-U", "postgres", "-d", db, "-qAtX",
                   "-F", "|", "-c", sql, timeout=timeout)
     return [line.split("|") for line in out.stdout.splitlines() if line]
@@ -127,19 +131,26 @@ def k8s_script(env):
 
 
 def wait_ready_and_answering(env):
-    """Every pod Ready, then three answers in a row through pgpool-svc:
-    Pgpool-II's pod is Ready before each backend takes connections, and a
-    session fails while one does not; a user would wait the same way."""
+    """Every pod Ready, then `SHOW pool_nodes` through pgpool-svc with
+    every backend up, three times in a row. Pgpool-II's pod is Ready before
+    each backend takes connections, and it attaches each standby once that
+    streams (auto_failback), restarting its child processes, which closes
+    every open session ("server closed the connection unexpectedly": the
+    first CI run's failure, and again on 2026-12-07 right after three
+    SELECT 1 had answered). A user checks SHOW pool_nodes the same way
+    (deploy/reference/README.md)."""
     wait_all_ready(env)
-    deadline, good = time.monotonic() + 180, 0
+    deadline, good, nodes = time.monotonic() + 180, 0, None
     while good < 3:
         try:
-            psql(env, "SELECT 1")
-            good += 1
-        except AssertionError:
-            good = 0
-            if time.monotonic() > deadline:
-                raise
+            nodes = psql(env, "SHOW pool_nodes", timeout=30)
+            up = len(nodes) == 3 and all(row[3] == "up" for row in nodes)
+        except AssertionError as error:
+            up, nodes = False, str(error)
+        good = good + 1 if up else 0
+        if not up:
+            assert time.monotonic() < deadline, \
+                f"Pgpool-II has not every backend up after 180 s: {nodes}"
             time.sleep(2)
 
 
@@ -378,15 +389,22 @@ def rejoined(env, old, new):
     deadline = time.monotonic() + 60
     want = sorted(n for n in current if n.startswith("postgres-sts-")
                   and n != new)
+    new_ip = current[new]["status"]["podIP"]
     while True:
+        # On the primary itself: through pgpool-svc the read may be
+        # balanced to a standby, whose pg_stat_replication is empty.
         streaming = psql(env, "SELECT application_name FROM "
                          "pg_stat_replication WHERE state = 'streaming' "
-                         "ORDER BY 1")
+                         "ORDER BY 1", host=new_ip)
         if sorted(n for n, in streaming) == want or \
                 time.monotonic() > deadline:
             break
         time.sleep(1)
-    assert sorted(n for n, in streaming) == want
+    assert sorted(n for n, in streaming) == want, \
+        f"streaming to {new}: {streaming}, not {want}\n" + sh(
+            env, f"kubectl exec {new} -c agent -n {NS} -- "
+            "/pglease/bin/agentctl cluster show; "
+            f"kubectl get pods -n {NS} -o wide", check=False).stdout
 
 
 def test_deleting_the_primary_pod_hands_over_without_losing_rows(cluster):
