@@ -72,9 +72,14 @@ def test_the_role_grants_the_agents_calls_and_nothing_more(kube):
                                 "namespace": ns},
              "reason": "Test", "message": "rbac", "type": "Normal"}
     assert call("POST", f"/api/v1/namespaces/{ns}/events", event)[0] == 201
+    # The leader's rolling update: the StatefulSet read by name (none
+    # here: 404, not 403), and its pods deleted (below, last).
+    statefulsets = f"/apis/apps/v1/namespaces/{ns}/statefulsets"
+    assert call("GET", f"{statefulsets}/{CLUSTER}")[0] == 404
 
     # What the Role does not grant: another Lease, deleting the Lease,
-    # Secrets, other namespaces, pods/status, cluster-wide objects.
+    # Secrets, other namespaces, pods/status, cluster-wide objects,
+    # another StatefulSet, any write to one, another pod's deletion.
     refused = [
         ("GET", f"{leases}/other-leader", None),
         ("GET", leases, None),
@@ -84,15 +89,28 @@ def test_the_role_grants_the_agents_calls_and_nothing_more(kube):
         ("PUT", f"{leases}/other-leader", lease_body(ns, "other-leader")),
         ("GET", f"/api/v1/namespaces/{ns}/secrets", None),
         ("GET", "/api/v1/namespaces/default/pods", None),
-        ("DELETE", f"{pods}/{CLUSTER}-0", None),
+        ("DELETE", f"{pods}/other-0", None),
         ("PATCH", f"{pods}/{CLUSTER}-0/status", {"status": {}}),
         ("GET", "/api/v1/nodes", None),
+        ("GET", f"{statefulsets}/other", None),
+        ("GET", statefulsets, None),
+        ("PATCH", f"{statefulsets}/{CLUSTER}", {"spec": {"replicas": 1}}),
+        ("DELETE", f"{statefulsets}/{CLUSTER}", None),
     ]
     for method, path, body in refused:
         status, answer = call(method, path, body, realkube.MERGE_PATCH
                               if method == "PATCH" else "application/json")
         assert status == 403, (method, path, status, answer)
         assert answer["reason"] == "Forbidden", answer
+
+    # Last: its own StatefulSet's pod deleted, only while it is the object
+    # read (preconditions.uid), as the rolling update deletes.
+    uid = call("GET", f"{pods}?labelSelector={clusterlib.CLUSTER_LABEL}"
+               f"%3D{CLUSTER}")[1]["items"][0]["metadata"]["uid"]
+    status, answer = call("DELETE", f"{pods}/{CLUSTER}-0",
+                          {"kind": "DeleteOptions", "apiVersion": "v1",
+                           "preconditions": {"uid": uid}})
+    assert status == 200, answer
 
 
 def test_a_token_whose_bound_object_is_gone_is_refused(kube):
