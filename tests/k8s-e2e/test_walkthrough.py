@@ -378,7 +378,7 @@ def wait_restarted(env, pod, names=("agent", "postgres"), timeout=300):
         time.sleep(1)
 
 
-def rejoined(env, old, new=None):
+def rejoined(env, old=None, new=None):
     """Every pod Ready, `old` (if any) a standby, and every other pod
     streaming from the primary: `new`, or with new=None whichever pod
     holds the Lease at each look (after a kill the Lease may still move
