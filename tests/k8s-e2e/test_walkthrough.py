@@ -140,7 +140,14 @@ def wait_ready_and_answering(env):
     SELECT 1 had answered). A user checks SHOW pool_nodes the same way
     (deploy/reference/README.md)."""
     wait_all_ready(env)
-    deadline, good, nodes = time.monotonic() + 180, 0, None
+    wait_pool_nodes_up(env)
+
+
+def wait_pool_nodes_up(env, timeout=180):
+    """`SHOW pool_nodes` through pgpool-svc with every backend up, three
+    times in a row (see wait_ready_and_answering): after any pod restart
+    too, as the attach of the returning standby closes open sessions."""
+    deadline, good, nodes = time.monotonic() + timeout, 0, None
     while good < 3:
         try:
             nodes = psql(env, "SHOW pool_nodes", timeout=30)
@@ -150,7 +157,8 @@ def wait_ready_and_answering(env):
         good = good + 1 if up else 0
         if not up:
             assert time.monotonic() < deadline, \
-                f"Pgpool-II has not every backend up after 180 s: {nodes}"
+                f"Pgpool-II has not every backend up after {timeout} s: " \
+                f"{nodes}"
             time.sleep(2)
 
 
@@ -404,6 +412,7 @@ def rejoined(env, old=None, new=None):
         except (AssertionError, KeyError):
             pass
         if sorted(n for n, in streaming) == want and standby:
+            wait_pool_nodes_up(env)
             return primary
         assert time.monotonic() < deadline, \
             f"streaming to {primary}: {streaming}, not {want}; {old} a " \
