@@ -440,7 +440,7 @@ static int kube_member_list(void *userdata, usec_t deadline, struct dcs_member_l
         _cleanup_free_ char *selector = NULL;
         int r;
 
-        selector = strdup_printf("%s=%s", DCS_LABEL_CLUSTER, d->cluster);
+        selector = dcs_cluster_selector(d->cluster);
         if (!selector)
                 return -ENOMEM;
         r = kube_pod_list(d->kube, d->namespace, selector, deadline, &list, reterr_msg);

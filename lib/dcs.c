@@ -146,6 +146,10 @@ struct dcs_member_list *dcs_member_list_free(struct dcs_member_list *l) {
         return NULL;
 }
 
+char *dcs_cluster_selector(const char *cluster) {
+        return strdup_printf("%s=%s", DCS_LABEL_CLUSTER, cluster);
+}
+
 char *dcs_lsn_format(uint64_t lsn) {
         return strdup_printf("%" PRIX32 "/%" PRIX32, (uint32_t) (lsn >> 32), (uint32_t) lsn);
 }

@@ -100,6 +100,10 @@ int dcs_member_to_json(const struct dcs_member *m, char **ret);
 int dcs_member_from_json(const char *name, const char *json, struct dcs_member *ret);
 
 /* LSNs in PostgreSQL's text form ("0/3000060"), as the records carry them. */
+/* The label selector of cluster's member Pods ("pglease.io/cluster=NAME"),
+ * for the member list, the Pod watch and the rolling update; NULL on ENOMEM. */
+char *dcs_cluster_selector(const char *cluster);
+
 char *dcs_lsn_format(uint64_t lsn);
 int dcs_lsn_parse(const char *s, uint64_t *ret);
 

@@ -525,15 +525,22 @@ int kube_lease_replace(struct kube *k, const char *ns, const cJSON *lease, usec_
         return kube_request(k, "PUT", path, "application/json", lease, deadline, ret, reterr_msg);
 }
 
-int kube_pod_get(struct kube *k, const char *ns, const char *name, usec_t deadline,
-                 cJSON **ret, char **reterr_msg) {
+/* method on the object name of resource in ns under api. */
+static int object_request(struct kube *k, const char *method, const char *api, const char *ns, const char *resource,
+                          const char *name, const char *content_type, const cJSON *body, usec_t deadline,
+                          cJSON **ret, char **reterr_msg) {
         _cleanup_free_ char *path = NULL;
         int r;
 
-        r = object_path(CORE_API, ns, "pods", name, &path, reterr_msg);
+        r = object_path(api, ns, resource, name, &path, reterr_msg);
         if (r < 0)
                 return r;
-        return kube_request(k, "GET", path, NULL, NULL, deadline, ret, reterr_msg);
+        return kube_request(k, method, path, content_type, body, deadline, ret, reterr_msg);
+}
+
+int kube_pod_get(struct kube *k, const char *ns, const char *name, usec_t deadline,
+                 cJSON **ret, char **reterr_msg) {
+        return object_request(k, "GET", CORE_API, ns, "pods", name, NULL, NULL, deadline, ret, reterr_msg);
 }
 
 int kube_pod_list(struct kube *k, const char *ns, const char *label_selector, usec_t deadline,
@@ -549,46 +556,31 @@ int kube_pod_list(struct kube *k, const char *ns, const char *label_selector, us
 
 int kube_pod_merge_patch(struct kube *k, const char *ns, const char *name, const cJSON *patch,
                          usec_t deadline, cJSON **ret, char **reterr_msg) {
-        _cleanup_free_ char *path = NULL;
-        int r;
-
-        r = object_path(CORE_API, ns, "pods", name, &path, reterr_msg);
-        if (r < 0)
-                return r;
-        return kube_request(k, "PATCH", path, "application/merge-patch+json", patch, deadline, ret, reterr_msg);
+        return object_request(k, "PATCH", CORE_API, ns, "pods", name, "application/merge-patch+json", patch, deadline,
+                              ret, reterr_msg);
 }
 
 int kube_pod_delete(struct kube *k, const char *ns, const char *name, const char *uid, usec_t deadline,
                     char **reterr_msg) {
         _cleanup_(cjson_deletep) cJSON *options = NULL;
-        _cleanup_free_ char *path = NULL;
         cJSON *pre;
-        int r;
 
         if (isempty(uid)) {
                 (void) set_error_msg(reterr_msg, "refusing to delete pod %s without its uid", strempty(name));
                 return -EINVAL;
         }
-        r = object_path(CORE_API, ns, "pods", name, &path, reterr_msg);
-        if (r < 0)
-                return r;
         options = cJSON_CreateObject();
         if (!options || !cJSON_AddStringToObject(options, "apiVersion", "v1") ||
             !cJSON_AddStringToObject(options, "kind", "DeleteOptions") ||
             !(pre = cJSON_AddObjectToObject(options, "preconditions")) || !cJSON_AddStringToObject(pre, "uid", uid))
                 return -ENOMEM;
-        return kube_request(k, "DELETE", path, "application/json", options, deadline, NULL, reterr_msg);
+        return object_request(k, "DELETE", CORE_API, ns, "pods", name, "application/json", options, deadline, NULL,
+                              reterr_msg);
 }
 
 int kube_statefulset_get(struct kube *k, const char *ns, const char *name, usec_t deadline,
                          cJSON **ret, char **reterr_msg) {
-        _cleanup_free_ char *path = NULL;
-        int r;
-
-        r = object_path(APPS_API, ns, "statefulsets", name, &path, reterr_msg);
-        if (r < 0)
-                return r;
-        return kube_request(k, "GET", path, NULL, NULL, deadline, ret, reterr_msg);
+        return object_request(k, "GET", APPS_API, ns, "statefulsets", name, NULL, NULL, deadline, ret, reterr_msg);
 }
 
 /* metav1.Time: RFC 3339 with whole seconds. */

@@ -61,7 +61,7 @@ int node_start_watches(struct node *n, bool members, char **reterr_msg) {
                 r = -EOPNOTSUPP;
                 goto fail;
         }
-        selector = strdup_printf("%s=%s", DCS_LABEL_CLUSTER, n->cfg->cluster_name);
+        selector = dcs_cluster_selector(n->cfg->cluster_name);
         if (!selector) {
                 r = -ENOMEM;
                 goto fail;

@@ -247,7 +247,7 @@ int rollout_worker_new(const struct rollout_worker_options *o, struct rollout_wo
         pthread_condattr_destroy(&attr);
         w->statefulset = strdup(o->statefulset);
         w->self = strdup(o->kube->pod_name);
-        w->selector = strdup_printf("%s=%s", DCS_LABEL_CLUSTER, o->kube->cluster);
+        w->selector = dcs_cluster_selector(o->kube->cluster);
         if (!w->statefulset || !w->self || !w->selector)
                 return -ENOMEM;
         r = dcs_kube_new(o->kube, o->clock, &w->dcs, reterr_msg);
