@@ -396,7 +396,8 @@ def agent_calls(source_dir):
     """(verb, apiGroup, resource, named) of every API call the agent makes:
     the kube_* functions lib/dcs-kube.c and lib/rollout-worker.c call on
     their client, each read in lib/kube.c (its object_path() resource and
-    name, its kube_request() method), and the watches lib/node-watch.c
+    name and its kube_request() method, or its object_request() method,
+    resource and name), and the watches lib/node-watch.c
     starts: a list and a watch of each collection path it builds
     (kube_lease_list_path: the Lease by field selector, named as RBAC sees
     it; kube_pod_list_path: the pods by label)."""
@@ -437,6 +438,16 @@ def agent_calls(source_dir):
                          body.group(0))
         listed = re.search(r"(kube_\w+_list_path)\(ns", body.group(0))
         method = re.search(r'kube_request\(k, "([A-Z]+)"', body.group(0))
+        # A request on one named object through object_request(k, METHOD,
+        # API, ns, "resource", name, ...).
+        named_request = re.search(
+            r'object_request\(k, "([A-Z]+)", (\w+), ns, "(\w+)", (\w+),',
+            body.group(0))
+        if named_request:
+            verb = (verbs.get(named_request.group(1)) or "get")
+            calls[func] = (verb, groups[named_request.group(2)],
+                           named_request.group(3), True)
+            continue
         if listed and method and method.group(1) == "GET":
             # A list through a collection path above (kube_pod_list).
             calls[func] = calls.get(f"{listed.group(1)} (list)")
