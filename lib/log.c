@@ -2,12 +2,14 @@
  * journal with fields when started by systemd. lib/ modules do not log; the
  * agent owns one logger and passes it where lines are written. */
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <systemd/sd-journal.h>
 #include <syslog.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "util.h"
@@ -215,11 +217,15 @@ void logger_init(struct logger *l, const char *program, int fd) {
 }
 
 int logger_set_node(struct logger *l, const char *node) {
-        char *n = node ? strdup(node) : NULL;
+        char *n;
 
-        if (node && !n)
+        if (l->node)
+                return node && streq(l->node, node) ? 0 : -EBUSY;
+        if (!node)
+                return 0;
+        n = strdup(node);
+        if (!n)
                 return -ENOMEM;
-        free(l->node);
         l->node = n;
         return 0;
 }
@@ -246,6 +252,7 @@ void log_writev(const struct logger *l, usec_t realtime, enum log_level level, c
                 const char *fmt, va_list ap) {
         _cleanup_free_ char *raw = NULL, *msg = NULL, *line = NULL;
         struct log_record r;
+        size_t len;
 
         if (level < l->min_level)
                 return;
@@ -274,7 +281,19 @@ void log_writev(const struct logger *l, usec_t realtime, enum log_level level, c
         };
         if ((l->format == LOG_FORMAT_JSON ? log_format_json(&r, &line) : log_format_text(&r, &line)) < 0)
                 return;
-        dprintf(l->fd, "%s\n", line);
+        /* One write() per line: the threads sharing the logger must not
+         * interleave parts of their lines (dprintf() may write in pieces). */
+        len = strlen(line);
+        line[len] = '\n';
+        for (size_t done = 0; done <= len;) {
+                ssize_t n = write(l->fd, line + done, len + 1 - done);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        break;
+                done += (size_t) n;
+        }
 }
 
 void log_write(const struct logger *l, usec_t realtime, enum log_level level, const char *event,

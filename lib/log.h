@@ -23,10 +23,14 @@ struct log_record {
         const char *message;
 };
 
+/* One logger is shared by the agent's loop and its threads (renewer,
+ * rollout worker, failsafe client and responder): a reload changes format
+ * and min_level while they log, so both are atomic; node is set once and
+ * then only read (logger_set_node()). */
 struct logger {
         enum log_target target;
-        enum log_format format;
-        enum log_level min_level;
+        _Atomic enum log_format format;
+        _Atomic enum log_level min_level;
         const char *program;
         char *node;
         int fd;                        /* stderr normally; tests use a pipe */
@@ -54,6 +58,10 @@ char *log_redact(const char *s);
 bool log_journal_wanted(void);
 
 void logger_init(struct logger *l, const char *program, int fd);
+/* Sets the node name of every line. Once set it is never freed while the
+ * logger lives (threads read it without a lock): setting the same name
+ * again is a no-op, another name is refused with -EBUSY (node_name cannot
+ * change at run time). */
 int logger_set_node(struct logger *l, const char *node);
 void logger_done(struct logger *l);
 
