@@ -83,27 +83,38 @@ static void publish_from(const struct observation *o, struct election_publish *p
         }
 }
 
-static int do_promote(struct node *n, const struct logger *log, char **reterr_msg) {
+/* Signals the promotion and waits for it a second at most, so that the
+ * loop (control socket, HTTP API, probes) never waits on a long end of
+ * recovery: 1 when promoted, 0 when it is under way (decide() waits for
+ * it, act counts from promote_since), < 0 when pg_promote() failed. */
+/* The promote call: a wait of 1 s in pg_promote() and the round trip. */
+#define PROMOTE_CALL_TIMEOUT (3 * USEC_PER_SEC)
+
+static int do_promote(struct node *n, char **reterr_msg) {
         _cleanup_(pgconn_closep) PGconn *c = NULL;
         _cleanup_(pgresult_clearp) PGresult *res = NULL;
         _cleanup_free_ char *ci = NULL;
         int r;
 
-        /* A connection of its own: pg_promote() waits up to 60 s, longer
-         * than the agent's statement_timeout. */
+        /* A connection of its own: the wait is longer than the agent's
+         * statement_timeout may be. A server that ended recovery since the
+         * observation answers true (pg_promote() would raise an error). */
         r = node_local_conninfo(n, &ci);
         if (r < 0)
                 return r;
-        r = pgconn_connect(ci, "pglease-agent", n->cfg->connect_timeout, 65 * USEC_PER_SEC, &c, reterr_msg);
+        r = pgconn_connect(ci, "pglease-agent", n->cfg->connect_timeout, PROMOTE_CALL_TIMEOUT, &c, reterr_msg);
         if (r < 0)
                 return r;
-        r = pgconn_exec(c, "SELECT pg_promote(true, 60)", 0, NULL, &res, reterr_msg);
+        r = pgconn_exec(c, "SELECT CASE WHEN pg_is_in_recovery() THEN pg_promote(true, 1) ELSE true END", 0, NULL, &res,
+                        reterr_msg);
         if (r < 0)
                 return r;
-        if (PQntuples(res) != 1 || !streq(PQgetvalue(res, 0, 0), "t"))
-                return set_error_msg(reterr_msg, "pg_promote() did not finish within 60 s"), -ETIMEDOUT;
+        if (PQntuples(res) != 1)
+                return set_error_msg(reterr_msg, "pg_promote() returned %d rows", PQntuples(res)), -EPROTO;
+        if (!streq(PQgetvalue(res, 0, 0), "t"))
+                return 0;
         node_local_reset(n);
-        return 0;
+        return 1;
 }
 
 static int start_postgres(struct node *n, const struct logger *log) {
@@ -493,12 +504,18 @@ static int act_one(struct node *n, const struct logger *log, struct agent_state 
                            r < 0 ? ": " : "", r < 0 ? strempty(err) : "");
                 break;
         case ACTION_PROMOTE:
-                r = do_promote(n, log, &err);
+                r = do_promote(n, &err);
                 if (r < 0) {
                         event_emit(n, log, LOG_LEVEL_ERROR, "promote", "pg_promote() failed: %s", err ? err : strerror(-r));
                         s->promote_failures++;
+                        s->promote_since = 0;
+                } else if (r == 0) {
+                        if (!s->promote_since)
+                                s->promote_since = MAX(clock_now(n->clock), (usec_t) 1);
+                        event_emit(n, log, LOG_LEVEL_INFO, "promote", "promotion under way: PostgreSQL is finishing its recovery");
                 } else {
                         s->promote_failures = 0;
+                        s->promote_since = 0;
                         *redecide = true;
                 }
                 break;

@@ -12,6 +12,9 @@
 /* pg_promote() failures in a row before a holder hands the lease to a
  * member that may do better (decide_holder_standby). */
 #define PROMOTE_FAILURES_BEFORE_HANDOVER 3u
+/* A promotion signalled and not finished after this counts as failed (it
+ * was pg_promote()'s own wait when the agent waited in it). */
+#define PROMOTE_WAIT_LIMIT (60 * USEC_PER_SEC)
 
 static const char *const state_names[_AGENT_STATE_MAX] = {
         [AGENT_STARTING] = "starting",
@@ -164,8 +167,10 @@ static void set_state(struct agent_state *s, struct action_list *l, enum agent_s
         if (s->kind == k)
                 return;
         /* Failed promotions count within one attempt at leading. */
-        if (k != AGENT_PROMOTING && k != AGENT_CANDIDATE)
+        if (k != AGENT_PROMOTING && k != AGENT_CANDIDATE) {
                 s->promote_failures = 0;
+                s->promote_since = 0;
+        }
         emit(l, LOG_LEVEL_INFO, "state", "%s -> %s", agent_state_to_string(s->kind), agent_state_to_string(k));
         s->kind = k;
         s->since = now;
@@ -596,6 +601,23 @@ static int decide_holder_standby(const struct observation *o, struct agent_state
 
         if (s->kind != AGENT_PROMOTING && s->kind != AGENT_CANDIDATE)
                 set_state(s, l, AGENT_CANDIDATE, now);
+        /* A promotion under way: PostgreSQL finishes replaying what it
+         * has received before it ends recovery, which may take a while.
+         * Wait for it without signalling again and without holding the
+         * loop (act.c waits a second at most), up to PROMOTE_WAIT_LIMIT.
+         * A signalled promotion cannot be taken back: nothing below (a
+         * pause, a peer ahead, a release) may run while it is under way. */
+        if (s->promote_since) {
+                if (now - s->promote_since < PROMOTE_WAIT_LIMIT) {
+                        renew(l, o);
+                        set_state(s, l, AGENT_PROMOTING, now);
+                        return 0;
+                }
+                s->promote_failures++;
+                s->promote_since = 0;
+                emit(l, LOG_LEVEL_ERROR, "promote", "the promotion did not finish within %" PRIu64 "s (%u in a row)",
+                     PROMOTE_WAIT_LIMIT / USEC_PER_SEC, s->promote_failures);
+        }
         if (o->paused && !(o->successor && streq(o->successor, s->opt.name))) {
                 renew(l, o);
                 emit(l, LOG_LEVEL_INFO, "paused", "holding the lease as a standby while the cluster is paused: not promoting");
@@ -1145,6 +1167,20 @@ int decide(const struct observation *o, struct agent_state *s, usec_t now, struc
 
         if (o->supervisor_watched && !o->supervisor_gone)
                 s->supervisor_seen = true;
+
+        /* A promotion under way (pg_promote() signalled, act.c) ends when
+         * recovery ends. A server that stops accepting connections
+         * meanwhile has restarted, as a standby (its startup process died
+         * finishing recovery: a full volume): that promotion failed, as a
+         * pg_promote() that waited would have said. */
+        if (s->promote_since && (!o->pg_accepting || !o->pg_in_recovery)) {
+                if (!o->pg_accepting) {
+                        s->promote_failures++;
+                        emit(ret, LOG_LEVEL_ERROR, "promote", "PostgreSQL stopped accepting connections during its promotion: the promotion failed (%u in a row)",
+                             s->promote_failures);
+                }
+                s->promote_since = 0;
+        }
 
         /* A planned hand-over is waited for by writers: while one is under
          * way (requested, or released to a successor), look more often so

@@ -58,6 +58,7 @@ struct agent_state {
         bool supervisor_seen;         /* the run-postgres supervisor was alive at some tick of this agent's life */
         bool rejoin_failed;           /* the last rejoin failed and rejoin_fallback = none */
         unsigned promote_failures;    /* pg_promote() calls that failed in a row in this term (act.c) */
+        usec_t promote_since;         /* pg_promote() signalled at this time and the end of recovery not seen yet; 0 if none (act.c) */
         bool fast_tick;               /* a hand-over is under way: tick at a tenth of retry_period */
         usec_t follow_since;          /* a standby not yet streaming from the leader since this time; 0 when it is */
         char *follow_leader;          /* the leader follow_since counts for ("host:port/timeline") */

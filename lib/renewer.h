@@ -12,9 +12,10 @@
 #include "election.h"
 #include "log.h"
 
-/* The agent's loop may be busy for a long time as a leader (pg_promote()
- * waits up to 65 s); past this without a word from it the renewer stops
- * renewing, so that a wedged agent loses its lease as it always did. */
+/* The agent's loop may be busy for a while as a leader (a checkpoint, a
+ * query at its statement_timeout); past this without a word from it the
+ * renewer stops renewing, so that a wedged agent loses its lease as it
+ * always did. */
 #define RENEWER_LOOP_SILENCE_LIMIT (120 * USEC_PER_SEC)
 
 struct renewer_options {

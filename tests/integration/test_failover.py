@@ -24,7 +24,9 @@ server ten times a second whether it accepts writes. After each one:
 The measured times are printed at the end of the module (pytest -s or not).
 bench/failover.py measures them over several runs."""
 
+import json
 import os
+import signal
 import time
 
 import psycopg2
@@ -316,6 +318,84 @@ def test_primary_pod_killed(shared):
     run.wait_writable(exclude=[old])
     # Followers wait a full lease duration of unchanged record.
     assert run.t_writable >= LEASE - RETRY - 0.5
+    old.start_pod(init=True)
+    result = run.finish()
+    assert result["failover"]
+
+
+def startup_pid(node):
+    """The pid of the standby's startup process (the one that replays WAL
+    and ends recovery on promotion), a child of its postmaster."""
+    postmaster = node.postmaster_pid()
+    assert postmaster, f"{node.name}: no postmaster"
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii") as handle:
+                ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                title = handle.read()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == postmaster and b"startup" in title:
+            return int(entry)
+    raise AssertionError(f"{node.name}: no startup process under {postmaster}")
+
+
+def test_slow_promotion_leaves_the_agent_answering(shared):
+    """The new holder's PostgreSQL is slow to end its recovery (its startup
+    process stopped, as a long replay backlog would make it): its agent
+    signals the promotion and waits for it between ticks, not in its loop,
+    so it answers agentctl and keeps renewing the Lease meanwhile (a loop
+    waiting in pg_promote() for up to 60 s left the control socket and the
+    HTTP probes unanswered); the promotion ends when recovery does."""
+    run = Scenario(shared, "slow_promotion")
+    old = run.old
+    others = [n for n in shared.nodes if n is not old]
+    stopped = [startup_pid(n) for n in others]
+    for pid in stopped:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        run.failed()
+        old.kill_pod()
+
+        def promoting():
+            holder = shared.node(shared.lease_holder() or old.name)
+            if holder is old or holder.agent_state() not in (
+                    "candidate", "promoting"):
+                return None
+            return holder
+        holder = _wait(promoting, FAILOVER_TIMEOUT,
+                       "slow_promotion: a new holder with its promotion "
+                       "under way", describe=run._describe)
+        renewed = shared.lease()["resourceVersion"]
+        # Past several retry periods, the agent answers every time, says
+        # it is promoting, and its PostgreSQL is still in recovery.
+        deadline = time.monotonic() + 3 * RETRY + 1
+        answers = 0
+        while time.monotonic() < deadline:
+            result = holder.agentctl("node", "status", "--json",
+                                     "--timeout", "5", timeout=15)
+            assert result.returncode == 0, (result.stdout, result.stderr)
+            status = json.loads(result.stdout)
+            assert status["node"]["state"] in ("candidate", "promoting"), \
+                status
+            answers += 1
+        assert answers >= 3
+        assert status["node"]["state"] == "promoting", status
+        assert holder.is_standby()
+        assert any("promotion under way" in e.get("msg", "")
+                   for e in holder.agent_log())
+        # The renewer kept the Lease meanwhile.
+        _wait(lambda: shared.lease()["resourceVersion"] != renewed,
+              2 * RETRY + 5,
+              "slow_promotion: the Lease renewed while promoting")
+        assert shared.lease_holder() == holder.name
+    finally:
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+    assert run.wait_writable(exclude=[old]) is holder
     old.start_pod(init=True)
     result = run.finish()
     assert result["failover"]

@@ -284,6 +284,68 @@ static void test_holder_whose_promotions_fail_hands_the_lease_over(void **state)
         agent_state_done(&s);
 }
 
+/* pg_promote() returned before the end of recovery (act.c waits a second
+ * at most): the holder waits for it without signalling again, and nothing
+ * takes the signalled promotion back (no release to a peer now ahead, no
+ * pause). Past 60 s it counts as failed and is signalled again; a server
+ * that stopped accepting connections meanwhile restarted as a standby:
+ * failed at once; one that ended recovery is promoted (no failure). */
+static void test_promotion_under_way_is_waited_for(void **state) {
+        struct agent_state s;
+        struct observation o;
+        struct action_list l = {};
+
+        state_for(&s, "pg-1");
+        failover_view(&o, 0x3000100, 0x3000000);
+        o.lease_held_by_us = true;
+        o.lease_leader = true;
+        decide(&o, &s, T0, &l);
+        assert_true(action_list_has(&l, ACTION_PROMOTE));
+        action_list_done(&l);
+        s.promote_since = T0;          /* act.c: under way */
+
+        /* A peer now ahead, and the cluster paused: still waiting. */
+        o.peers[1].receive_lsn = 0x4000000;
+        o.paused = true;
+        decide(&o, &s, T0 + 30 * SEC, &l);
+        assert_false(action_list_has(&l, ACTION_PROMOTE));
+        assert_false(action_list_has(&l, ACTION_RELEASE));
+        assert_true(action_list_has(&l, ACTION_RENEW));
+        assert_int_equal(s.kind, AGENT_PROMOTING);
+        assert_int_equal(s.promote_failures, 0);
+        action_list_done(&l);
+        o.peers[1].receive_lsn = 0x3000000;
+        o.paused = false;
+
+        /* Not finished after 60 s: a failure, and a new signal. */
+        decide(&o, &s, T0 + 61 * SEC, &l);
+        assert_int_equal(s.promote_failures, 1);
+        assert_int_equal(s.promote_since, 0);
+        assert_true(action_list_has(&l, ACTION_PROMOTE));
+        action_list_done(&l);
+
+        /* Restarted during the promotion (not accepting): a failure. */
+        s.promote_since = T0 + 61 * SEC;
+        o.pg_accepting = false;
+        decide(&o, &s, T0 + 62 * SEC, &l);
+        assert_int_equal(s.promote_failures, 2);
+        assert_int_equal(s.promote_since, 0);
+        action_list_done(&l);
+
+        /* Promoted: no failure, nothing under way. */
+        o.pg_accepting = true;
+        s.promote_since = T0 + 63 * SEC;
+        o.pg_in_recovery = false;
+        o.pg_standby_marker = false;
+        o.pg_timeline = 2;
+        decide(&o, &s, T0 + 64 * SEC, &l);
+        assert_int_equal(s.promote_since, 0);
+        assert_false(action_list_has(&l, ACTION_PROMOTE));
+        action_list_done(&l);
+        observation_done(&o);
+        agent_state_done(&s);
+}
+
 static void test_promoted_primary_records_history_and_renews(void **state) {
         struct agent_state s;
         struct observation o;
@@ -1782,6 +1844,7 @@ int main(void) {
                 cmocka_unit_test(test_lagging_candidate_never_promotes),
                 cmocka_unit_test(test_holder_promotes_only_after_comparing_with_peers),
                 cmocka_unit_test(test_holder_whose_promotions_fail_hands_the_lease_over),
+                cmocka_unit_test(test_promotion_under_way_is_waited_for),
                 cmocka_unit_test(test_promoted_primary_records_history_and_renews),
                 cmocka_unit_test(test_lost_renewal_fences_at_once),
                 cmocka_unit_test(test_primary_without_lease_is_fenced),
