@@ -33,7 +33,11 @@ while :; do
 	# One line per node, in node id order: host port status weight
 	# status_name backend_status role backend_role ...
 	nodes=$(pcp_node_info -h "$run_dir" -p "$port" -U "$user" -w -a 2>/dev/null) || continue
+	# believed starts at -1: an unset awk variable compares equal to
+	# node 0, and a Pgpool-II that believes no node the primary was never
+	# told that node 0 is.
 	target=$(printf '%s\n' "$nodes" | awk '
+		BEGIN { believed = -1 }
 		$5 != "down" && $8 == "primary" { actual = NR - 1; n++ }
 		$7 == "primary" { believed = NR - 1 }
 		END { if (n == 1 && actual != believed) print actual }')
