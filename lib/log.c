@@ -285,15 +285,7 @@ void log_writev(const struct logger *l, usec_t realtime, enum log_level level, c
          * interleave parts of their lines (dprintf() may write in pieces). */
         len = strlen(line);
         line[len] = '\n';
-        for (size_t done = 0; done <= len;) {
-                ssize_t n = write(l->fd, line + done, len + 1 - done);
-
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0)
-                        break;
-                done += (size_t) n;
-        }
+        (void) write_all(l->fd, line, len + 1);
 }
 
 void log_write(const struct logger *l, usec_t realtime, enum log_level level, const char *event,

@@ -262,10 +262,26 @@ int read_one_line_file(const char *path, char **ret) {
         return 0;
 }
 
+int write_all(int fd, const void *buf, size_t len) {
+        for (size_t done = 0; done < len;) {
+                ssize_t n = write(fd, (const char *) buf + done, len - done);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        return -EIO;
+                done += (size_t) n;
+        }
+        return 0;
+}
+
 int write_file_atomic(const char *path, const char *content, mode_t mode) {
         _cleanup_free_ char *tmp = NULL;
         _cleanup_close_ int fd = -EBADF;
-        size_t len = strlen(content), done = 0;
+        size_t len = strlen(content);
+        int r;
 
         tmp = strdup_printf("%s.tmp.%d", path, (int) getpid());
         if (!tmp)
@@ -273,24 +289,13 @@ int write_file_atomic(const char *path, const char *content, mode_t mode) {
         fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
         if (fd < 0)
                 return -errno;
-        while (done < len) {
-                ssize_t n = write(fd, content + done, len - done);
-                if (n < 0) {
-                        int r = -errno;
-                        if (r == -EINTR)
-                                continue;
-                        (void) unlink(tmp);
-                        return r;
-                }
-                done += (size_t) n;
-        }
-        if (fsync(fd) < 0 || fchmod(fd, mode) < 0) {
-                int r = -errno;
+        r = write_all(fd, content, len);
+        if (r < 0) {
                 (void) unlink(tmp);
                 return r;
         }
-        if (rename(tmp, path) < 0) {
-                int r = -errno;
+        if (fsync(fd) < 0 || fchmod(fd, mode) < 0 || rename(tmp, path) < 0) {
+                r = -errno;
                 (void) unlink(tmp);
                 return r;
         }

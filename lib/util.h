@@ -34,6 +34,9 @@ int read_full_file(const char *path, char **ret, size_t *ret_size);
 
 /* Writes a file through a temporary file + fsync + rename, so that a reader
  * sees either the old or the new content, never half of it. */
+/* Writes all of buf, again after EINTR and short writes: 0, or -errno
+ * (-EIO when write() wrote nothing). */
+int write_all(int fd, const void *buf, size_t len);
 int write_file_atomic(const char *path, const char *content, mode_t mode);
 
 /* Splits "a,b ,c" into a NULL-terminated vector of trimmed, non-empty items. */

@@ -75,6 +75,13 @@ static void failover_view(struct observation *o, uint64_t our_lsn, uint64_t peer
         o->peers[1].receive_lsn = peer_lsn;
 }
 
+/* The failover view once we took the lease: we lead it, still a standby. */
+static void holder_failover_view(struct observation *o) {
+        failover_view(o, 0x3000100, 0x3000000);
+        o->lease_held_by_us = true;
+        o->lease_leader = true;
+}
+
 static void primary_view(struct observation *o) {
         standby_view(o, "pg-1");
         o->pg_in_recovery = false;
@@ -220,9 +227,7 @@ static void test_holder_promotes_only_after_comparing_with_peers(void **state) {
         struct action_list l = {};
 
         state_for(&s, "pg-1");
-        failover_view(&o, 0x3000100, 0x3000000);
-        o.lease_held_by_us = true;
-        o.lease_leader = true;
+        holder_failover_view(&o);
         decide(&o, &s, T0, &l);
         assert_true(action_list_has(&l, ACTION_PROMOTE));
         assert_true(action_list_has(&l, ACTION_RENEW));
@@ -253,9 +258,7 @@ static void test_holder_whose_promotions_fail_hands_the_lease_over(void **state)
         const struct action *a;
 
         state_for(&s, "pg-1");
-        failover_view(&o, 0x3000100, 0x3000000);
-        o.lease_held_by_us = true;
-        o.lease_leader = true;
+        holder_failover_view(&o);
         for (unsigned i = 0; i < 3; i++) {
                 decide(&o, &s, T0 + i * SEC, &l);
                 assert_true(action_list_has(&l, ACTION_PROMOTE));
@@ -296,9 +299,7 @@ static void test_promotion_under_way_is_waited_for(void **state) {
         struct action_list l = {};
 
         state_for(&s, "pg-1");
-        failover_view(&o, 0x3000100, 0x3000000);
-        o.lease_held_by_us = true;
-        o.lease_leader = true;
+        holder_failover_view(&o);
         decide(&o, &s, T0, &l);
         assert_true(action_list_has(&l, ACTION_PROMOTE));
         action_list_done(&l);
@@ -629,9 +630,7 @@ static void test_switchover_successor_waits_for_the_final_lsn(void **state) {
         struct action_list l = {};
 
         state_for(&s, "pg-1");
-        failover_view(&o, 0x3000100, 0x3000000);
-        o.lease_held_by_us = true;
-        o.lease_leader = true;
+        holder_failover_view(&o);
         o.successor = strdup("pg-1");
         o.successor_lsn = 0x3000200;
         o.pg_replay_lsn = 0x3000100;
